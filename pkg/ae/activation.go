@@ -56,7 +56,7 @@ func (a Activation) deriv(y float64) float64 {
 	return 1
 }
 
-// deriv2 returns f''(a) given y = f(a). ReLU's second derivative is zero
+// deriv2 returns f”(a) given y = f(a). ReLU's second derivative is zero
 // wherever it exists.
 func (a Activation) deriv2(y float64) float64 {
 	switch a {

@@ -104,8 +104,28 @@ func rowSums(dst, m []float64, rows, n int) {
 }
 
 // transpose writes the transpose of src (rows x cols) into dst (cols x rows).
+// It works in blocks of 8 source rows so that each store fills a cache
+// line, which matters for loading batches: rows = records, cols = features.
 func transpose(dst, src []float64, rows, cols int) {
-	for r := 0; r < rows; r++ {
+	_ = src[rows*cols-1]
+	_ = dst[rows*cols-1]
+	r := 0
+	for ; r+8 <= rows; r += 8 {
+		s0 := src[r*cols : (r+1)*cols]
+		s1 := src[(r+1)*cols : (r+2)*cols]
+		s2 := src[(r+2)*cols : (r+3)*cols]
+		s3 := src[(r+3)*cols : (r+4)*cols]
+		s4 := src[(r+4)*cols : (r+5)*cols]
+		s5 := src[(r+5)*cols : (r+6)*cols]
+		s6 := src[(r+6)*cols : (r+7)*cols]
+		s7 := src[(r+7)*cols : (r+8)*cols]
+		for c := range s0 {
+			d := dst[c*rows+r : c*rows+r+8]
+			d[0], d[1], d[2], d[3] = s0[c], s1[c], s2[c], s3[c]
+			d[4], d[5], d[6], d[7] = s4[c], s5[c], s6[c], s7[c]
+		}
+	}
+	for ; r < rows; r++ {
 		row := src[r*cols : r*cols+cols]
 		for c, v := range row {
 			dst[c*rows+r] = v
