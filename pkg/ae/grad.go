@@ -306,13 +306,15 @@ func (m *Model) Gradient(grad, x []float64, rng *rand.Rand) float64 {
 			rt := (1-mom)*s*inv + mom*m.runAt(j)
 			ws.rhoHat[j] = rt
 			pen += rho*math.Log(rho/rt) + (1-rho)*math.Log((1-rho)/(1-rt))
-			g := beta * (1 - mom) * inv * (-rho/rt + (1-rho)/(1-rt))
+			// The penalty is weighted beta/(1-mom) so that its gradient
+			// keeps the weight beta whatever the momentum.
+			g := beta * inv * (-rho/rt + (1-rho)/(1-rt))
 			d := dz[j*n : j*n+n]
 			for c := range d {
 				d[c] += g
 			}
 		}
-		loss += beta * pen
+		loss += beta / (1 - mom) * pen
 	case Variational:
 		b := m.klWeight()
 		mu, lv, eps := code, ws.lv[:k*n], ws.eps[:k*n]
@@ -328,9 +330,11 @@ func (m *Model) Gradient(grad, x []float64, rng *rand.Rand) float64 {
 		loss += b * inv * kl
 		// Log-variance head: gradient into its parameters and its input.
 		h := m.lv.in
-		src := ws.xT[:h*n]
+		var src []float64
 		if len(m.enc) > 1 {
 			src = ws.enc[len(m.enc)-2][:h*n]
+		} else {
+			src = ws.xT[:h*n]
 		}
 		gradW(grad[m.lv.wOff:m.lv.wOff+k*h], dlv, src, k, h, n)
 		rowSums(grad[m.lv.bOff:m.lv.bOff+k], dlv, k, n)

@@ -136,7 +136,7 @@ type Spec struct {
 	L1 float64 // SparseL1: weight of the mean L1 norm of the code (default 1e-3)
 
 	SparseRho      float64 // SparseKL: target mean activation rho (default 0.05)
-	SparseBeta     float64 // SparseKL: weight of the KL penalty (default 0.1)
+	SparseBeta     float64 // SparseKL: weight of the KL penalty (default 3)
 	SparseMomentum float64 // SparseKL: weight of the running estimate in rho_hat, in [0,1) (default 0.9)
 
 	Contractive float64 // Contractive: weight of the squared Frobenius norm of the encoder Jacobian (default 0.1)
@@ -171,7 +171,7 @@ func (s Spec) Normalize() Spec {
 			s.SparseRho = 0.05
 		}
 		if s.SparseBeta == 0 {
-			s.SparseBeta = 0.1
+			s.SparseBeta = 3
 		}
 		if s.SparseMomentum == 0 {
 			s.SparseMomentum = 0.9
