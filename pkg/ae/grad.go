@@ -225,11 +225,7 @@ func (m *Model) Gradient(grad, x []float64, rng *rand.Rand) float64 {
 	var loss float64
 	switch m.spec.Loss {
 	case SquaredError:
-		for i, v := range xhat {
-			d := v - x0[i]
-			loss += d * d
-			delta[i] = 2 * inv * d
-		}
+		loss = sqErrGrad(delta, xhat, x0, 2*inv)
 		m.dec[len(m.dec)-1].act.mulDeriv(delta, xhat)
 	case CrossEntropy:
 		lg := ws.logits[:p*n]

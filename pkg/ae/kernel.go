@@ -1,5 +1,7 @@
 package ae
 
+import "math"
+
 // The kernels below work on feature-major batches: a batch of n records of
 // width w is a w x n row-major matrix, one row per feature, so that every
 // inner loop runs along the batch, which is long and contiguous. Weights are
@@ -93,7 +95,7 @@ func gradWGeneric(gw, delta, src []float64, out, in, n int) {
 }
 
 // rowSums adds the sum of each row of m (rows x n) to dst.
-func rowSums(dst, m []float64, rows, n int) {
+func rowSumsGeneric(dst, m []float64, rows, n int) {
 	for r := 0; r < rows; r++ {
 		var s float64
 		for _, v := range m[r*n : r*n+n] {
@@ -157,5 +159,32 @@ func sqErrColumnsGeneric(dst, a, b []float64, rows, n int) {
 			d := v - br[c]
 			dst[c] += d * d
 		}
+	}
+}
+
+// sqErrGrad sets delta[i] = scale*(xhat[i]-x[i]) and returns the sum of
+// (xhat[i]-x[i])^2.
+func sqErrGradGeneric(delta, xhat, x []float64, scale float64) float64 {
+	x = x[:len(xhat)]
+	delta = delta[:len(xhat)]
+	var loss float64
+	for i, v := range xhat {
+		d := v - x[i]
+		loss += d * d
+		delta[i] = scale * d
+	}
+	return loss
+}
+
+// adamUpdate applies one Adam update with bias-correction factors c1, c2.
+func adamUpdateGeneric(params, grad, m, v []float64, b1, b2, lr, c1, c2, eps float64) {
+	grad = grad[:len(params)]
+	m = m[:len(params)]
+	v = v[:len(params)]
+	for i, g := range grad {
+		mi := b1*m[i] + (1-b1)*g
+		vi := b2*v[i] + (1-b2)*g*g
+		m[i], v[i] = mi, vi
+		params[i] -= lr * (mi * c1) / (math.Sqrt(vi*c2) + eps)
 	}
 }

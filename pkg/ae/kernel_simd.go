@@ -317,3 +317,64 @@ func affine512(dst, w, src, bias []float64, out, in, n, n16 int) {
 		}
 	}
 }
+
+func rowSums(dst, m []float64, rows, n int) {
+	if !haveAVX2 || n < 8 {
+		rowSumsGeneric(dst, m, rows, n)
+		return
+	}
+	n8 := n &^ 7
+	for r := 0; r < rows; r++ {
+		row := m[r*n : r*n+n]
+		var a0, a1 f4
+		for c := 0; c < n8; c += 8 {
+			a0 = a0.Add(load4(row[c:]))
+			a1 = a1.Add(load4(row[c+4:]))
+		}
+		s := hsum(a0.Add(a1))
+		for _, v := range row[n8:] {
+			s += v
+		}
+		dst[r] += s
+	}
+}
+
+func sqErrGrad(delta, xhat, x []float64, scale float64) float64 {
+	n := len(xhat)
+	if !haveAVX2 || n < 4 {
+		return sqErrGradGeneric(delta, xhat, x, scale)
+	}
+	x = x[:n]
+	delta = delta[:n]
+	n4 := n &^ 3
+	sc := splat(scale)
+	var acc f4
+	for i := 0; i < n4; i += 4 {
+		d := load4(xhat[i:]).Sub(load4(x[i:]))
+		acc = d.MulAdd(d, acc)
+		store4(d.Mul(sc), delta[i:])
+	}
+	return hsum(acc) + sqErrGradGeneric(delta[n4:], xhat[n4:], x[n4:], scale)
+}
+
+func adamUpdate(params, grad, m, v []float64, b1, b2, lr, c1, c2, eps float64) {
+	n := len(params)
+	if !haveAVX2 || n < 4 {
+		adamUpdateGeneric(params, grad, m, v, b1, b2, lr, c1, c2, eps)
+		return
+	}
+	grad, m, v = grad[:n], m[:n], v[:n]
+	n4 := n &^ 3
+	vb1, vb1c, vb2, vb2c := splat(b1), splat(1-b1), splat(b2), splat(1-b2)
+	vlr, vc1, vc2, veps := splat(lr), splat(c1), splat(c2), splat(eps)
+	for i := 0; i < n4; i += 4 {
+		g := load4(grad[i:])
+		mi := vb1.Mul(load4(m[i:])).Add(vb1c.Mul(g))
+		vi := vb2.Mul(load4(v[i:])).Add(vb2c.Mul(g.Mul(g)))
+		store4(mi, m[i:])
+		store4(vi, v[i:])
+		step := vlr.Mul(mi.Mul(vc1)).Div(vi.Mul(vc2).Sqrt().Add(veps))
+		store4(load4(params[i:]).Sub(step), params[i:])
+	}
+	adamUpdateGeneric(params[n4:], grad[n4:], m[n4:], v[n4:], b1, b2, lr, c1, c2, eps)
+}

@@ -70,6 +70,46 @@ func TestKernelsMatchReference(t *testing.T) {
 			}
 		}
 	}
+	for _, n := range []int{1, 3, 4, 5, 8, 11, 17, 256} {
+		m := fill(3 * n)
+		rs := []float64{1, 2, 3}
+		rowSums(rs, m, 3, n)
+		for r := 0; r < 3; r++ {
+			want := float64(r + 1)
+			for _, v := range m[r*n : r*n+n] {
+				want += v
+			}
+			if !near(rs[r], want) {
+				t.Fatalf("n=%d: rowSums[%d] = %v, want %v", n, r, rs[r], want)
+			}
+		}
+		xh, x := fill(n), fill(n)
+		delta := make([]float64, n)
+		loss := sqErrGrad(delta, xh, x, 0.5)
+		var want float64
+		for i := range x {
+			d := xh[i] - x[i]
+			want += d * d
+			if !near(delta[i], 0.5*d) {
+				t.Fatalf("n=%d: sqErrGrad delta[%d] = %v, want %v", n, i, delta[i], 0.5*d)
+			}
+		}
+		if !near(loss, want) {
+			t.Fatalf("n=%d: sqErrGrad loss %v, want %v", n, loss, want)
+		}
+		p1, g, m1, v1 := fill(n), fill(n), fill(n), fill(n)
+		for i := range v1 {
+			v1[i] = math.Abs(v1[i])
+		}
+		p2, m2, v2 := append([]float64(nil), p1...), append([]float64(nil), m1...), append([]float64(nil), v1...)
+		adamUpdate(p1, g, m1, v1, 0.9, 0.999, 0.01, 1.5, 1.2, 1e-8)
+		adamUpdateGeneric(p2, g, m2, v2, 0.9, 0.999, 0.01, 1.5, 1.2, 1e-8)
+		for i := range p1 {
+			if !near(p1[i], p2[i]) || !near(m1[i], m2[i]) || !near(v1[i], v2[i]) {
+				t.Fatalf("n=%d: adamUpdate[%d] = (%v %v %v), want (%v %v %v)", n, i, p1[i], m1[i], v1[i], p2[i], m2[i], v2[i])
+			}
+		}
+	}
 	for _, n := range []int{1, 4, 5, 11} {
 		src, delta := fill(n), fill(n)
 		r := make([]float64, n)

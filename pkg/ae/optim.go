@@ -83,15 +83,7 @@ func (o *Adam) Step(params, grad []float64) {
 	b1, b2 := o.Beta1, o.Beta2
 	c1 := 1 / (1 - math.Pow(b1, float64(o.t)))
 	c2 := 1 / (1 - math.Pow(b2, float64(o.t)))
-	m, v := o.m[:len(params)], o.v[:len(params)]
-	grad = grad[:len(params)]
-	lr, eps := o.LR, o.Eps
-	for i, g := range grad {
-		mi := b1*m[i] + (1-b1)*g
-		vi := b2*v[i] + (1-b2)*g*g
-		m[i], v[i] = mi, vi
-		params[i] -= lr * (mi * c1) / (math.Sqrt(vi*c2) + eps)
-	}
+	adamUpdate(params, grad, o.m, o.v, b1, b2, o.LR, c1, c2, o.Eps)
 }
 
 // State implements Optimizer: the step count, then the first moments, then

@@ -78,7 +78,7 @@ const (
 	Plain       Variant = iota // reconstruction loss only
 	Denoising                  // reconstruct x from a corrupted copy (Gaussian noise or masking)
 	SparseL1                   // plus L1 * mean_i ||z_i||_1
-	SparseKL                   // plus SparseBeta * sum_j KL(rho || rho_hat_j)
+	SparseKL                   // plus SparseBeta/(1-SparseMomentum) * sum_j KL(rho || rho_hat_j), rho_hat blending a running estimate
 	Contractive                // plus Contractive * mean_i ||J_f(x_i)||_F^2
 	Variational                // negative ELBO: reconstruction plus beta * KL(q(z|x) || N(0, I))
 )
