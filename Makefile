@@ -21,11 +21,12 @@ test:
 test-simd:
 	GOEXPERIMENT=simd $(GO) test -count=1 ./pkg/ae/
 
-## verify: gofmt, go vet (both kernel builds), go mod tidy leaves no diff
+## verify: gofmt, go vet (both kernel builds), every exported name documented, go mod tidy leaves no diff
 verify:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	GOEXPERIMENT=simd $(GO) vet ./pkg/ae/
+	$(GO) run ./scripts/doccheck $$(go list -f '{{.Dir}}' ./pkg/... ./internal/... 2>/dev/null)
 	@cp go.mod /tmp/recon-go.mod.$$$$ && cp go.sum /tmp/recon-go.sum.$$$$ && $(GO) mod tidy && \
 		if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changed go.mod/go.sum:"; git diff -- go.mod go.sum; \
 			cp /tmp/recon-go.mod.$$$$ go.mod; cp /tmp/recon-go.sum.$$$$ go.sum; rm -f /tmp/recon-go.*.$$$$; exit 1; fi; \

@@ -24,8 +24,8 @@ var ErrBadState = errors.New("ae: optimizer state does not fit this optimizer")
 // SGD is stochastic gradient descent with (heavy-ball) momentum:
 // v = Momentum*v + grad; params -= LR*v.
 type SGD struct {
-	LR       float64
-	Momentum float64
+	LR       float64 // learning rate
+	Momentum float64 // velocity decay in [0, 1); 0 is plain SGD
 	v        []float64
 }
 
@@ -62,9 +62,12 @@ func (o *SGD) Restore(s []float64) error {
 
 // Adam is the Adam optimizer (Kingma & Ba 2015) with bias correction.
 type Adam struct {
-	LR, Beta1, Beta2, Eps float64
-	t                     int64
-	m, v                  []float64
+	LR    float64 // learning rate
+	Beta1 float64 // decay of the first-moment estimate
+	Beta2 float64 // decay of the second-moment estimate
+	Eps   float64 // added to the root of the second moment
+	t     int64
+	m, v  []float64
 }
 
 // NewAdam returns an Adam optimizer for n parameters with learning rate lr

@@ -3,6 +3,7 @@ package ae
 import (
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -27,7 +28,7 @@ func trainLinear(t *testing.T, x []float64, p, k int, seed uint64) *Model {
 	t.Helper()
 	m, err := New(Spec{Input: p, Code: k})
 	if err != nil {
-		t.Fatal(err)
+		panic(err) // the spec is fixed and valid; t.Fatal may not run off the test goroutine
 	}
 	m.Init(rand.New(rand.NewPCG(seed, 1)))
 	opt := NewAdam(m.NumParams(), 0.02)
@@ -74,6 +75,13 @@ func TestLinearAutoencoderRecoversPCA(t *testing.T) {
 			t.Fatalf("eigen-gap after k=%d is %.4f < 0.005: the subspace criterion is ill-posed on this draw", k, gap)
 		}
 	}
+	// Train the nine models concurrently (each owns its model), then report.
+	models := make([]*Model, p)
+	var wg sync.WaitGroup
+	for k := 1; k < p; k++ {
+		wg.Go(func() { models[k] = trainLinear(t, x, p, k, uint64(k)) })
+	}
+	wg.Wait()
 	t.Logf("%2s %10s %10s %10s %8s %9s", "k", "closed", "pca-route", "linear-ae", "ratio", "angle(deg)")
 	for k := 0; k <= p; k++ {
 		closed := pca.TailError(k)
@@ -85,7 +93,7 @@ func TestLinearAutoencoderRecoversPCA(t *testing.T) {
 			t.Logf("%2d %10.4f %10.4f", k, closed, route)
 			continue
 		}
-		m := trainLinear(t, x, p, k, uint64(k))
+		m := models[k]
 		got := meanScore(m, x)
 		ratio := got / closed
 		ang := PrincipalAngles(decoderColumns(m), pca.Subspace(k))

@@ -124,10 +124,10 @@ type Spec struct {
 	Activation     Activation // of every hidden layer
 	CodeActivation Activation // of the code layer (ignored by the variational variant, whose heads are linear)
 	Output         Activation // of the output layer
-	Loss           Loss
-	Tied           bool // decoder weights are the transposes of the encoder weights
+	Loss           Loss       // reconstruction loss
+	Tied           bool       // decoder weights are the transposes of the encoder weights
 
-	Variant Variant
+	Variant Variant // the regularizer; the fields below configure it
 
 	Noise      Noise   // Denoising: the corruption
 	NoiseSigma float64 // Denoising, Gaussian: noise standard deviation (default 0.1)

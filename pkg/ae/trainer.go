@@ -7,8 +7,8 @@ import "math/rand/v2"
 // does not allocate. Distributed training does the same three things with
 // the gradient averaged across workers in between.
 type Trainer struct {
-	Model *Model
-	Opt   Optimizer
+	Model *Model     // the model trained
+	Opt   Optimizer  // applies the gradient
 	Rng   *rand.Rand // noise for the denoising and variational variants
 	grad  []float64
 }
