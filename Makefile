@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test test-simd verify bench demo clean
+.PHONY: all build test test-simd verify verify-proto proto bench demo clean
 
 all: build
 
@@ -21,8 +21,8 @@ test:
 test-simd:
 	GOEXPERIMENT=simd $(GO) test -count=1 ./pkg/ae/
 
-## verify: gofmt, go vet (both kernel builds), every exported name documented, go mod tidy leaves no diff
-verify:
+## verify: generated protobuf code current, gofmt, go vet (both kernel builds), every exported name documented, go mod tidy leaves no diff
+verify: verify-proto
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	GOEXPERIMENT=simd $(GO) vet ./pkg/ae/
@@ -32,6 +32,25 @@ verify:
 			cp /tmp/recon-go.mod.$$$$ go.mod; cp /tmp/recon-go.sum.$$$$ go.sum; rm -f /tmp/recon-go.*.$$$$; exit 1; fi; \
 		rm -f /tmp/recon-go.*.$$$$
 	@echo verify: ok
+
+PROTOS := $(wildcard proto/recon/v1/*.proto)
+
+## proto: regenerate proto/recon/v1 Go code (needs protoc: apt-get install protobuf-compiler)
+proto: bin/protoc-gen-go
+	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative $(PROTOS)
+
+# protoc-gen-go at the version go.mod pins for google.golang.org/protobuf.
+bin/protoc-gen-go: go.mod
+	@mkdir -p bin
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+
+## verify-proto: regenerating the protobuf code changes nothing
+verify-proto: bin/protoc-gen-go
+	@if ! command -v protoc >/dev/null; then echo "verify-proto: protoc not installed (apt-get install protobuf-compiler)"; exit 1; fi
+	@tmp=$$(mktemp -d) && protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=$$tmp --go_opt=paths=source_relative $(PROTOS) && \
+		for f in $$(cd $$tmp && find . -name '*.pb.go'); do \
+			if ! cmp -s $$tmp/$$f $$f; then echo "verify-proto: $$f differs from a regeneration (run make proto)"; diff $$tmp/$$f $$f | head -20; rm -rf $$tmp; exit 1; fi; \
+		done; rm -rf $$tmp; echo "verify-proto: ok"
 
 ## bench: pkg/ae throughput, portable and SIMD builds, against the PyTorch peer when installed
 bench:

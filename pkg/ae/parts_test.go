@@ -82,6 +82,7 @@ func TestParameterLayout(t *testing.T) {
 		{"one layer tied", Spec{Input: 10, Code: 3, Tied: true}, 10*3 + 3 + 10},
 		{"30-16-4-16-30", Spec{Input: 30, Hidden: []int{16}, Code: 4}, (30*16 + 16) + (16*4 + 4) + (4*16 + 16) + (16*30 + 30)},
 		{"variational heads", Spec{Input: 10, Hidden: []int{8}, Code: 2, Variant: Variational}, (10*8 + 8) + 2*(8*2+2) + (2*8 + 8) + (8*10 + 10)},
+		{"variational tied, no hidden", Spec{Input: 10, Code: 2, Variant: Variational, Tied: true}, 2*(10*2+2) + 10},
 	} {
 		m, err := New(tc.spec)
 		if err != nil {
@@ -89,6 +90,9 @@ func TestParameterLayout(t *testing.T) {
 		}
 		if m.NumParams() != tc.want {
 			t.Errorf("%s: %d parameters, want %d", tc.name, m.NumParams(), tc.want)
+		}
+		if n := tc.spec.Normalize().NumParams(); n != tc.want {
+			t.Errorf("%s: Spec.NumParams %d, want %d", tc.name, n, tc.want)
 		}
 	}
 }

@@ -276,3 +276,27 @@ func (s Spec) widths() []int {
 	w = append(w, s.Hidden...)
 	return append(w, s.Code)
 }
+
+// NumParams returns the length of the parameter vector of a model built
+// from s (after Normalize), without building it. It does not validate s
+// beyond treating negative widths as zero.
+func (s Spec) NumParams() int {
+	w := s.widths()
+	for i := range w {
+		w[i] = max(w[i], 0)
+	}
+	n := 0
+	h := len(w) - 2 // index of the last hidden width
+	for i := 0; i+1 < len(w); i++ {
+		n += w[i]*w[i+1] + w[i+1] // encoder layer i
+		if s.Tied {
+			n += w[i] // decoder bias only
+		} else {
+			n += w[i+1]*w[i] + w[i] // mirror decoder layer
+		}
+	}
+	if s.Variant == Variational {
+		n += w[h]*w[h+1] + w[h+1] // log-variance head
+	}
+	return n
+}
