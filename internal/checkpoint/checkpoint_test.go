@@ -114,7 +114,9 @@ func TestValidateRejectsInconsistentCheckpoints(t *testing.T) {
 		{"short params", func(c *reconv1.Checkpoint) { c.Params = c.Params[1:] }, "parameters, the spec needs"},
 		{"NaN param", func(c *reconv1.Checkpoint) { c.Params[3] = math.NaN() }, "parameter 3 is NaN"},
 		{"unknown activation", func(c *reconv1.Checkpoint) { c.Spec.Activation = "swish" }, "unknown activation"},
-		{"huge spec", func(c *reconv1.Checkpoint) { c.Spec.Input, c.Spec.Hidden, c.Spec.Features = 60000, []uint32{60000}, nil }, "at most"},
+		{"huge spec", func(c *reconv1.Checkpoint) {
+			c.Spec.Input, c.Spec.Hidden, c.Spec.Features = 60000, []uint32{60000}, nil
+		}, "at most"},
 		{"too wide", func(c *reconv1.Checkpoint) { c.Spec.Input = 1 << 20 }, "must be in"},
 		{"normalizer width", func(c *reconv1.Checkpoint) { c.Normalizer.Mean = c.Normalizer.Mean[1:] }, "normalizer has"},
 		{"optimizer state", func(c *reconv1.Checkpoint) { c.Optimizer.State = c.Optimizer.State[1:] }, "optimizer state"},

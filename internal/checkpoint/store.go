@@ -212,13 +212,13 @@ func (s *Store) Latest() (*reconv1.Checkpoint, error) {
 
 // Info describes one stored checkpoint.
 type Info struct {
-	Version   uint64
-	Round     uint64
-	CreatedAt time.Time
-	Threshold float64
-	Variant   string
-	Pinned    bool
-	Size      int   // encoded bytes
+	Version   uint64    // the key
+	Round     uint64    // training round recorded in it
+	CreatedAt time.Time // when it was written
+	Threshold float64   // its alert threshold
+	Variant   string    // its model variant
+	Pinned    bool      // exempt from retention
+	Size      int       // encoded bytes
 	Err       error // non-nil (wrapping ErrCorrupt) when the entry does not verify
 }
 
