@@ -219,7 +219,7 @@ type Info struct {
 	Variant   string    // its model variant
 	Pinned    bool      // exempt from retention
 	Size      int       // encoded bytes
-	Err       error // non-nil (wrapping ErrCorrupt) when the entry does not verify
+	Err       error     // non-nil (wrapping ErrCorrupt) when the entry does not verify
 }
 
 // List describes every stored checkpoint, oldest first, corrupt ones included.
