@@ -157,3 +157,22 @@ func orthonormal(a mat.Matrix) *mat.Dense {
 	out.Copy(q.Slice(0, p, 0, k))
 	return out
 }
+
+// LinearDecoder returns, for a model with no hidden layers, its decoder
+// weight as a p x k matrix (for tied weights, the encoder weight's
+// transpose): for a linear autoencoder its column space is the learned
+// subspace, to compare with PCA.Subspace by PrincipalAngles. ok is false for
+// models with hidden layers.
+func (m *Model) LinearDecoder() (w *mat.Dense, ok bool) {
+	if len(m.dec) != 1 {
+		return nil, false
+	}
+	l := m.dec[0]
+	if l.tiedTo >= 0 {
+		e := m.enc[l.tiedTo]
+		enc := mat.NewDense(e.out, e.in, append([]float64(nil), m.params[e.wOff:e.wOff+e.in*e.out]...))
+		w = mat.DenseCopyOf(enc.T())
+		return w, true
+	}
+	return mat.NewDense(l.out, l.in, append([]float64(nil), m.params[l.wOff:l.wOff+l.in*l.out]...)), true
+}

@@ -45,12 +45,6 @@ func trainLinear(t *testing.T, x []float64, p, k int, seed uint64) *Model {
 	return m
 }
 
-// decoderColumns returns the p x k decoder weight of a one-layer linear model.
-func decoderColumns(m *Model) *mat.Dense {
-	l := m.dec[0]
-	return mat.NewDense(l.out, l.in, append([]float64(nil), m.params[l.wOff:l.wOff+l.in*l.out]...))
-}
-
 // TestLinearAutoencoderRecoversPCA is the seed's correctness anchor: on the
 // demonstration data a linear autoencoder reaches, for every k, the PCA
 // closed-form error (within 1%) and the principal subspace (within 1 degree).
@@ -96,7 +90,8 @@ func TestLinearAutoencoderRecoversPCA(t *testing.T) {
 		m := models[k]
 		got := meanScore(m, x)
 		ratio := got / closed
-		ang := PrincipalAngles(decoderColumns(m), pca.Subspace(k))
+		dw, _ := m.LinearDecoder()
+		ang := PrincipalAngles(dw, pca.Subspace(k))
 		maxDeg := ang[len(ang)-1] * 180 / math.Pi
 		t.Logf("%2d %10.4f %10.4f %10.4f %8.5f %9.4f", k, closed, route, got, ratio, maxDeg)
 		if got < closed*(1-1e-9) {

@@ -1,0 +1,308 @@
+// Package fit trains one autoencoder offline on an in-memory data set: a
+// seeded train/held-out split, standardization fitted on the training rows,
+// minibatch Adam with learning-rate decay on plateaus and early stopping on
+// the held-out error, and an alert threshold at a quantile of held-out
+// scores. Sweep repeats it over code widths and finds the elbow. The package
+// does no I/O; progress goes to a callback.
+package fit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/recon-ad/recon/pkg/ae"
+)
+
+// Config is a training run's settings. Zero fields take the defaults
+// listed; Spec.Input is set from the data.
+type Config struct {
+	// Spec is the model. A zero Code and nil Hidden ask for the automatic
+	// architecture (see AutoSpec).
+	Spec ae.Spec
+	// Auto fills Hidden and Code from the input width (AutoSpec).
+	Auto bool
+
+	Epochs   int     // most epochs (default 200)
+	Batch    int     // minibatch size (default 64)
+	LR       float64 // Adam learning rate (default 1e-3)
+	Holdout  float64 // held-out fraction of the rows (default 0.2)
+	Patience int     // epochs without held-out improvement before stopping (default 12)
+	Quantile float64 // threshold quantile of held-out scores (default 0.995)
+	Seed     uint64  // seeds the split, the initialization, the batches and the noise (default 1)
+	// StopOnTrain tracks the training objective instead of the held-out
+	// score for early stopping and the best epoch: for fitting a model to
+	// its training rows as closely as possible (the linear sweep's PCA
+	// comparison), not for generalization.
+	StopOnTrain bool
+}
+
+// Defaults returns c with zero fields set to their defaults.
+func (c Config) Defaults() Config {
+	if c.Epochs == 0 {
+		c.Epochs = 200
+	}
+	if c.Batch == 0 {
+		c.Batch = 64
+	}
+	if c.LR == 0 {
+		c.LR = 1e-3
+	}
+	if c.Holdout == 0 {
+		c.Holdout = 0.2
+	}
+	if c.Patience == 0 {
+		c.Patience = 12
+	}
+	if c.Quantile == 0 {
+		c.Quantile = 0.995
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	return c
+}
+
+// Validate reports whether the settings can run.
+func (c Config) Validate() error {
+	switch {
+	case c.Epochs < 1:
+		return fmt.Errorf("epochs %d: must be at least 1", c.Epochs)
+	case c.Batch < 1:
+		return fmt.Errorf("batch %d: must be at least 1", c.Batch)
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("learning rate %v: must be positive", c.LR)
+	case !(c.Holdout > 0 && c.Holdout < 1):
+		return fmt.Errorf("held-out fraction %v: must be in (0,1)", c.Holdout)
+	case c.Patience < 1:
+		return fmt.Errorf("patience %d: must be at least 1", c.Patience)
+	case !(c.Quantile > 0 && c.Quantile < 1):
+		return fmt.Errorf("quantile %v: must be in (0,1)", c.Quantile)
+	}
+	return nil
+}
+
+// AutoSpec fills in the architecture for input width p when spec asks for
+// it: one hidden layer of width clamp(p/2, 8, 128) and a code of width
+// clamp(p/8, 2, 32), rounded up, ReLU hidden and code layers and a linear
+// output unless set otherwise.
+func AutoSpec(spec ae.Spec, p int) ae.Spec {
+	spec.Input = p
+	if spec.Hidden == nil {
+		spec.Hidden = []int{min(max((p+1)/2, 8), 128)}
+	}
+	if spec.Code == 0 {
+		spec.Code = min(max((p+7)/8, 2), 32)
+		if spec.Variant == ae.Plain && spec.Code >= p {
+			spec.Code = max(p-1, 1)
+		}
+	}
+	return spec
+}
+
+// Progress reports one finished epoch.
+type Progress struct {
+	Epoch, Epochs int
+	TrainLoss     float64 // mean batch objective over the epoch
+	HeldOut       float64 // mean held-out score after the epoch
+	Best          bool    // this epoch improved the held-out score
+	LR            float64 // learning rate used
+	RowsPerSec    float64 // training rows per second over the epoch
+}
+
+// Result is a trained model and what was learned about its data.
+type Result struct {
+	Model      *ae.Model      // at the best epoch
+	Optimizer  *ae.Adam       // its state at the best epoch
+	Normalizer *ae.Normalizer // fitted on the training rows
+	Threshold  float64        // the Quantile of held-out scores
+	Quantile   float64
+	// HeldOutScores are the held-out rows' scores; HeldOutRows their
+	// indices in the input.
+	HeldOutScores []float64
+	HeldOutRows   []int
+	TrainRows     []int   // training rows' indices in the input
+	Train, Test   []float64 // standardized training and held-out rows
+	Epochs        int     // epochs run
+	BestEpoch     int
+	HeldOut       float64 // mean held-out score at the best epoch
+	Elapsed       time.Duration
+}
+
+// ErrTooFew is returned when the data cannot be split into training and
+// held-out rows.
+var ErrTooFew = errors.New("fit: need at least 2 rows")
+
+// Fit trains a model on the n = len(x)/p rows of x (row-major).
+// progress, when not nil, is called after every epoch. A cancelled ctx
+// stops training with ctx's error.
+func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Progress)) (*Result, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if p < 1 || len(x)%p != 0 {
+		return nil, fmt.Errorf("fit: %d values do not make rows of width %d", len(x), p)
+	}
+	n := len(x) / p
+	if n < 2 {
+		return nil, ErrTooFew
+	}
+	for i, v := range x {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("fit: row %d feature %d is %v", i/p, i%p, v)
+		}
+	}
+	spec := cfg.Spec
+	spec.Input = p
+	if cfg.Auto {
+		spec = AutoSpec(spec, p)
+	}
+	m, err := ae.New(spec)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
+	perm := rng.Perm(n)
+	nHold := min(max(int(math.Round(cfg.Holdout*float64(n))), 1), n-1)
+	res := &Result{HeldOutRows: perm[:nHold], TrainRows: perm[nHold:], Quantile: cfg.Quantile}
+	slices.Sort(res.HeldOutRows)
+	slices.Sort(res.TrainRows)
+
+	norm := ae.NewNormalizer(p)
+	for _, r := range res.TrainRows {
+		if err := norm.Observe(x[r*p : (r+1)*p]); err != nil {
+			return nil, err
+		}
+	}
+	gather := func(rows []int) []float64 {
+		out := make([]float64, len(rows)*p)
+		for i, r := range rows {
+			copy(out[i*p:(i+1)*p], x[r*p:(r+1)*p])
+		}
+		norm.Transform(out, out)
+		return out
+	}
+	train, test := gather(res.TrainRows), gather(res.HeldOutRows)
+	res.Train, res.Test = train, test
+
+	m.Init(rng)
+	opt := ae.NewAdam(m.NumParams(), cfg.LR)
+	tr := ae.NewTrainer(m, opt, rand.New(rand.NewPCG(cfg.Seed, 0x401)))
+	nTrain := len(res.TrainRows)
+	batch := min(cfg.Batch, nTrain)
+	order := make([]int, nTrain)
+	for i := range order {
+		order[i] = i
+	}
+	buf := make([]float64, batch*p)
+	scores := make([]float64, nHold)
+	heldOut := func() float64 {
+		m.Score(scores, test)
+		var s float64
+		for _, v := range scores {
+			s += v
+		}
+		return s / float64(nHold)
+	}
+
+	best := math.Inf(1)
+	bestParams := make([]float64, m.NumParams())
+	var bestState ae.State
+	var bestOpt []float64
+	since, decays := 0, 0
+	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		rng.Shuffle(nTrain, func(i, j int) { order[i], order[j] = order[j], order[i] })
+		var sum float64
+		var rows int
+		for b := 0; b < nTrain; b += batch {
+			e := min(b+batch, nTrain)
+			if e-b < batch && b > 0 {
+				break // drop the ragged tail: equal batches, equal weight
+			}
+			for i := b; i < e; i++ {
+				r := order[i]
+				copy(buf[(i-b)*p:(i-b+1)*p], train[r*p:(r+1)*p])
+			}
+			sum += tr.Step(buf[:(e-b)*p]) * float64(e-b)
+			rows += e - b
+		}
+		dt := time.Since(t0)
+		h := heldOut()
+		if math.IsNaN(h) || math.IsInf(h, 0) {
+			return nil, fmt.Errorf("fit: training diverged at epoch %d (held-out error %v); lower the learning rate", epoch, h)
+		}
+		metric := h
+		if cfg.StopOnTrain {
+			metric = sum / float64(rows)
+		}
+		improved := metric < best*(1-1e-5)
+		if improved {
+			best, res.BestEpoch, since = metric, epoch, 0
+			copy(bestParams, m.Params())
+			bestState, bestOpt = m.State(), opt.State()
+		} else {
+			since++
+		}
+		res.Epochs = epoch
+		if progress != nil {
+			progress(Progress{Epoch: epoch, Epochs: cfg.Epochs, TrainLoss: sum / float64(rows), HeldOut: h,
+				Best: improved, LR: opt.LR, RowsPerSec: float64(rows) / dt.Seconds()})
+		}
+		if since >= cfg.Patience {
+			if decays == 2 {
+				break
+			}
+			// Plateau: return to the best point with a smaller step.
+			decays++
+			since = 0
+			m.SetParams(bestParams)
+			if err := m.SetState(bestState); err != nil {
+				return nil, err
+			}
+			if err := opt.Restore(bestOpt); err != nil {
+				return nil, err
+			}
+			opt.LR /= 5
+		}
+	}
+	m.SetParams(bestParams)
+	if err := m.SetState(bestState); err != nil {
+		return nil, err
+	}
+	if err := opt.Restore(bestOpt); err != nil {
+		return nil, err
+	}
+	res.Model, res.Optimizer, res.Normalizer = m, opt, norm
+	res.HeldOut = heldOut()
+	res.HeldOutScores = append([]float64(nil), scores...)
+	res.Threshold = Quantile(res.HeldOutScores, cfg.Quantile)
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// Quantile returns the q-quantile of s by linear interpolation between
+// order statistics (the "type 7" definition of R and numpy). s is not
+// changed. It returns NaN for an empty s.
+func Quantile(s []float64, q float64) float64 {
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	v := slices.Clone(s)
+	slices.Sort(v)
+	h := q * float64(len(v)-1)
+	lo := int(math.Floor(h))
+	if lo >= len(v)-1 {
+		return v[len(v)-1]
+	}
+	return v[lo] + (h-float64(lo))*(v[lo+1]-v[lo])
+}
