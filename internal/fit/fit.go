@@ -125,9 +125,9 @@ type Result struct {
 	// indices in the input.
 	HeldOutScores []float64
 	HeldOutRows   []int
-	TrainRows     []int   // training rows' indices in the input
+	TrainRows     []int     // training rows' indices in the input
 	Train, Test   []float64 // standardized training and held-out rows
-	Epochs        int     // epochs run
+	Epochs        int       // epochs run
 	BestEpoch     int
 	HeldOut       float64 // mean held-out score at the best epoch
 	Elapsed       time.Duration

@@ -1,0 +1,216 @@
+// Command scorer applies recon checkpoints to records. Offline, score reads
+// a CSV file and writes one row per record: its score, the threshold, the
+// anomaly flag and the features that contribute most. (The Kafka scorer
+// replica comes with the streaming issue.)
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/cli"
+	"github.com/recon-ad/recon/internal/table"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+const usage = `usage: scorer <command> [flags]
+
+Commands:
+  score   score the records of a CSV file with a checkpoint
+
+Run 'scorer <command> -h' for a command's flags. Every flag can also be set
+by an environment variable: RECON_ and its name in capitals, dashes as
+underscores (--model: RECON_MODEL).
+`
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(os.Args) < 2 {
+			os.Exit(cli.ExitUsage)
+		}
+		return
+	}
+	var err error
+	switch os.Args[1] {
+	case "score":
+		err = runScore(context.Background(), os.Args[2:], os.Stdin, os.Stdout)
+	default:
+		err = cli.Usagef("unknown command %q (want score)", os.Args[1])
+	}
+	cli.Exit("scorer "+os.Args[1], err)
+}
+
+func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("scorer score", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: scorer score --model model.db [flags] < data.csv > scores.csv\n\n"+
+			"Scores every record of a CSV file with a checkpoint and writes CSV with one row per\n"+
+			"record: row (1-based), line, score (squared reconstruction error of the standardized\n"+
+			"record), threshold, anomaly (1 when score > threshold), the top contributing\n"+
+			"features as name:error pairs, and the label column when --label names one.\n"+
+			"Columns are matched to the model's features by header name; without a header the\n"+
+			"file must hold exactly the model's features in order (plus --label).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	modelPath := fs.String("model", "", "checkpoint store `file` (bbolt) to read (required)")
+	version := fs.Uint64("version", 0, "checkpoint `version` to use (0: the newest valid one)")
+	input := fs.String("input", "-", "CSV `file` to score, - for standard input")
+	output := fs.String("output", "-", "CSV `file` to write, - for standard output")
+	header := fs.String("header", "auto", "whether the first input line names the columns: auto, yes, no")
+	label := fs.String("label", "", "label `column` (name or index) to copy to the output, never scored")
+	top := fs.Int("top", 3, "contributing features to list per record")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *modelPath == "" {
+		return cli.Usagef("--model is required: the checkpoint store to read")
+	}
+	if *top < 0 {
+		return cli.Usagef("--top %d: must not be negative", *top)
+	}
+	h, err := table.ParseHeader(*header)
+	if err != nil {
+		return cli.Usagef("--header: %v", err)
+	}
+	store, err := checkpoint.Open(*modelPath, checkpoint.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	var c *reconv1.Checkpoint
+	if *version == 0 {
+		c, err = store.Latest()
+	} else {
+		c, err = store.Get(*version)
+	}
+	store.Close()
+	if err != nil {
+		return err
+	}
+	l, err := checkpoint.Load(c)
+	if err != nil {
+		return err
+	}
+	p := l.Model.Spec().Input
+
+	in, name := stdin, "standard input"
+	if *input != "-" {
+		f, err := os.Open(*input)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in, name = f, *input
+	}
+	br := bufio.NewReader(in)
+	opts := table.Options{Header: h, Label: *label}
+	if h != table.HeaderNo && l.Features != nil {
+		// With a header, pick the model's columns by name, if the first
+		// line is a header at all.
+		if first, _ := br.Peek(4096); h == table.HeaderYes || looksLikeHeader(first) {
+			opts.Columns = l.Features
+		}
+	}
+	t, err := table.Read(br, opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if t.Width() != p {
+		return fmt.Errorf("%s: %d feature columns, the model (version %d) expects %d%s", name, t.Width(), c.GetVersion(), p, featureHint(l.Features))
+	}
+	names := l.Features
+	if names == nil {
+		names = t.Names
+	}
+	x := t.X
+	if l.Normalizer != nil {
+		l.Normalizer.Transform(x, x)
+	}
+	scores := make([]float64, t.Rows)
+	contrib := make([]float64, t.Rows*p)
+	l.Model.ScoreFeatures(scores, contrib, x)
+
+	out, closeOut := stdout, func() error { return nil }
+	if *output != "-" {
+		f, err := os.Create(*output)
+		if err != nil {
+			return err
+		}
+		out, closeOut = f, f.Close
+	}
+	bw := bufio.NewWriter(out)
+	w := csv.NewWriter(bw)
+	hdr := []string{"row", "line", "score", "threshold", "anomaly", "top_features"}
+	if *label != "" {
+		hdr = append(hdr, "label")
+	}
+	w.Write(hdr)
+	th := c.GetThreshold()
+	idx := make([]int, p)
+	anomalies := 0
+	for r := 0; r < t.Rows; r++ {
+		for i := range idx {
+			idx[i] = i
+		}
+		row := contrib[r*p : (r+1)*p]
+		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
+		var tops []string
+		for _, i := range idx[:min(*top, p)] {
+			tops = append(tops, names[i]+":"+strconv.FormatFloat(row[i], 'g', 6, 64))
+		}
+		flag := "0"
+		if th > 0 && scores[r] > th {
+			flag = "1"
+			anomalies++
+		}
+		rec := []string{strconv.Itoa(r + 1), strconv.Itoa(t.Lines[r]), strconv.FormatFloat(scores[r], 'g', -1, 64),
+			strconv.FormatFloat(th, 'g', -1, 64), flag, strings.Join(tops, " ")}
+		if *label != "" {
+			rec = append(rec, t.Labels[r])
+		}
+		w.Write(rec)
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		closeOut()
+		return fmt.Errorf("write scores: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		closeOut()
+		return fmt.Errorf("write scores: %w", err)
+	}
+	if err := closeOut(); err != nil {
+		return fmt.Errorf("write scores: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "scorer score: %d records scored with version %d (%s); %d above the threshold %.5g\n",
+		t.Rows, c.GetVersion(), c.GetSpec().GetVariant(), anomalies, th)
+	return nil
+}
+
+// looksLikeHeader reports whether the first line of b has a cell that is
+// not a number.
+func looksLikeHeader(b []byte) bool {
+	line, _, _ := strings.Cut(string(b), "\n")
+	for _, f := range strings.Split(line, ",") {
+		if _, err := strconv.ParseFloat(strings.TrimSpace(f), 64); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func featureHint(names []string) string {
+	if names == nil {
+		return ""
+	}
+	return " (" + strings.Join(names, ",") + ")"
+}

@@ -1,0 +1,359 @@
+// Command trainer trains recon's autoencoders. Offline subcommands work on
+// CSV data: fit trains one model and writes a checkpoint; sweep-k fits a
+// range of code widths and suggests one. (The distributed worker comes with
+// the coordinator.)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/cli"
+	"github.com/recon-ad/recon/internal/fit"
+	"github.com/recon-ad/recon/internal/table"
+	"github.com/recon-ad/recon/pkg/ae"
+	"github.com/recon-ad/recon/pkg/synth"
+)
+
+const usage = `usage: trainer <command> [flags]
+
+Commands:
+  fit      train one model on a CSV file and write a checkpoint
+  sweep-k  fit a range of code widths, print held-out error per k and suggest one
+
+Run 'trainer <command> -h' for a command's flags. Every flag can also be set
+by an environment variable: RECON_ and its name in capitals, dashes as
+underscores (--noise-sigma: RECON_NOISE_SIGMA).
+`
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(os.Args) < 2 {
+			os.Exit(cli.ExitUsage)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "fit":
+		err = runFit(ctx, os.Args[2:])
+	case "sweep-k":
+		err = runSweep(ctx, os.Args[2:])
+	default:
+		err = cli.Usagef("unknown command %q (want fit or sweep-k)", os.Args[1])
+	}
+	cli.Exit("trainer "+os.Args[1], err)
+}
+
+// dataFlags select the rows to train on.
+type dataFlags struct {
+	input, header, columns, label *string
+}
+
+func addDataFlags(fs *flag.FlagSet) *dataFlags {
+	return &dataFlags{
+		input:   fs.String("input", "-", "CSV `file` to read, - for standard input"),
+		header:  fs.String("header", "auto", "whether the first line names the columns: auto, yes, no"),
+		columns: fs.String("columns", "", "feature `columns`, comma-separated names or 0-based indices (default: all but --label)"),
+		label:   fs.String("label", "", "label `column` (name or index): never trained on"),
+	}
+}
+
+func (d *dataFlags) read() (*table.Table, error) {
+	h, err := table.ParseHeader(*d.header)
+	if err != nil {
+		return nil, cli.Usagef("--header: %v", err)
+	}
+	var cols []string
+	if *d.columns != "" {
+		cols = strings.Split(*d.columns, ",")
+	}
+	var r io.Reader = os.Stdin
+	name := "standard input"
+	if *d.input != "-" {
+		f, err := os.Open(*d.input)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r, name = f, *d.input
+	}
+	t, err := table.Read(r, table.Options{Header: h, Columns: cols, Label: *d.label})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, nil
+}
+
+// trainFlags are the optimization settings.
+type trainFlags struct {
+	epochs, batch, patience *int
+	lr, holdout, quantile   *float64
+	seed                    *uint64
+}
+
+func addTrainFlags(fs *flag.FlagSet) *trainFlags {
+	return &trainFlags{
+		epochs:   fs.Int("epochs", 200, "most training `epochs` (training stops earlier when held-out error stops improving)"),
+		batch:    fs.Int("batch", 16, "minibatch `size`"),
+		patience: fs.Int("patience", 12, "`epochs` without held-out improvement before the learning rate drops (twice) and then training stops"),
+		lr:       fs.Float64("lr", 1e-3, "Adam learning `rate`"),
+		holdout:  fs.Float64("holdout", 0.2, "`fraction` of rows held out for early stopping and the threshold"),
+		quantile: fs.Float64("quantile", 0.995, "alert threshold: this `quantile` of held-out scores"),
+		seed:     fs.Uint64("seed", 1, "random `seed` for the split, initialization, batches and noise"),
+	}
+}
+
+func (t *trainFlags) config(spec ae.Spec, auto bool) (fit.Config, error) {
+	c := fit.Config{Spec: spec, Auto: auto, Epochs: *t.epochs, Batch: *t.batch, LR: *t.lr,
+		Holdout: *t.holdout, Patience: *t.patience, Quantile: *t.quantile, Seed: *t.seed}
+	if err := c.Validate(); err != nil {
+		return c, cli.Usagef("%v", err)
+	}
+	return c, nil
+}
+
+func runFit(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trainer fit", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: trainer fit --out model.db [flags] < data.csv\n\n"+
+			"Trains one autoencoder on the numeric columns of a CSV file (standardized on the\n"+
+			"training rows), stops when held-out error stops improving, sets the alert threshold\n"+
+			"at a quantile of held-out scores and writes the model as the next checkpoint\n"+
+			"version in a bbolt file. Progress goes to standard error.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	data := addDataFlags(fs)
+	model := cli.AddModelFlags(fs)
+	train := addTrainFlags(fs)
+	out := fs.String("out", "", "checkpoint store `file` (bbolt) to write; created if missing (required)")
+	keep := fs.Int("keep", 10, "checkpoints the store keeps, newest first (0: all)")
+	quiet := fs.Bool("quiet", false, "no per-epoch progress")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return cli.Usagef("--out is required: the checkpoint store to write")
+	}
+	spec, auto, err := model.Spec()
+	if err != nil {
+		return err
+	}
+	cfg, err := train.config(spec, auto)
+	if err != nil {
+		return err
+	}
+	t, err := data.read()
+	if err != nil {
+		return err
+	}
+	// Open the store before training: an unwritable path fails in a moment,
+	// not after the work. A store this run created is removed on failure.
+	_, statErr := os.Stat(*out)
+	created := errors.Is(statErr, os.ErrNotExist)
+	store, err := checkpoint.Open(*out, checkpoint.Options{Keep: *keep})
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		store.Close()
+		if !ok && created {
+			os.Remove(*out)
+		}
+	}()
+
+	var progress func(fit.Progress)
+	if !*quiet {
+		progress = func(p fit.Progress) {
+			mark := " "
+			if p.Best {
+				mark = "*"
+			}
+			fmt.Fprintf(os.Stderr, "epoch %4d/%d  train %.5f  held-out %.5f%s  lr %.1e  %8.0f rows/s\n",
+				p.Epoch, p.Epochs, p.TrainLoss, p.HeldOut, mark, p.LR, p.RowsPerSec)
+		}
+	}
+	res, err := fit.Fit(ctx, cfg, t.X, t.Width(), progress)
+	if err != nil {
+		return err
+	}
+	version, err := store.NextVersion()
+	if err != nil {
+		return err
+	}
+	c := checkpoint.Build(res.Model, res.Optimizer, res.Normalizer, t.Names)
+	c.Version, c.Threshold, c.Quantile, c.Round = version, res.Threshold, res.Quantile, uint64(res.Epochs)
+	c.CreatedAt = timestamppb.Now()
+	c.Metadata = map[string]string{
+		"tool":          "trainer fit",
+		"source":        *data.input,
+		"train_rows":    strconv.Itoa(len(res.TrainRows)),
+		"heldout_rows":  strconv.Itoa(len(res.HeldOutRows)),
+		"heldout_error": strconv.FormatFloat(res.HeldOut, 'g', 8, 64),
+		"best_epoch":    strconv.Itoa(res.BestEpoch),
+		"seed":          strconv.FormatUint(*train.seed, 10),
+	}
+	if err := store.Put(c); err != nil {
+		return err
+	}
+	ok = true
+	s := res.Model.Spec()
+	fmt.Fprintf(os.Stderr, "trainer fit: %s model %d-%v-%d; %d training rows, %d held out; %d epochs (best %d) in %v, %.0f rows/s\n",
+		s.Variant, s.Input, s.Hidden, s.Code, len(res.TrainRows), len(res.HeldOutRows), res.Epochs, res.BestEpoch,
+		res.Elapsed.Round(time.Millisecond), float64(len(res.TrainRows)*res.Epochs)/res.Elapsed.Seconds())
+	fmt.Fprintf(os.Stderr, "trainer fit: held-out error %.5f; threshold %.5f at quantile %v; wrote version %d to %s\n",
+		res.HeldOut, res.Threshold, res.Quantile, version, *out)
+	return nil
+}
+
+func runSweep(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trainer sweep-k", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: trainer sweep-k (--demo | --input data.csv) [--k 1-9] [--plot sweep.png] [flags]\n\n"+
+			"Fits one model per code width k on the same split and prints training and held-out\n"+
+			"error per k; for a linear model (the default) also the PCA closed form, PCA's\n"+
+			"held-out error and the largest principal angle to the PCA subspace. Suggests the k\n"+
+			"at the elbow of held-out error. Any model flag turns the sweep non-linear.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	data := addDataFlags(fs)
+	model := cli.AddModelFlags(fs)
+	train := addTrainFlags(fs)
+	demo := fs.Bool("demo", false, "use the seed's synthetic data: 500 rows, 10 features near a rank-3 subspace, noise sd 0.4")
+	kFlag := fs.String("k", "", "code widths: a range like 1-9 or a list like 2,4,8 (default 1 to min(p-1, 10))")
+	plotPath := fs.String("plot", "", "write the error curve with the elbow marked to this `file` (.png, .svg or .pdf)")
+	quiet := fs.Bool("quiet", false, "no per-k progress")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	linear := !set["hidden"] && !set["activation"] && !set["code-activation"] && !set["output"] && !set["variant"]
+	if linear {
+		model.SetLinear(fs)
+	}
+	spec, _, err := model.Spec()
+	if err != nil {
+		return err
+	}
+	cfg, err := train.config(spec, false)
+	if err != nil {
+		return err
+	}
+	if linear {
+		lc := fit.LinearDemoConfig()
+		lc.Spec, lc.Holdout, lc.Seed, lc.Quantile = spec, cfg.Holdout, cfg.Seed, cfg.Quantile
+		cfg = lc
+	}
+	var x []float64
+	var p int
+	source := "demo data (rank 3)"
+	if *demo {
+		if set["input"] {
+			return cli.Usagef("--demo and --input exclude each other")
+		}
+		x, _, p = synth.Demo(rand.New(rand.NewPCG(*train.seed, 2026)))
+	} else {
+		t, err := data.read()
+		if err != nil {
+			return err
+		}
+		x, p, source = t.X, t.Width(), *data.input
+	}
+	ks, err := parseKs(*kFlag, p)
+	if err != nil {
+		return err
+	}
+	var progress func(int, fit.Progress)
+	if !*quiet {
+		last := 0
+		progress = func(k int, pr fit.Progress) {
+			if k != last {
+				fmt.Fprintf(os.Stderr, "sweep-k: fitting k=%d\n", k)
+				last = k
+			}
+		}
+	}
+	sw, err := fit.RunSweep(ctx, cfg, x, p, ks, progress)
+	if err != nil {
+		return err
+	}
+	kind := "linear autoencoder (PCA reference)"
+	if !linear {
+		kind = fmt.Sprintf("%v autoencoder, %v activations", spec.Variant, spec.Activation)
+	}
+	fmt.Printf("sweep-k: %s on %s: %d rows x %d features, %.0f%% held out, standardized on training rows\n",
+		kind, source, len(x)/p, p, 100*cfg.Holdout)
+	if linear {
+		fmt.Printf("%3s %12s %12s %8s %12s %12s %10s\n", "k", "train err", "PCA closed", "ratio", "held-out", "PCA held-out", "angle deg")
+		fmt.Printf("%3d %12s %12s %8s %12.5f %12.5f %10s\n", 0, "", "", "", sw.Total, sw.Total, "")
+		for _, r := range sw.Rows {
+			fmt.Printf("%3d %12.5f %12.5f %8.4f %12.5f %12.5f %10.3f\n", r.K, r.Train, r.Closed, r.Train/r.Closed, r.HeldOut, r.PCATest, r.AngleDeg)
+		}
+	} else {
+		fmt.Printf("%3s %12s %12s %7s\n", "k", "train err", "held-out", "epochs")
+		fmt.Printf("%3d %12s %12.5f\n", 0, "", sw.Total)
+		for _, r := range sw.Rows {
+			fmt.Printf("%3d %12.5f %12.5f %7d\n", r.K, r.Train, r.HeldOut, r.Epochs)
+		}
+	}
+	fmt.Printf("suggested k = %d (the elbow: held-out error falls steeply up to it and flattens after)\n", sw.Elbow)
+	if *plotPath != "" {
+		if err := fit.PlotSweep(sw, fmt.Sprintf("recon sweep-k: %s", source), *plotPath); err != nil {
+			return err
+		}
+		fmt.Printf("plot written to %s\n", *plotPath)
+	}
+	return nil
+}
+
+// parseKs parses "1-9" or "2,4,8"; empty means 1..min(p-1, 10).
+func parseKs(s string, p int) ([]int, error) {
+	var ks []int
+	switch {
+	case s == "":
+		for k := 1; k <= min(p-1, 10); k++ {
+			ks = append(ks, k)
+		}
+		if len(ks) == 0 {
+			return nil, cli.Usagef("data has %d feature: nothing to sweep", p)
+		}
+		return ks, nil
+	case strings.Contains(s, "-"):
+		a, b, _ := strings.Cut(s, "-")
+		lo, err1 := strconv.Atoi(a)
+		hi, err2 := strconv.Atoi(b)
+		if err1 != nil || err2 != nil || lo < 1 || hi < lo {
+			return nil, cli.Usagef("--k %q: want a range like 1-9", s)
+		}
+		for k := lo; k <= hi; k++ {
+			ks = append(ks, k)
+		}
+	default:
+		for _, f := range strings.Split(s, ",") {
+			k, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || k < 1 || (len(ks) > 0 && k <= ks[len(ks)-1]) {
+				return nil, cli.Usagef("--k %q: want increasing positive widths like 2,4,8", s)
+			}
+			ks = append(ks, k)
+		}
+	}
+	return ks, nil
+}

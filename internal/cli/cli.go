@@ -1,0 +1,190 @@
+// Package cli is the command-line plumbing recon's commands share: RECON_*
+// environment defaults for flags, the model flags, and one-line errors with
+// conventional exit codes. It holds no logic of its own beyond parsing.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/recon-ad/recon/pkg/ae"
+)
+
+// Exit codes.
+const (
+	ExitError = 1 // the command failed
+	ExitUsage = 2 // bad flags or arguments
+)
+
+// ErrUsage marks an error as a usage error (exit code 2).
+var ErrUsage = errors.New("usage")
+
+// Usagef returns a usage error with the formatted message.
+func Usagef(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, a...)...)
+}
+
+// Exit prints err as one line prefixed by the command name and exits with
+// ExitUsage for usage errors, ExitError otherwise. A nil err exits 0.
+func Exit(cmd string, err error) {
+	if err == nil {
+		os.Exit(0)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
+	if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) {
+		os.Exit(ExitUsage)
+	}
+	os.Exit(ExitError)
+}
+
+// EnvName returns the environment variable that sets flag name: RECON_
+// and the name upper-cased with dashes as underscores (--noise-sigma is
+// RECON_NOISE_SIGMA).
+func EnvName(name string) string {
+	return "RECON_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Parse parses args into fs after applying RECON_* environment variables as
+// defaults: a flag given on the command line wins over its variable. A bad
+// value in either is a usage error naming its source.
+func Parse(fs *flag.FlagSet, args []string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = Usagef("%s=%q: %v", EnvName(f.Name), v, e)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	// Parse quietly: a bad flag is one line (from Exit), help is the usage.
+	fs.SetOutput(io.Discard)
+	err = fs.Parse(args)
+	fs.SetOutput(os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		os.Exit(0)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v (see %s -h)", ErrUsage, err, fs.Name())
+	}
+	if fs.NArg() > 0 {
+		return Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// ModelFlags are the flags that describe an autoencoder.
+type ModelFlags struct {
+	variant, hidden, act, codeAct, output, loss, noise *string
+	code, warmup                                       *int
+	tied                                               *bool
+	sigma, mask, l1, rho, sparseBeta, contractive      *float64
+	beta                                               *float64
+}
+
+// AddModelFlags registers the model flags on fs.
+func AddModelFlags(fs *flag.FlagSet) *ModelFlags {
+	return &ModelFlags{
+		variant:     fs.String("variant", "plain", "autoencoder `variant`: plain, denoising, sparse-l1, sparse-kl, contractive, variational"),
+		hidden:      fs.String("hidden", "auto", "encoder hidden layer `widths`, comma-separated, outermost first; \"\" for none; auto: one layer of clamp(p/2, 8, 128)"),
+		code:        fs.Int("code", 0, "code (bottleneck) `width` k; 0: clamp(p/8, 2, 32)"),
+		act:         fs.String("activation", "tanh", "hidden layer `activation`: linear, relu, sigmoid, tanh"),
+		codeAct:     fs.String("code-activation", "", "code layer `activation` (default: as --activation; sigmoid for sparse-kl)"),
+		output:      fs.String("output", "linear", "output layer `activation`"),
+		loss:        fs.String("loss", "mse", "reconstruction `loss`: mse, or bce for inputs in [0,1] (needs --output sigmoid)"),
+		tied:        fs.Bool("tied", false, "tie decoder weights to the encoder's transposes"),
+		noise:       fs.String("noise", "gaussian", "denoising corruption: gaussian or masking"),
+		sigma:       fs.Float64("noise-sigma", 0.1, "denoising: Gaussian noise standard deviation"),
+		mask:        fs.Float64("mask-prob", 0.2, "denoising: probability of zeroing an input"),
+		l1:          fs.Float64("l1", 1e-3, "sparse-l1: weight of the code's L1 norm"),
+		rho:         fs.Float64("rho", 0.05, "sparse-kl: target mean code activation"),
+		sparseBeta:  fs.Float64("sparse-beta", 3, "sparse-kl: weight of the KL sparsity penalty"),
+		contractive: fs.Float64("contractive", 0.1, "contractive: weight of the encoder Jacobian's squared norm"),
+		beta:        fs.Float64("beta", 1, "variational: weight of the KL term"),
+		warmup:      fs.Int("warmup", 0, "variational: steps over which the KL weight rises from 0 to --beta"),
+	}
+}
+
+// Spec returns the spec the flags describe, and whether its hidden layers
+// or code width are left to the automatic architecture.
+func (f *ModelFlags) Spec() (spec ae.Spec, auto bool, err error) {
+	if spec.Variant, err = ae.ParseVariant(*f.variant); err != nil {
+		return spec, false, Usagef("--variant: %v", err)
+	}
+	if spec.Activation, err = ae.ParseActivation(*f.act); err != nil {
+		return spec, false, Usagef("--activation: %v", err)
+	}
+	spec.CodeActivation = spec.Activation
+	if spec.Variant == ae.SparseKL {
+		spec.CodeActivation = ae.Sigmoid
+	}
+	if *f.codeAct != "" {
+		if spec.CodeActivation, err = ae.ParseActivation(*f.codeAct); err != nil {
+			return spec, false, Usagef("--code-activation: %v", err)
+		}
+	}
+	if spec.Output, err = ae.ParseActivation(*f.output); err != nil {
+		return spec, false, Usagef("--output: %v", err)
+	}
+	if spec.Loss, err = ae.ParseLoss(*f.loss); err != nil {
+		return spec, false, Usagef("--loss: %v", err)
+	}
+	switch *f.noise {
+	case "gaussian":
+		spec.Noise = ae.GaussianNoise
+	case "masking":
+		spec.Noise = ae.MaskingNoise
+	default:
+		return spec, false, Usagef("--noise %q: want gaussian or masking", *f.noise)
+	}
+	if *f.hidden == "auto" {
+		auto = true
+	} else {
+		spec.Hidden = []int{}
+		for _, s := range strings.Split(*f.hidden, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			h, err := strconv.Atoi(s)
+			if err != nil || h < 1 {
+				return spec, false, Usagef("--hidden %q: widths must be positive integers", *f.hidden)
+			}
+			spec.Hidden = append(spec.Hidden, h)
+		}
+	}
+	if *f.code < 0 {
+		return spec, false, Usagef("--code %d: must not be negative", *f.code)
+	}
+	spec.Code = *f.code
+	if spec.Code == 0 {
+		auto = true
+	}
+	spec.Tied = *f.tied
+	spec.NoiseSigma, spec.MaskProb, spec.L1 = *f.sigma, *f.mask, *f.l1
+	spec.SparseRho, spec.SparseBeta = *f.rho, *f.sparseBeta
+	spec.Contractive, spec.Beta, spec.Warmup = *f.contractive, *f.beta, *f.warmup
+	return spec, auto, nil
+}
+
+// SetLinear makes the flags describe a linear autoencoder unless the user
+// set the architecture flags: sweep-k's default.
+func (f *ModelFlags) SetLinear(fs *flag.FlagSet) {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	for name, val := range map[string]string{"hidden": "", "activation": "linear", "code-activation": "linear", "output": "linear"} {
+		if !set[name] {
+			fs.Set(name, val)
+		}
+	}
+}
