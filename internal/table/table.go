@@ -39,7 +39,7 @@ func ParseHeader(s string) (Header, error) {
 
 // Options select what Read keeps.
 type Options struct {
-	Header Header
+	Header Header // whether the first line is a header
 	// Columns are the feature columns, by header name or 0-based index; empty
 	// means every column but the label.
 	Columns []string
