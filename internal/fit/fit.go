@@ -106,7 +106,7 @@ func AutoSpec(spec ae.Spec, p int) ae.Spec {
 
 // Progress reports one finished epoch.
 type Progress struct {
-	Epoch, Epochs int
+	Epoch, Epochs int     // this epoch (from 1) and the most epochs
 	TrainLoss     float64 // mean batch objective over the epoch
 	HeldOut       float64 // mean held-out score after the epoch
 	Best          bool    // this epoch improved the held-out score
@@ -120,17 +120,16 @@ type Result struct {
 	Optimizer  *ae.Adam       // its state at the best epoch
 	Normalizer *ae.Normalizer // fitted on the training rows
 	Threshold  float64        // the Quantile of held-out scores
-	Quantile   float64
-	// HeldOutScores are the held-out rows' scores; HeldOutRows their
-	// indices in the input.
+	Quantile   float64        // the quantile the threshold is at
+	// HeldOutScores are the held-out rows' scores (at the best epoch).
 	HeldOutScores []float64
-	HeldOutRows   []int
-	TrainRows     []int     // training rows' indices in the input
-	Train, Test   []float64 // standardized training and held-out rows
-	Epochs        int       // epochs run
-	BestEpoch     int
-	HeldOut       float64 // mean held-out score at the best epoch
-	Elapsed       time.Duration
+	HeldOutRows   []int         // held-out rows' indices in the input
+	TrainRows     []int         // training rows' indices in the input
+	Train, Test   []float64     // standardized training and held-out rows
+	Epochs        int           // epochs run
+	BestEpoch     int           // the epoch whose parameters were kept
+	HeldOut       float64       // mean held-out score at the best epoch
+	Elapsed       time.Duration // wall time of the whole fit
 }
 
 // ErrTooFew is returned when the data cannot be split into training and

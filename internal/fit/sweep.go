@@ -12,10 +12,10 @@ import (
 
 // SweepRow is one code width's result.
 type SweepRow struct {
-	K        int
+	K        int     // code width
 	Train    float64 // mean training-row score
 	HeldOut  float64 // mean held-out score
-	Epochs   int
+	Epochs   int     // epochs run
 	Linear   bool    // the model is a linear autoencoder: the fields below are set
 	Closed   float64 // PCA closed form on the training rows: sum of discarded eigenvalues
 	PCATest  float64 // PCA reconstruction error of the held-out rows
@@ -24,7 +24,7 @@ type SweepRow struct {
 
 // Sweep is the result of fitting one model per code width.
 type Sweep struct {
-	Rows []SweepRow
+	Rows []SweepRow // one per code width, increasing
 	// Total is the held-out rows' mean squared distance from the training
 	// mean: the error of a zero-width code.
 	Total float64
