@@ -1,8 +1,11 @@
 # recon: the two commands a new user needs are `make demo` and `make test`.
 GO ?= go
 PKGS := ./...
+# Binaries use the AVX2/AVX-512 kernels (Go 1.26 GOEXPERIMENT=simd) on amd64;
+# the default Go build stays portable.
+SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build test test-simd verify verify-proto proto bench demo clean
+.PHONY: all build test test-simd verify verify-proto proto bench eval demo clean
 
 all: build
 
@@ -10,7 +13,7 @@ all: build
 build:
 	$(GO) build $(PKGS)
 	@mkdir -p bin
-	@if [ -n "$$(find cmd -name '*.go' 2>/dev/null | head -1)" ]; then $(GO) build -o bin/ ./cmd/...; fi
+	$(SIMD) $(GO) build -o bin/ ./cmd/...
 
 ## test: the race-enabled test suite, then pkg/ae again with the SIMD kernels
 test:
@@ -55,6 +58,13 @@ verify-proto: bin/protoc-gen-go
 ## bench: pkg/ae throughput, portable and SIMD builds, against the PyTorch peer when installed
 bench:
 	scripts/bench.sh
+
+## eval: anomaly-ranking quality on breast cancer and Fashion-MNIST (installs the two Debian data packages)
+eval:
+	@if [ ! -f /usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv ] || [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+		echo "installing python3-sklearn and dataset-fashion-mnist (Debian) for the data"; \
+		apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null || { apt-get update -q && apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null; }; fi
+	$(SIMD) $(GO) run ./cmd/eval $(EVAL_FLAGS)
 
 ## demo: the whole pipeline on the embedded broker (not wired yet)
 demo:

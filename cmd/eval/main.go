@@ -52,13 +52,24 @@ func main() {
 		lr      = flag.Float64("lr", 0, "override: learning rate")
 		batch   = flag.Int("batch", 0, "override: batch size")
 		sigma   = flag.Float64("noise-sigma", 0, "override: denoising noise sigma")
+		vbeta   = flag.Float64("beta", 0, "override: variational beta")
+		output  = flag.String("output", "", "override: output activation")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: eval [flags]\n\nRanks anomalies on labelled public data with recon's default offline model\nand prints ROC-AUC and PR-AUC per data set.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	base = fit.Config{Auto: true, Epochs: *epochs, LR: *lr, Batch: *batch}
+	base = fit.Default()
+	if *epochs > 0 {
+		base.Epochs = *epochs
+	}
+	if *lr > 0 {
+		base.LR = *lr
+	}
+	if *batch > 0 {
+		base.Batch = *batch
+	}
 	if *hidden != "auto" {
 		base.Spec.Hidden = []int{}
 		for _, f := range strings.Split(*hidden, ",") {
@@ -75,6 +86,15 @@ func main() {
 	}
 	base.Spec.Code = *code
 	base.Spec.NoiseSigma = *sigma
+	base.Spec.Beta = *vbeta
+	if *output != "" {
+		a, err := ae.ParseActivation(*output)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "eval:", err)
+			os.Exit(2)
+		}
+		base.Spec.Output = a
+	}
 	for _, o := range []struct {
 		v   string
 		dst *ae.Activation
@@ -115,7 +135,7 @@ func main() {
 	}
 }
 
-// base is the configuration every fit uses: the defaults unless overridden.
+// base is the configuration every fit uses: fit.Default unless overridden.
 var base fit.Config
 
 // job is one protocol run: normals and anomalies (row-major, width p).
@@ -163,19 +183,6 @@ func run(ctx context.Context, j job) (outcome, error) {
 	res.Normalizer.Transform(test, test)
 	scores := make([]float64, len(pos))
 	res.Model.Score(scores, test)
-	if os.Getenv("EVAL_ELBO") != "" && res.Model.Spec().Variant == ae.Variational {
-		tmp := make([]float64, len(pos))
-		erng := rand.New(rand.NewPCG(1, 1))
-		for i := range scores {
-			scores[i] = 0
-		}
-		for range 10 {
-			res.Model.NegELBO(tmp, test, erng)
-			for i, v := range tmp {
-				scores[i] += v / 10
-			}
-		}
-	}
 	roc, err := auc.ROC(scores, pos)
 	if err != nil {
 		return outcome{}, err

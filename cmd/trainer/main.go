@@ -109,14 +109,15 @@ type trainFlags struct {
 }
 
 func addTrainFlags(fs *flag.FlagSet) *trainFlags {
+	d := fit.Default()
 	return &trainFlags{
-		epochs:   fs.Int("epochs", 200, "most training `epochs` (training stops earlier when held-out error stops improving)"),
-		batch:    fs.Int("batch", 16, "minibatch `size`"),
-		patience: fs.Int("patience", 12, "`epochs` without held-out improvement before the learning rate drops (twice) and then training stops"),
-		lr:       fs.Float64("lr", 1e-3, "Adam learning `rate`"),
-		holdout:  fs.Float64("holdout", 0.2, "`fraction` of rows held out for early stopping and the threshold"),
-		quantile: fs.Float64("quantile", 0.995, "alert threshold: this `quantile` of held-out scores"),
-		seed:     fs.Uint64("seed", 1, "random `seed` for the split, initialization, batches and noise"),
+		epochs:   fs.Int("epochs", d.Epochs, "most training `epochs` (training stops earlier when held-out error stops improving)"),
+		batch:    fs.Int("batch", d.Batch, "minibatch `size`"),
+		patience: fs.Int("patience", d.Patience, "`epochs` without held-out improvement before the learning rate drops (twice) and then training stops"),
+		lr:       fs.Float64("lr", d.LR, "Adam learning `rate`"),
+		holdout:  fs.Float64("holdout", d.Holdout, "`fraction` of rows held out for early stopping and the threshold"),
+		quantile: fs.Float64("quantile", d.Quantile, "alert threshold: this `quantile` of held-out scores"),
+		seed:     fs.Uint64("seed", d.Seed, "random `seed` for the split, initialization, batches and noise"),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/pkg/ae"
 )
 
@@ -93,15 +94,17 @@ type ModelFlags struct {
 	beta                                               *float64
 }
 
-// AddModelFlags registers the model flags on fs.
+// AddModelFlags registers the model flags on fs, with fit.Default's model
+// as the defaults.
 func AddModelFlags(fs *flag.FlagSet) *ModelFlags {
+	def := fit.Default().Spec
 	return &ModelFlags{
 		variant:     fs.String("variant", "plain", "autoencoder `variant`: plain, denoising, sparse-l1, sparse-kl, contractive, variational"),
-		hidden:      fs.String("hidden", "auto", "encoder hidden layer `widths`, comma-separated, outermost first; \"\" for none; auto: one layer of clamp(p/2, 8, 128)"),
+		hidden:      fs.String("hidden", "auto", "encoder hidden layer `widths`, comma-separated, outermost first; \"\" for none; auto: one layer of clamp(p, 16, 128)"),
 		code:        fs.Int("code", 0, "code (bottleneck) `width` k; 0: clamp(p/8, 2, 32)"),
-		act:         fs.String("activation", "tanh", "hidden layer `activation`: linear, relu, sigmoid, tanh"),
+		act:         fs.String("activation", def.Activation.String(), "hidden layer `activation`: linear, relu, sigmoid, tanh"),
 		codeAct:     fs.String("code-activation", "", "code layer `activation` (default: as --activation; sigmoid for sparse-kl)"),
-		output:      fs.String("output", "linear", "output layer `activation`"),
+		output:      fs.String("output", def.Output.String(), "output layer `activation`"),
 		loss:        fs.String("loss", "mse", "reconstruction `loss`: mse, or bce for inputs in [0,1] (needs --output sigmoid)"),
 		tied:        fs.Bool("tied", false, "tie decoder weights to the encoder's transposes"),
 		noise:       fs.String("noise", "gaussian", "denoising corruption: gaussian or masking"),

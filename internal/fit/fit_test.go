@@ -83,7 +83,7 @@ func TestFitThresholdAndEarlyStop(t *testing.T) {
 	if above > 3 { // 0.5% of 400 = 2 rows
 		t.Errorf("%d of 400 held-out rows above the 0.995 threshold", above)
 	}
-	if res.Model.Spec().Code != 2 || res.Model.Spec().Hidden[0] != 8 {
+	if res.Model.Spec().Code != 2 || res.Model.Spec().Hidden[0] != 16 {
 		t.Errorf("auto spec for p=12: %+v", res.Model.Spec())
 	}
 	// Same seed, same result.
