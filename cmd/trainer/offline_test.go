@@ -282,3 +282,41 @@ func TestBadInputOneLineError(t *testing.T) {
 		t.Errorf("a failed fit left a checkpoint store behind: %v", err)
 	}
 }
+
+// TestSweepKDemo: sweep-k --demo prints linear rows within 1% of the PCA
+// closed form for k = 1..9, suggests k = 3 and writes the plot.
+func TestSweepKDemo(t *testing.T) {
+	png := filepath.Join(t.TempDir(), "sweep.png")
+	out, stderr, code := run(t, "trainer", "sweep-k", "--demo", "--plot", png, "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Log("\n" + out)
+	rows := 0
+	for _, ln := range strings.Split(out, "\n") {
+		f := strings.Fields(ln)
+		if len(f) != 7 {
+			continue
+		}
+		k, err := strconv.Atoi(f[0])
+		if err != nil {
+			continue
+		}
+		train, _ := strconv.ParseFloat(f[1], 64)
+		closed, _ := strconv.ParseFloat(f[2], 64)
+		if train > 1.01*closed || train < closed*(1-1e-4) {
+			t.Errorf("k=%d: training error %v not within 1%% of the closed form %v", k, train, closed)
+		}
+		rows++
+	}
+	if rows != 9 {
+		t.Errorf("%d table rows with k = 1..9, want 9", rows)
+	}
+	if !strings.Contains(out, "suggested k = 3") {
+		t.Errorf("no 'suggested k = 3' in the output")
+	}
+	b, err := os.ReadFile(png)
+	if err != nil || len(b) < 8 || string(b[1:4]) != "PNG" {
+		t.Fatalf("plot %s: %v (%d bytes)", png, err, len(b))
+	}
+}
