@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"testing"
+
+	"github.com/recon-ad/recon/pkg/ae"
+)
+
+func TestParseEnvAndFlags(t *testing.T) {
+	t.Setenv("RECON_NOISE_SIGMA", "0.7")
+	t.Setenv("RECON_CODE", "5")
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	m := AddModelFlags(fs)
+	if err := Parse(fs, []string{"--code", "3", "--variant", "denoising"}); err != nil {
+		t.Fatal(err)
+	}
+	s, auto, err := m.Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Code != 3 || s.NoiseSigma != 0.7 || s.Variant != ae.Denoising || !auto {
+		t.Errorf("spec %+v auto %v: want code 3 from the flag over RECON_CODE, sigma 0.7 from the environment", s, auto)
+	}
+	if s.Activation != ae.Tanh || s.CodeActivation != ae.Tanh || s.Output != ae.Tanh {
+		t.Errorf("default activations %v %v %v", s.Activation, s.CodeActivation, s.Output)
+	}
+}
+
+func TestParseErrorsAreUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		env, args []string
+	}{
+		{args: []string{"--code", "x"}},
+		{args: []string{"stray"}},
+		{env: []string{"RECON_CODE", "many"}},
+	} {
+		if tc.env != nil {
+			t.Setenv(tc.env[0], tc.env[1])
+		}
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		AddModelFlags(fs)
+		err := Parse(fs, tc.args)
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("%v %v: %v, want a usage error", tc.env, tc.args, err)
+		}
+	}
+}
+
+func TestModelFlagsSpec(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		check   func(ae.Spec) bool
+		wantErr bool
+	}{
+		{args: []string{"--hidden", "32,8", "--code", "4"}, check: func(s ae.Spec) bool { return len(s.Hidden) == 2 && s.Hidden[1] == 8 }},
+		{args: []string{"--hidden", ""}, check: func(s ae.Spec) bool { return s.Hidden != nil && len(s.Hidden) == 0 }},
+		{args: []string{"--variant", "sparse-kl"}, check: func(s ae.Spec) bool { return s.CodeActivation == ae.Sigmoid }},
+		{args: []string{"--noise", "masking", "--variant", "denoising"}, check: func(s ae.Spec) bool { return s.Noise == ae.MaskingNoise }},
+		{args: []string{"--hidden", "0"}, wantErr: true},
+		{args: []string{"--activation", "swish"}, wantErr: true},
+		{args: []string{"--noise", "pink"}, wantErr: true},
+		{args: []string{"--code", "-1"}, wantErr: true},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		m := AddModelFlags(fs)
+		if err := Parse(fs, tc.args); err != nil {
+			t.Fatal(err)
+		}
+		s, _, err := m.Spec()
+		if tc.wantErr {
+			if !errors.Is(err, ErrUsage) {
+				t.Errorf("%v: %v, want a usage error", tc.args, err)
+			}
+			continue
+		}
+		if err != nil || !tc.check(s) {
+			t.Errorf("%v: spec %+v, err %v", tc.args, s, err)
+		}
+	}
+}
