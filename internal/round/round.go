@@ -87,7 +87,7 @@ type Gradient struct {
 
 // Result is a completed round.
 type Result struct {
-	Round        uint64
+	Round        uint64    // the round's number
 	Gradient     []float64 // sample-weighted mean, summed in worker-id order
 	Extra        []float64 // sample-weighted mean of the Extra vectors
 	Loss         float64   // sample-weighted mean loss
