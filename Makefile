@@ -37,22 +37,24 @@ verify: verify-proto
 	@echo verify: ok
 
 PROTOS := $(wildcard proto/recon/v1/*.proto)
+PROTOC := protoc -I proto --plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc
+PROTO_PLUGINS := bin/protoc-gen-go bin/protoc-gen-go-grpc
 
 ## proto: regenerate proto/recon/v1 Go code (needs protoc: apt-get install protobuf-compiler)
-proto: bin/protoc-gen-go
-	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative $(PROTOS)
+proto: $(PROTO_PLUGINS)
+	$(PROTOC) --go_out=proto --go_opt=paths=source_relative --go-grpc_out=proto --go-grpc_opt=paths=source_relative $(PROTOS:proto/%=%)
 
-# protoc-gen-go at the version go.mod pins for google.golang.org/protobuf.
-bin/protoc-gen-go: go.mod
+# The protoc plugins at the versions go.mod pins (its tool directives).
+$(PROTO_PLUGINS): go.mod
 	@mkdir -p bin
-	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) build -o bin/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
 ## verify-proto: regenerating the protobuf code changes nothing
-verify-proto: bin/protoc-gen-go
+verify-proto: $(PROTO_PLUGINS)
 	@if ! command -v protoc >/dev/null; then echo "verify-proto: protoc not installed (apt-get install protobuf-compiler)"; exit 1; fi
-	@tmp=$$(mktemp -d) && protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=$$tmp --go_opt=paths=source_relative $(PROTOS) && \
+	@tmp=$$(mktemp -d) && $(PROTOC) --go_out=$$tmp --go_opt=paths=source_relative --go-grpc_out=$$tmp --go-grpc_opt=paths=source_relative $(PROTOS:proto/%=%) && \
 		for f in $$(cd $$tmp && find . -name '*.pb.go'); do \
-			if ! cmp -s $$tmp/$$f $$f; then echo "verify-proto: $$f differs from a regeneration (run make proto)"; diff $$tmp/$$f $$f | head -20; rm -rf $$tmp; exit 1; fi; \
+			if ! cmp -s $$tmp/$$f proto/$$f; then echo "verify-proto: proto/$$f differs from a regeneration (run make proto)"; diff $$tmp/$$f proto/$$f | head -20; rm -rf $$tmp; exit 1; fi; \
 		done; rm -rf $$tmp; echo "verify-proto: ok"
 
 ## bench: pkg/ae throughput, portable and SIMD builds, against the PyTorch peer when installed

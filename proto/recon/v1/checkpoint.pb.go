@@ -10,7 +10,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: proto/recon/v1/checkpoint.proto
+// source: recon/v1/checkpoint.proto
 
 package reconv1
 
@@ -59,7 +59,7 @@ type ModelSpec struct {
 
 func (x *ModelSpec) Reset() {
 	*x = ModelSpec{}
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[0]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -71,7 +71,7 @@ func (x *ModelSpec) String() string {
 func (*ModelSpec) ProtoMessage() {}
 
 func (x *ModelSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[0]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -84,7 +84,7 @@ func (x *ModelSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSpec.ProtoReflect.Descriptor instead.
 func (*ModelSpec) Descriptor() ([]byte, []int) {
-	return file_proto_recon_v1_checkpoint_proto_rawDescGZIP(), []int{0}
+	return file_recon_v1_checkpoint_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ModelSpec) GetInput() uint32 {
@@ -239,7 +239,7 @@ type Normalizer struct {
 
 func (x *Normalizer) Reset() {
 	*x = Normalizer{}
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[1]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +251,7 @@ func (x *Normalizer) String() string {
 func (*Normalizer) ProtoMessage() {}
 
 func (x *Normalizer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[1]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +264,7 @@ func (x *Normalizer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Normalizer.ProtoReflect.Descriptor instead.
 func (*Normalizer) Descriptor() ([]byte, []int) {
-	return file_proto_recon_v1_checkpoint_proto_rawDescGZIP(), []int{1}
+	return file_recon_v1_checkpoint_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Normalizer) GetCount() int64 {
@@ -304,7 +304,7 @@ type Optimizer struct {
 
 func (x *Optimizer) Reset() {
 	*x = Optimizer{}
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[2]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +316,7 @@ func (x *Optimizer) String() string {
 func (*Optimizer) ProtoMessage() {}
 
 func (x *Optimizer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[2]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +329,7 @@ func (x *Optimizer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Optimizer.ProtoReflect.Descriptor instead.
 func (*Optimizer) Descriptor() ([]byte, []int) {
-	return file_proto_recon_v1_checkpoint_proto_rawDescGZIP(), []int{2}
+	return file_recon_v1_checkpoint_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Optimizer) GetKind() string {
@@ -392,7 +392,7 @@ type TrainingState struct {
 
 func (x *TrainingState) Reset() {
 	*x = TrainingState{}
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[3]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +404,7 @@ func (x *TrainingState) String() string {
 func (*TrainingState) ProtoMessage() {}
 
 func (x *TrainingState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[3]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +417,7 @@ func (x *TrainingState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainingState.ProtoReflect.Descriptor instead.
 func (*TrainingState) Descriptor() ([]byte, []int) {
-	return file_proto_recon_v1_checkpoint_proto_rawDescGZIP(), []int{3}
+	return file_recon_v1_checkpoint_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TrainingState) GetSteps() int64 {
@@ -454,7 +454,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[4]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +466,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_recon_v1_checkpoint_proto_msgTypes[4]
+	mi := &file_recon_v1_checkpoint_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +479,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_proto_recon_v1_checkpoint_proto_rawDescGZIP(), []int{4}
+	return file_recon_v1_checkpoint_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Checkpoint) GetVersion() uint64 {
@@ -559,11 +559,11 @@ func (x *Checkpoint) GetMetadata() map[string]string {
 	return nil
 }
 
-var File_proto_recon_v1_checkpoint_proto protoreflect.FileDescriptor
+var File_recon_v1_checkpoint_proto protoreflect.FileDescriptor
 
-const file_proto_recon_v1_checkpoint_proto_rawDesc = "" +
+const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\n" +
-	"\x1fproto/recon/v1/checkpoint.proto\x12\brecon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n" +
+	"\x19recon/v1/checkpoint.proto\x12\brecon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n" +
 	"\tModelSpec\x12\x14\n" +
 	"\x05input\x18\x01 \x01(\rR\x05input\x12\x16\n" +
 	"\x06hidden\x18\x02 \x03(\rR\x06hidden\x12\x12\n" +
@@ -629,19 +629,19 @@ const file_proto_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B2Z0github.com/recon-ad/recon/proto/recon/v1;reconv1b\x06proto3"
 
 var (
-	file_proto_recon_v1_checkpoint_proto_rawDescOnce sync.Once
-	file_proto_recon_v1_checkpoint_proto_rawDescData []byte
+	file_recon_v1_checkpoint_proto_rawDescOnce sync.Once
+	file_recon_v1_checkpoint_proto_rawDescData []byte
 )
 
-func file_proto_recon_v1_checkpoint_proto_rawDescGZIP() []byte {
-	file_proto_recon_v1_checkpoint_proto_rawDescOnce.Do(func() {
-		file_proto_recon_v1_checkpoint_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_proto_recon_v1_checkpoint_proto_rawDesc), len(file_proto_recon_v1_checkpoint_proto_rawDesc)))
+func file_recon_v1_checkpoint_proto_rawDescGZIP() []byte {
+	file_recon_v1_checkpoint_proto_rawDescOnce.Do(func() {
+		file_recon_v1_checkpoint_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_recon_v1_checkpoint_proto_rawDesc), len(file_recon_v1_checkpoint_proto_rawDesc)))
 	})
-	return file_proto_recon_v1_checkpoint_proto_rawDescData
+	return file_recon_v1_checkpoint_proto_rawDescData
 }
 
-var file_proto_recon_v1_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
-var file_proto_recon_v1_checkpoint_proto_goTypes = []any{
+var file_recon_v1_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_recon_v1_checkpoint_proto_goTypes = []any{
 	(*ModelSpec)(nil),             // 0: recon.v1.ModelSpec
 	(*Normalizer)(nil),            // 1: recon.v1.Normalizer
 	(*Optimizer)(nil),             // 2: recon.v1.Optimizer
@@ -650,7 +650,7 @@ var file_proto_recon_v1_checkpoint_proto_goTypes = []any{
 	nil,                           // 5: recon.v1.Checkpoint.MetadataEntry
 	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
-var file_proto_recon_v1_checkpoint_proto_depIdxs = []int32{
+var file_recon_v1_checkpoint_proto_depIdxs = []int32{
 	0, // 0: recon.v1.Checkpoint.spec:type_name -> recon.v1.ModelSpec
 	2, // 1: recon.v1.Checkpoint.optimizer:type_name -> recon.v1.Optimizer
 	1, // 2: recon.v1.Checkpoint.normalizer:type_name -> recon.v1.Normalizer
@@ -664,26 +664,26 @@ var file_proto_recon_v1_checkpoint_proto_depIdxs = []int32{
 	0, // [0:6] is the sub-list for field type_name
 }
 
-func init() { file_proto_recon_v1_checkpoint_proto_init() }
-func file_proto_recon_v1_checkpoint_proto_init() {
-	if File_proto_recon_v1_checkpoint_proto != nil {
+func init() { file_recon_v1_checkpoint_proto_init() }
+func file_recon_v1_checkpoint_proto_init() {
+	if File_recon_v1_checkpoint_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_recon_v1_checkpoint_proto_rawDesc), len(file_proto_recon_v1_checkpoint_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recon_v1_checkpoint_proto_rawDesc), len(file_recon_v1_checkpoint_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_proto_recon_v1_checkpoint_proto_goTypes,
-		DependencyIndexes: file_proto_recon_v1_checkpoint_proto_depIdxs,
-		MessageInfos:      file_proto_recon_v1_checkpoint_proto_msgTypes,
+		GoTypes:           file_recon_v1_checkpoint_proto_goTypes,
+		DependencyIndexes: file_recon_v1_checkpoint_proto_depIdxs,
+		MessageInfos:      file_recon_v1_checkpoint_proto_msgTypes,
 	}.Build()
-	File_proto_recon_v1_checkpoint_proto = out.File
-	file_proto_recon_v1_checkpoint_proto_goTypes = nil
-	file_proto_recon_v1_checkpoint_proto_depIdxs = nil
+	File_recon_v1_checkpoint_proto = out.File
+	file_recon_v1_checkpoint_proto_goTypes = nil
+	file_recon_v1_checkpoint_proto_depIdxs = nil
 }
