@@ -3,6 +3,7 @@ module github.com/recon-ad/recon
 go 1.26.0
 
 require (
+	github.com/DataDog/sketches-go v1.4.8
 	go.etcd.io/bbolt v1.5.0
 	gonum.org/v1/gonum v0.17.0
 	gonum.org/v1/plot v0.17.0
