@@ -20,9 +20,9 @@ test:
 	$(GO) test -race $(PKGS)
 	$(MAKE) --no-print-directory test-simd
 
-## test-simd: pkg/ae built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them)
+## test-simd: pkg/ae built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on
 test-simd:
-	GOEXPERIMENT=simd $(GO) test -count=1 ./pkg/ae/
+	GOEXPERIMENT=simd $(GO) test -race -count=1 ./pkg/ae/
 
 ## verify: generated protobuf code current, gofmt, go vet (both kernel builds), every exported name documented, go mod tidy leaves no diff
 verify: verify-proto

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
@@ -82,7 +83,9 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if err != nil {
 		return cli.Usagef("--header: %v", err)
 	}
-	store, err := checkpoint.Open(*modelPath, checkpoint.Options{ReadOnly: true})
+	// A corrupt newest checkpoint is skipped, with a warning on stderr.
+	warn := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	store, err := checkpoint.Open(*modelPath, checkpoint.Options{ReadOnly: true, Logger: warn})
 	if err != nil {
 		return err
 	}
@@ -111,16 +114,8 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 		defer f.Close()
 		in, name = f, *input
 	}
-	br := bufio.NewReader(in)
-	opts := table.Options{Header: h, Label: *label}
-	if h != table.HeaderNo && l.Features != nil {
-		// With a header, pick the model's columns by name, if the first
-		// line is a header at all.
-		if first, _ := br.Peek(4096); h == table.HeaderYes || looksLikeHeader(first) {
-			opts.Columns = l.Features
-		}
-	}
-	t, err := table.Read(br, opts)
+	opts := table.Options{Header: h, Label: *label, ColumnsIfHeader: l.Features}
+	t, err := table.Read(in, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -194,18 +189,6 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	fmt.Fprintf(os.Stderr, "scorer score: %d records scored with version %d (%s); %d above the threshold %.5g\n",
 		t.Rows, c.GetVersion(), c.GetSpec().GetVariant(), anomalies, th)
 	return nil
-}
-
-// looksLikeHeader reports whether the first line of b has a cell that is
-// not a number.
-func looksLikeHeader(b []byte) bool {
-	line, _, _ := strings.Cut(string(b), "\n")
-	for _, f := range strings.Split(line, ",") {
-		if _, err := strconv.ParseFloat(strings.TrimSpace(f), 64); err != nil {
-			return true
-		}
-	}
-	return false
 }
 
 func featureHint(names []string) string {

@@ -174,8 +174,15 @@ func runFit(ctx context.Context, args []string) error {
 	}
 	ok := false
 	defer func() {
-		store.Close()
+		// Remove a store this run created, unless something (another
+		// process) has committed to it meanwhile.
+		empty := false
 		if !ok && created {
+			v, err := store.NextVersion()
+			empty = err == nil && v == 1
+		}
+		store.Close()
+		if empty {
 			os.Remove(*out)
 		}
 	}()

@@ -130,13 +130,22 @@ func optimizerFromProto(p *reconv1.Optimizer, n int) (ae.Optimizer, error) {
 	if err := allFinite("optimizer setting", []float64{p.GetLr(), p.GetBeta1(), p.GetBeta2(), p.GetEps(), p.GetMomentum()}); err != nil {
 		return nil, err
 	}
+	if !(p.GetLr() > 0) {
+		return nil, fmt.Errorf("optimizer learning rate %v: must be positive", p.GetLr())
+	}
 	var o ae.Optimizer
 	switch p.GetKind() {
 	case "adam":
+		if b1, b2 := p.GetBeta1(), p.GetBeta2(); !(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1) || !(p.GetEps() > 0) {
+			return nil, fmt.Errorf("adam settings beta1 %v, beta2 %v, eps %v: want betas in [0,1) and eps > 0", b1, b2, p.GetEps())
+		}
 		a := ae.NewAdam(n, p.GetLr())
 		a.Beta1, a.Beta2, a.Eps = p.GetBeta1(), p.GetBeta2(), p.GetEps()
 		o = a
 	case "sgd":
+		if m := p.GetMomentum(); !(m >= 0 && m < 1) {
+			return nil, fmt.Errorf("sgd momentum %v: want [0,1)", m)
+		}
 		o = ae.NewSGD(n, p.GetLr(), p.GetMomentum())
 	default:
 		return nil, fmt.Errorf("unknown optimizer kind %q (want adam or sgd)", p.GetKind())

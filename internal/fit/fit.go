@@ -193,6 +193,11 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 			return nil, err
 		}
 	}
+	for j, v := range norm.Var() {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return nil, fmt.Errorf("fit: feature %d: values too large to standardize (variance overflows)", j)
+		}
+	}
 	gather := func(rows []int) []float64 {
 		out := make([]float64, len(rows)*p)
 		for i, r := range rows {

@@ -110,6 +110,9 @@ func TestFitRejectsBadInput(t *testing.T) {
 	if _, err := Fit(ctx, Config{Spec: ae.Spec{Code: 3}}, []float64{1, 2, 3, 4}, 2, nil); err == nil {
 		t.Error("overcomplete plain model accepted")
 	}
+	if _, err := Fit(ctx, Config{Auto: true}, []float64{1e200, 2, -1e200, 4, 3, 3}, 2, nil); err == nil {
+		t.Error("values whose variance overflows accepted")
+	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := Fit(cancelled, Config{Auto: true}, make([]float64, 40), 2, nil); err == nil {

@@ -46,6 +46,10 @@ type Options struct {
 	// Label is the label column (name or index), kept aside in Labels and
 	// never used as a feature; empty means none.
 	Label string
+	// ColumnsIfHeader are the feature columns by name when the input turns
+	// out to have a header (detected or forced); without one they are
+	// ignored and Columns applies. A scorer passes its model's feature names.
+	ColumnsIfHeader []string
 	// Skip is how many lines to skip before the header or first row.
 	Skip int
 }
@@ -127,6 +131,9 @@ func Read(r io.Reader, opts Options) (*Table, error) {
 			return 0, fmt.Errorf("column %q is not in the header (%s)", sel, strings.Join(names, ","))
 		}
 		return 0, fmt.Errorf("column %q: without a header, name columns by 0-based index below %d", sel, ncol)
+	}
+	if header && len(opts.ColumnsIfHeader) > 0 {
+		opts.Columns = opts.ColumnsIfHeader
 	}
 	label := -1
 	if opts.Label != "" {

@@ -299,7 +299,9 @@ func (m *Model) Gradient(grad, x []float64, rng *rand.Rand) float64 {
 			for _, z := range row {
 				s += z
 			}
-			rt := (1-mom)*s*inv + mom*m.runAt(j)
+			// Clamped away from 0 and 1, where the KL is infinite: a
+			// saturated code unit gets a large, finite push back.
+			rt := min(max((1-mom)*s*inv+mom*m.runAt(j), 1e-9), 1-1e-9)
 			ws.rhoHat[j] = rt
 			pen += rho*math.Log(rho/rt) + (1-rho)*math.Log((1-rho)/(1-rt))
 			// The penalty is weighted beta/(1-mom) so that its gradient
@@ -337,7 +339,7 @@ func (m *Model) Gradient(grad, x []float64, rng *rand.Rand) float64 {
 		dz = dmu
 	}
 	if m.spec.Variant == Contractive {
-		loss += m.contractive(ws, grad, n, true)
+		loss += m.contractive(ws, grad, n, false)
 	}
 
 	// Encoder, innermost first. delta lives in ws.d1 (or ws.dmu); ws.d2 is free.

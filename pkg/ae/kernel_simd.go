@@ -61,12 +61,15 @@ func affine(dst, w, src, bias []float64, out, in, n int) {
 			a10, a11 := splat(b1), splat(b1)
 			a20, a21 := splat(b2), splat(b2)
 			a30, a31 := splat(b3), splat(b3)
-			sp := unsafe.Pointer(&src[c])
-			wp := unsafe.Pointer(&w[o*in])
+			sp0 := unsafe.Pointer(&src[c])
+			wp0 := unsafe.Pointer(&w[o*in])
 			for i := 0; i < in; i++ {
+				// Addresses from the base each time: a pointer never
+				// steps past the end of its allocation.
+				sp := unsafe.Add(sp0, i*n*8)
+				wp := unsafe.Add(wp0, i*8)
 				v0 := archsimd.LoadFloat64x4((*[4]float64)(sp))
 				v1 := archsimd.LoadFloat64x4((*[4]float64)(unsafe.Add(sp, 32)))
-				sp = unsafe.Add(sp, n*8)
 				x := splat(*(*float64)(wp))
 				a00 = x.MulAdd(v0, a00)
 				a01 = x.MulAdd(v1, a01)
@@ -79,7 +82,6 @@ func affine(dst, w, src, bias []float64, out, in, n int) {
 				x = splat(*(*float64)(unsafe.Add(wp, in*24)))
 				a30 = x.MulAdd(v0, a30)
 				a31 = x.MulAdd(v1, a31)
-				wp = unsafe.Add(wp, 8)
 			}
 			store4(a00, dst[o*n+c:])
 			store4(a01, dst[o*n+c+4:])
@@ -266,12 +268,15 @@ func affine512(dst, w, src, bias []float64, out, in, n, n16 int) {
 			a10, a11 := sp8(b1), sp8(b1)
 			a20, a21 := sp8(b2), sp8(b2)
 			a30, a31 := sp8(b3), sp8(b3)
-			sp := unsafe.Pointer(&src[c])
-			wp := unsafe.Pointer(&w[o*in])
+			sp0 := unsafe.Pointer(&src[c])
+			wp0 := unsafe.Pointer(&w[o*in])
 			for i := 0; i < in; i++ {
+				// Addresses from the base each time: a pointer never
+				// steps past the end of its allocation.
+				sp := unsafe.Add(sp0, i*n*8)
+				wp := unsafe.Add(wp0, i*8)
 				v0 := ld(sp)
 				v1 := ld(unsafe.Add(sp, 64))
-				sp = unsafe.Add(sp, n*8)
 				x := sp8(*(*float64)(wp))
 				a00 = x.MulAdd(v0, a00)
 				a01 = x.MulAdd(v1, a01)
@@ -284,7 +289,6 @@ func affine512(dst, w, src, bias []float64, out, in, n, n16 int) {
 				x = sp8(*(*float64)(unsafe.Add(wp, in*24)))
 				a30 = x.MulAdd(v0, a30)
 				a31 = x.MulAdd(v1, a31)
-				wp = unsafe.Add(wp, 8)
 			}
 			st(a00, dst[o*n+c:])
 			st(a01, dst[o*n+c+8:])
@@ -303,14 +307,16 @@ func affine512(dst, w, src, bias []float64, out, in, n, n16 int) {
 		}
 		for c := 0; c < n16; c += 16 {
 			a0, a1 := sp8(b), sp8(b)
-			sp := unsafe.Pointer(&src[c])
-			wp := unsafe.Pointer(&w[o*in])
+			sp0 := unsafe.Pointer(&src[c])
+			wp0 := unsafe.Pointer(&w[o*in])
 			for i := 0; i < in; i++ {
+				// Addresses from the base each time: a pointer never
+				// steps past the end of its allocation.
+				sp := unsafe.Add(sp0, i*n*8)
+				wp := unsafe.Add(wp0, i*8)
 				x := sp8(*(*float64)(wp))
 				a0 = x.MulAdd(ld(sp), a0)
 				a1 = x.MulAdd(ld(unsafe.Add(sp, 64)), a1)
-				sp = unsafe.Add(sp, n*8)
-				wp = unsafe.Add(wp, 8)
 			}
 			st(a0, dst[o*n+c:])
 			st(a1, dst[o*n+c+8:])

@@ -137,7 +137,7 @@ type Spec struct {
 
 	SparseRho      float64 // SparseKL: target mean activation rho (default 0.05)
 	SparseBeta     float64 // SparseKL: weight of the KL penalty (default 3)
-	SparseMomentum float64 // SparseKL: weight of the running estimate in rho_hat, in [0,1) (default 0.9)
+	SparseMomentum float64 // SparseKL: weight of the running estimate in rho_hat, in (0,1) (default, and the zero value: 0.9)
 
 	Contractive float64 // Contractive: weight of the squared Frobenius norm of the encoder Jacobian (default 0.1)
 
