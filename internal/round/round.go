@@ -75,6 +75,20 @@ const (
 // ErrRejected is wrapped by every error Submit returns.
 var ErrRejected = errors.New("gradient rejected")
 
+// RejectError is the error Submit returns: why, and the details.
+type RejectError struct {
+	Reason Reason // why
+	Detail string // which worker, round and values
+}
+
+// Error describes the rejection.
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("gradient rejected (%s): %s", e.Reason, e.Detail)
+}
+
+// Unwrap makes errors.Is(err, ErrRejected) hold.
+func (e *RejectError) Unwrap() error { return ErrRejected }
+
 // Gradient is one worker's contribution to a round.
 type Gradient struct {
 	Samples int       // records behind it (its weight)
@@ -214,7 +228,7 @@ func (m *Machine) Submit(id string, r uint64, g *Gradient, now time.Time) error 
 	}
 	reject := func(reason Reason, format string, a ...any) error {
 		m.rejected[reason]++
-		return fmt.Errorf("%w (%s): "+format, append([]any{ErrRejected, reason}, a...)...)
+		return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
 	}
 	switch {
 	case !m.open || r != m.round:

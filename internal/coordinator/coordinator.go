@@ -1,0 +1,503 @@
+// Package coordinator is the service that owns one model and trains it with
+// trainer workers: it drives the round state machine (internal/round),
+// averages workers' gradients and steps Adam, merges the warm-up feature
+// statistics into the normalizer, merges held-out score sketches into the
+// alert threshold, writes checkpoints to bbolt and streams them to
+// subscribers. One goroutine (Run) owns the training loop; gRPC handlers
+// only pass messages to it under the mutex.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/round"
+	"github.com/recon-ad/recon/internal/sketch"
+	"github.com/recon-ad/recon/pkg/ae"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+// Config is a coordinator's model and training rules.
+type Config struct {
+	Spec     ae.Spec  // the model (Input must be set)
+	Features []string // feature names, in input order (optional)
+	LR       float64  // Adam learning rate (default 1e-3)
+	Seed     uint64   // parameter initialization (default 1)
+
+	Batch         int     // records per worker per round (default 256)
+	Holdout       float64 // fraction of each worker's records held out for the threshold (0: none, no threshold)
+	SkipAnomalies bool    // workers skip training records scored above the threshold
+	Quantile      float64 // threshold quantile of held-out scores (default 0.995)
+	SketchRounds  int     // recent rounds whose sketches make the threshold (default 20)
+	MinScores     int     // held-out scores needed before a threshold is set (default 200)
+
+	WarmupRecords int // records each worker summarizes for the normalizer; 0 skips warm-up (identity normalizer)
+
+	MinWorkers int           // gradients that complete a round at its deadline (default 1)
+	Deadline   time.Duration // round deadline (default 5 s)
+	Lease      time.Duration // silence after which a worker is dropped (default 3 x Deadline)
+
+	CheckpointRounds   int           // checkpoint every this many rounds (default 100; 0 with CheckpointInterval 0: only on stop)
+	CheckpointInterval time.Duration // and at least this often while training (default 30 s)
+	MaxRounds          uint64        // stop training after this round (0: never); for tests and benchmarks
+}
+
+func (c Config) withDefaults() Config {
+	if c.LR == 0 {
+		c.LR = 1e-3
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Batch == 0 {
+		c.Batch = 256
+	}
+	if c.Quantile == 0 {
+		c.Quantile = 0.995
+	}
+	if c.SketchRounds == 0 {
+		c.SketchRounds = 20
+	}
+	if c.MinScores == 0 {
+		c.MinScores = 200
+	}
+	if c.MinWorkers == 0 {
+		c.MinWorkers = 1
+	}
+	if c.Deadline == 0 {
+		c.Deadline = 5 * time.Second
+	}
+	if c.Lease == 0 {
+		c.Lease = 3 * c.Deadline
+	}
+	if c.CheckpointRounds == 0 && c.CheckpointInterval == 0 {
+		c.CheckpointRounds, c.CheckpointInterval = 100, 30*time.Second
+	}
+	return c
+}
+
+// Validate reports whether the config can run (after defaults).
+func (c Config) Validate() error {
+	if _, err := ae.New(c.Spec); err != nil {
+		return err
+	}
+	switch {
+	case len(c.Features) != 0 && len(c.Features) != c.Spec.Input:
+		return fmt.Errorf("%d feature names for input width %d", len(c.Features), c.Spec.Input)
+	case c.LR <= 0:
+		return fmt.Errorf("learning rate %v: must be positive", c.LR)
+	case c.Batch < 1:
+		return fmt.Errorf("batch %d: must be at least 1", c.Batch)
+	case c.Holdout < 0 || c.Holdout >= 1:
+		return fmt.Errorf("held-out fraction %v: must be in [0,1)", c.Holdout)
+	case !(c.Quantile > 0 && c.Quantile < 1):
+		return fmt.Errorf("quantile %v: must be in (0,1)", c.Quantile)
+	case c.WarmupRecords < 0:
+		return fmt.Errorf("warm-up records %d: must not be negative", c.WarmupRecords)
+	}
+	return nil
+}
+
+// Server is the coordinator. Create it with New, serve its gRPC methods and
+// call Run.
+type Server struct {
+	reconv1.UnimplementedCoordinatorServer
+
+	cfg     Config
+	log     *slog.Logger
+	store   *checkpoint.Store
+	metrics *Metrics
+
+	mu        sync.Mutex
+	wake      chan struct{} // Run's doorbell: a gradient, join or leave arrived
+	machine   *round.Machine
+	model     *ae.Model
+	opt       *ae.Adam
+	norm      *ae.Normalizer // nil until warm-up ends
+	warm      *ae.Normalizer // merging warm-up statistics
+	warmFrom  map[string]bool
+	sessions  map[string]*session
+	sketches  []*ddsketch.DDSketch // ring of recent rounds' merged sketches
+	roundSk   *ddsketch.DDSketch   // the open round's
+	threshold float64
+	version   uint64
+	latest    *reconv1.Checkpoint
+	watchers  map[chan *reconv1.Checkpoint]struct{}
+	lastCkAt  time.Time
+	ckRound   uint64 // round of the last checkpoint
+	stopped   bool
+}
+
+type session struct {
+	id  string
+	out chan *reconv1.CoordinatorMessage
+}
+
+// New builds a coordinator, resuming from the newest valid checkpoint in
+// store when there is one (its spec must match cfg.Spec's shape).
+func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	s := &Server{cfg: cfg, log: log, store: store, metrics: metrics, wake: make(chan struct{}, 1),
+		sessions: map[string]*session{}, watchers: map[chan *reconv1.Checkpoint]struct{}{}, warmFrom: map[string]bool{}}
+	m, err := ae.New(cfg.Spec)
+	if err != nil {
+		return nil, err
+	}
+	s.model = m
+	var startRound uint64
+	latest, err := store.Latest()
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound):
+		m.Init(rand.New(rand.NewPCG(cfg.Seed, 0xc0)))
+		s.opt = ae.NewAdam(m.NumParams(), cfg.LR)
+		if cfg.WarmupRecords == 0 {
+			s.norm = ae.NewNormalizer(cfg.Spec.Input) // identity: no statistics
+		} else {
+			s.warm = ae.NewNormalizer(cfg.Spec.Input)
+		}
+		if s.version, err = store.NextVersion(); err != nil {
+			return nil, err
+		}
+		s.version-- // NextVersion counts corrupt entries too: versions only grow
+	case err != nil:
+		return nil, err
+	default:
+		l, err := checkpoint.Load(latest)
+		if err != nil {
+			return nil, err
+		}
+		if l.Model.NumParams() != m.NumParams() || l.Model.Spec().Input != cfg.Spec.Input {
+			return nil, fmt.Errorf("coordinator: checkpoint %d in %s is a different model (%d parameters) than configured (%d); use another store",
+				latest.GetVersion(), store.Path(), l.Model.NumParams(), m.NumParams())
+		}
+		s.model = l.Model
+		if a, ok := l.Optimizer.(*ae.Adam); ok {
+			s.opt = a
+			s.opt.LR = cfg.LR
+		} else {
+			s.opt = ae.NewAdam(m.NumParams(), cfg.LR)
+		}
+		s.norm = l.Normalizer
+		if s.norm == nil {
+			s.norm = ae.NewNormalizer(cfg.Spec.Input)
+		}
+		s.threshold = latest.GetThreshold()
+		s.latest = latest
+		startRound = latest.GetRound()
+		if s.version, err = store.NextVersion(); err != nil {
+			return nil, err
+		}
+		s.version--
+		s.ckRound = startRound
+		log.Info("resumed from checkpoint", "version", latest.GetVersion(), "round", startRound, "threshold", s.threshold)
+	}
+	s.machine, err = round.New(round.Config{NumParams: m.NumParams(), MinWorkers: cfg.MinWorkers, Deadline: cfg.Deadline, Lease: cfg.Lease}, startRound)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.version.Set(float64(s.version))
+	return s, nil
+}
+
+func (s *Server) ring() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Params returns a copy of the current parameters.
+func (s *Server) Params() []float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]float64(nil), s.model.Params()...)
+}
+
+// Status is a snapshot of the coordinator for tests and logs.
+type Status struct {
+	Round     uint64               // current (or last) round number
+	Version   uint64               // newest checkpoint version written
+	Threshold float64              // current alert threshold (0: none yet)
+	Workers   []string             // joined workers, sorted
+	Training  bool                 // warm-up is over
+	Rejected  map[round.Reason]int // rejected gradients by reason
+}
+
+// Status returns a snapshot.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, _ := s.machine.Round()
+	return Status{Round: r, Version: s.version, Threshold: s.threshold, Workers: s.machine.Workers(),
+		Training: s.norm != nil, Rejected: s.machine.Rejected()}
+}
+
+// Run drives training until ctx ends (or MaxRounds), then writes a final
+// checkpoint. It returns nil on a clean stop.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.lastCkAt = time.Now()
+	s.mu.Unlock()
+	tick := 50 * time.Millisecond
+	timer := time.NewTimer(tick)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return s.stop()
+		case <-s.wake:
+		case <-timer.C:
+		}
+		done, err := s.step(time.Now())
+		if err != nil {
+			return err
+		}
+		if done {
+			return s.stop()
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(s.nextWake(time.Now(), tick))
+	}
+}
+
+func (s *Server) nextWake(now time.Time, def time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, open := s.machine.Round(); open {
+		if d := s.machine.Deadline().Sub(now); d > 0 && d < def {
+			return d
+		}
+	}
+	return def
+}
+
+// stop writes the final checkpoint and ends every session.
+func (s *Server) stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	var err error
+	if s.norm != nil {
+		r, _ := s.machine.Round()
+		if r > s.ckRound || s.latest == nil {
+			err = s.checkpointLocked(time.Now())
+		}
+	}
+	for id, ss := range s.sessions {
+		close(ss.out)
+		delete(s.sessions, id)
+	}
+	for ch := range s.watchers {
+		close(ch)
+		delete(s.watchers, ch)
+	}
+	return err
+}
+
+// step advances the loop once: finish warm-up, complete or abandon the
+// open round, start the next, checkpoint on schedule. It reports whether
+// MaxRounds has been reached.
+func (s *Server) step(now time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.norm == nil {
+		s.maybeEndWarmup()
+		if s.norm == nil {
+			return false, nil
+		}
+	}
+	res, abandoned := s.machine.Tick(now)
+	if res != nil {
+		s.apply(res, now)
+	}
+	if abandoned {
+		r, _ := s.machine.Round()
+		s.metrics.abandoned.Inc()
+		s.log.Warn("round abandoned: too few gradients by its deadline", "round", r, "min_workers", s.cfg.MinWorkers)
+	}
+	if res != nil && s.cfg.CheckpointRounds > 0 && res.Round-s.ckRound >= uint64(s.cfg.CheckpointRounds) ||
+		s.cfg.CheckpointInterval > 0 && now.Sub(s.lastCkAt) >= s.cfg.CheckpointInterval && s.latestRound() > s.ckRound {
+		if err := s.checkpointLocked(now); err != nil {
+			return false, err
+		}
+	}
+	if res != nil && s.cfg.MaxRounds > 0 && res.Round >= s.cfg.MaxRounds {
+		return true, nil
+	}
+	if _, open := s.machine.Round(); !open {
+		if r, ok := s.machine.Start(now); ok {
+			s.broadcastRound(r)
+		}
+	}
+	s.metrics.members.Set(float64(len(s.machine.Workers())))
+	return false, nil
+}
+
+func (s *Server) latestRound() uint64 {
+	r, open := s.machine.Round()
+	if open && r > 0 {
+		return r - 1
+	}
+	return r
+}
+
+// maybeEndWarmup freezes the normalizer once MinWorkers workers have sent
+// their statistics (or every joined worker has, if more).
+func (s *Server) maybeEndWarmup() {
+	n := len(s.warmFrom)
+	if n == 0 || n < s.cfg.MinWorkers {
+		return
+	}
+	for _, id := range s.machine.Workers() {
+		if !s.warmFrom[id] && n < len(s.machine.Workers()) {
+			return
+		}
+	}
+	s.norm = s.warm
+	s.warm = nil
+	s.log.Info("warm-up done: normalizer frozen", "records", s.norm.Count(), "workers", n)
+}
+
+// apply steps the optimizer with a completed round's average gradient.
+func (s *Server) apply(res *round.Result, now time.Time) {
+	s.opt.Step(s.model.Params(), res.Gradient)
+	if s.cfg.Spec.Variant == ae.SparseKL && len(res.Extra) == s.cfg.Spec.Code {
+		s.model.Advance(res.Extra)
+	} else {
+		s.model.Advance(nil)
+	}
+	if s.roundSk != nil {
+		s.sketches = append(s.sketches, s.roundSk)
+		if len(s.sketches) > s.cfg.SketchRounds {
+			s.sketches = s.sketches[1:]
+		}
+		s.roundSk = nil
+		merged := sketch.New()
+		for _, sk := range s.sketches {
+			merged.MergeWith(sk)
+		}
+		if merged.GetCount() >= float64(s.cfg.MinScores) {
+			if q, err := merged.GetValueAtQuantile(s.cfg.Quantile); err == nil && q > 0 {
+				s.threshold = q
+				s.metrics.threshold.Set(q)
+			}
+		}
+	}
+	s.metrics.rounds.Inc()
+	s.metrics.loss.Set(res.Loss)
+	s.metrics.samples.Add(float64(res.Samples))
+	s.metrics.roundSeconds.Observe(now.Sub(s.machine.Deadline().Add(-s.cfg.Deadline)).Seconds())
+	if len(res.Missing) > 0 {
+		s.log.Info("round completed without some members", "round", res.Round, "missing", res.Missing)
+	}
+}
+
+// broadcastRound sends the round's parameters to its members.
+func (s *Server) broadcastRound(r uint64) {
+	st := s.model.State()
+	msg := &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Round{Round: &reconv1.RoundStart{
+		Round:      r,
+		Params:     append([]float64(nil), s.model.Params()...),
+		Normalizer: &reconv1.Normalizer{Count: s.norm.Count(), Mean: s.norm.Mean(), M2: s.norm.M2()},
+		State:      &reconv1.TrainingState{Steps: st.Steps, RhoHat: st.RhoHat},
+		Threshold:  s.threshold,
+		Version:    s.version,
+	}}}
+	for _, id := range s.machine.Members() {
+		if ss := s.sessions[id]; ss != nil {
+			s.send(ss, msg)
+		}
+	}
+}
+
+// send queues msg for a session without blocking the loop; a session too
+// slow to take it is ended (it rejoins).
+func (s *Server) send(ss *session, msg *reconv1.CoordinatorMessage) {
+	select {
+	case ss.out <- msg:
+	default:
+		s.log.Warn("worker not keeping up: ending its session", "worker", ss.id)
+		s.endSession(ss.id)
+	}
+}
+
+func (s *Server) endSession(id string) {
+	if ss := s.sessions[id]; ss != nil {
+		close(ss.out)
+		delete(s.sessions, id)
+	}
+	s.machine.Leave(id)
+}
+
+// checkpointLocked writes and publishes the next version.
+func (s *Server) checkpointLocked(now time.Time) error {
+	c := checkpoint.Build(s.model, s.opt, s.norm, s.cfg.Features)
+	c.Version = s.version + 1
+	c.Threshold, c.Quantile = s.threshold, s.cfg.Quantile
+	c.Round = s.latestRound()
+	c.CreatedAt = timestamppb.New(now)
+	c.Metadata = map[string]string{"tool": "coordinator"}
+	if err := s.store.Put(c); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	s.version = c.Version
+	s.ckRound = c.Round
+	s.lastCkAt = now
+	s.publish(c)
+	s.metrics.version.Set(float64(s.version))
+	s.log.Info("checkpoint written", "version", c.Version, "round", c.Round, "threshold", c.Threshold)
+	return nil
+}
+
+// publish hands c to every watcher, replacing anything it has not taken yet.
+func (s *Server) publish(c *reconv1.Checkpoint) {
+	s.latest = c
+	for ch := range s.watchers {
+		select {
+		case ch <- c:
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- c
+		}
+	}
+}
+
+// Checkpoint writes a checkpoint now (as on SIGTERM) and returns its version.
+func (s *Server) Checkpoint() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.norm == nil {
+		return 0, errors.New("coordinator: still warming up: no model to checkpoint")
+	}
+	if err := s.checkpointLocked(time.Now()); err != nil {
+		return 0, err
+	}
+	return s.version, nil
+}
+
+var errStopped = status.Error(codes.Unavailable, "coordinator is stopping")

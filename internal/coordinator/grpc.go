@@ -1,0 +1,291 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/round"
+	"github.com/recon-ad/recon/internal/sketch"
+	"github.com/recon-ad/recon/pkg/ae"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+// sessionBuffer is how many messages a worker may have queued; a worker
+// further behind is cut off and rejoins.
+const sessionBuffer = 8
+
+// Train implements the worker session.
+func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	join := first.GetJoin()
+	if join == nil || join.GetWorkerId() == "" {
+		return status.Error(codes.InvalidArgument, "the first message of a Train session must be Join with a worker id")
+	}
+	id := join.GetWorkerId()
+	ss := &session{id: id, out: make(chan *reconv1.CoordinatorMessage, sessionBuffer)}
+
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return errStopped
+	}
+	if old := s.sessions[id]; old != nil {
+		s.endSession(id) // a reconnecting worker replaces its old session
+	}
+	s.sessions[id] = ss
+	s.machine.Join(id, time.Now())
+	ss.out <- &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Welcome{Welcome: &reconv1.Welcome{
+		Spec: checkpoint.SpecToProto(s.cfg.Spec, s.cfg.Features), Batch: uint32(s.cfg.Batch),
+		Holdout: s.cfg.Holdout, SkipAnomalies: s.cfg.SkipAnomalies,
+	}}}
+	if s.norm == nil && !s.warmFrom[id] {
+		ss.out <- &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Warmup{Warmup: &reconv1.WarmupRequest{Records: uint32(s.cfg.WarmupRecords)}}}
+	}
+	s.mu.Unlock()
+	s.ring()
+	s.log.Info("worker joined", "worker", id)
+
+	// Sender: drains the session's queue until the session is ended.
+	sendErr := make(chan error, 1)
+	go func() {
+		for msg := range ss.out {
+			if err := stream.Send(msg); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	defer func() {
+		s.mu.Lock()
+		if s.sessions[id] == ss {
+			s.endSession(id)
+		}
+		s.mu.Unlock()
+		s.ring()
+		s.log.Info("worker left", "worker", id)
+	}()
+
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			if err := s.handle(ss, msg); err != nil {
+				recvErr <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-recvErr:
+		if errors.Is(err, io.EOF) || errors.Is(err, errLeave) {
+			return nil
+		}
+		return err
+	case err := <-sendErr:
+		if err == nil {
+			return status.Error(codes.Unavailable, "session ended by the coordinator")
+		}
+		return err
+	case <-stream.Context().Done():
+		return stream.Context().Err()
+	}
+}
+
+var errLeave = errors.New("worker left")
+
+// handle processes one message from worker ss.
+func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {
+	now := time.Now()
+	switch m := msg.GetMsg().(type) {
+	case *reconv1.WorkerMessage_Leave:
+		return errLeave
+	case *reconv1.WorkerMessage_Warmup:
+		st := m.Warmup.GetStats()
+		n, err := ae.RestoreNormalizer(st.GetCount(), st.GetMean(), st.GetM2())
+		if err != nil || n.Width() != s.cfg.Spec.Input {
+			return status.Errorf(codes.InvalidArgument, "bad warm-up statistics from %s: %v", ss.id, err)
+		}
+		s.mu.Lock()
+		if s.warm != nil && !s.warmFrom[ss.id] {
+			s.warm.Merge(n)
+			s.warmFrom[ss.id] = true
+		}
+		s.machine.Heartbeat(ss.id, now)
+		s.mu.Unlock()
+		s.ring()
+	case *reconv1.WorkerMessage_Gradient:
+		g := m.Gradient
+		sk := sketchOrNil(g.GetScoreSketch())
+		s.mu.Lock()
+		err := s.machine.Submit(ss.id, g.GetRound(), &round.Gradient{
+			Samples: int(min(g.GetSamples(), 1<<40)), Loss: g.GetLoss(), Values: g.GetValues(), Extra: g.GetExtra(),
+		}, now)
+		reply := &reconv1.GradientReply{Round: g.GetRound(), Accepted: err == nil}
+		if err != nil {
+			reply.Reason = err.Error()
+			s.metrics.rejected.WithLabelValues(string(reasonOf(err))).Inc()
+		} else if sk != nil {
+			if s.roundSk == nil {
+				s.roundSk = sketch.New()
+			}
+			s.roundSk.MergeWith(sk)
+		}
+		if s.sessions[ss.id] == ss {
+			s.send(ss, &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Reply{Reply: reply}})
+		}
+		s.mu.Unlock()
+		s.ring()
+	default:
+		return status.Errorf(codes.InvalidArgument, "unexpected message %T from %s", m, ss.id)
+	}
+	return nil
+}
+
+func sketchOrNil(b []byte) *ddsketch.DDSketch {
+	if len(b) == 0 {
+		return nil
+	}
+	sk, err := sketch.Decode(b)
+	if err != nil {
+		return nil
+	}
+	return sk
+}
+
+func reasonOf(err error) round.Reason {
+	var re *round.RejectError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return "other"
+}
+
+// WatchCheckpoints implements the checkpoint subscription.
+func (s *Server) WatchCheckpoints(_ *reconv1.WatchCheckpointsRequest, stream reconv1.Coordinator_WatchCheckpointsServer) error {
+	ch := make(chan *reconv1.Checkpoint, 1)
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return errStopped
+	}
+	if s.latest != nil {
+		ch <- s.latest
+	}
+	s.watchers[ch] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.watchers, ch)
+		s.mu.Unlock()
+	}()
+	var last uint64
+	for {
+		select {
+		case c, ok := <-ch:
+			if !ok {
+				return errStopped
+			}
+			if c.GetVersion() <= last {
+				continue // never send a version that does not grow
+			}
+			if err := stream.Send(c); err != nil {
+				return err
+			}
+			last = c.GetVersion()
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+// GetCheckpoint implements GetCheckpoint.
+func (s *Server) GetCheckpoint(_ context.Context, req *reconv1.GetCheckpointRequest) (*reconv1.Checkpoint, error) {
+	var c *reconv1.Checkpoint
+	var err error
+	if req.GetVersion() == 0 {
+		c, err = s.store.Latest()
+	} else {
+		c, err = s.store.Get(req.GetVersion())
+	}
+	switch {
+	case errors.Is(err, checkpoint.ErrNotFound):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, checkpoint.ErrCorrupt):
+		return nil, status.Error(codes.DataLoss, err.Error())
+	case err != nil:
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return c, nil
+}
+
+// ListCheckpoints implements ListCheckpoints.
+func (s *Server) ListCheckpoints(_ context.Context, _ *reconv1.ListCheckpointsRequest) (*reconv1.ListCheckpointsResponse, error) {
+	list, err := s.store.List()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &reconv1.ListCheckpointsResponse{}
+	for _, in := range list {
+		ci := &reconv1.CheckpointInfo{Version: in.Version, Round: in.Round, Threshold: in.Threshold, Pinned: in.Pinned}
+		if in.Err != nil {
+			ci.Error = in.Err.Error()
+		}
+		resp.Checkpoints = append(resp.Checkpoints, ci)
+	}
+	return resp, nil
+}
+
+// Rollback implements Rollback: the stored version's parameters, optimizer
+// state and training state become the current ones and are published at
+// once as a new, higher version; the round counter keeps growing.
+func (s *Server) Rollback(_ context.Context, req *reconv1.RollbackRequest) (*reconv1.RollbackResponse, error) {
+	c, err := s.store.Get(req.GetVersion())
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return nil, status.Error(codes.NotFound, err.Error())
+	}
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	l, err := checkpoint.Load(c)
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.Model.NumParams() != s.model.NumParams() {
+		return nil, status.Errorf(codes.FailedPrecondition, "version %d is a different model", req.GetVersion())
+	}
+	s.model.SetParams(l.Model.Params())
+	if err := s.model.SetState(l.Model.State()); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if a, ok := l.Optimizer.(*ae.Adam); ok {
+		if err := s.opt.Restore(a.State()); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+	}
+	if s.norm == nil && l.Normalizer != nil {
+		s.norm, s.warm = l.Normalizer, nil
+	}
+	s.threshold = c.GetThreshold()
+	if err := s.checkpointLocked(time.Now()); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	s.log.Info("rolled back", "from", req.GetVersion(), "published", s.version)
+	return &reconv1.RollbackResponse{Version: s.version}, nil
+}

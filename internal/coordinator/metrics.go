@@ -1,0 +1,36 @@
+package coordinator
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the coordinator's Prometheus metrics.
+type Metrics struct {
+	rounds       prometheus.Counter
+	abandoned    prometheus.Counter
+	roundSeconds prometheus.Histogram
+	members      prometheus.Gauge
+	rejected     *prometheus.CounterVec
+	loss         prometheus.Gauge
+	samples      prometheus.Counter
+	version      prometheus.Gauge
+	threshold    prometheus.Gauge
+}
+
+// NewMetrics registers the metrics on reg (nil: unregistered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		rounds:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_rounds_total", Help: "Training rounds completed."}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_rounds_abandoned_total", Help: "Rounds abandoned at their deadline with too few gradients."}),
+		roundSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_coordinator_round_duration_seconds",
+			Help: "Time from a round's start to its completion.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		members:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_workers", Help: "Workers joined."}),
+		rejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_coordinator_gradients_rejected_total", Help: "Gradients rejected, by reason."}, []string{"reason"}),
+		loss:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_loss", Help: "Sample-weighted mean training objective of the last round."}),
+		samples:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_samples_total", Help: "Training records behind applied gradients."}),
+		version:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_version", Help: "Newest checkpoint version written."}),
+		threshold: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_threshold", Help: "Current alert threshold."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rounds, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold)
+	}
+	return m
+}

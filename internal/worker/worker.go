@@ -1,0 +1,314 @@
+// Package worker is a trainer worker: it holds a session with the
+// coordinator, answers warm-up requests with feature statistics of its first
+// records, and for every round computes the gradient of a batch from its
+// Source at the round's parameters, with a sketch of held-out scores. When
+// the coordinator goes away it reconnects with backoff and rejoins under
+// the same id.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/sketch"
+	"github.com/recon-ad/recon/pkg/ae"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+// Source supplies training records.
+type Source interface {
+	// Width is the record width.
+	Width() int
+	// Read fills dst (a whole number of records) and returns how many
+	// records it wrote; io.EOF when no more will come.
+	Read(dst []float64) (int, error)
+}
+
+// Config is a worker's identity and wiring.
+type Config struct {
+	ID         string                   // unique per worker process; kept across reconnects
+	Conn       grpc.ClientConnInterface // to the coordinator
+	Source     Source                   // training records
+	Log        *slog.Logger             // where session changes are logged
+	Seed       uint64                   // held-out selection and noise (default 1)
+	MinBackoff time.Duration            // first reconnect delay (default 100 ms)
+	MaxBackoff time.Duration            // largest reconnect delay (default 5 s)
+	// RoundDelay delays every gradient, for tests of slow workers.
+	RoundDelay time.Duration
+}
+
+// Stats counts what a worker did.
+type Stats struct {
+	Rounds   int // gradients sent
+	Rejected int // gradients the coordinator rejected
+	Sessions int // sessions opened (1 + reconnects)
+	Skipped  int // records skipped as scoring above the threshold
+}
+
+// Worker is one trainer worker. Run it with Run.
+type Worker struct {
+	cfg     Config
+	rng     *rand.Rand
+	pending []float64 // records read for warm-up, trained on next
+	stats   Stats
+	grad    []float64
+	buf     []float64
+}
+
+// New returns a worker.
+func New(cfg Config) (*Worker, error) {
+	if cfg.ID == "" || cfg.Conn == nil || cfg.Source == nil || cfg.Log == nil {
+		return nil, errors.New("worker: ID, Conn, Source and Log are required")
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = 1
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017))}, nil
+}
+
+// Stats returns the worker's counters (not safe to call while Run runs).
+func (w *Worker) Stats() Stats { return w.stats }
+
+// Run holds sessions with the coordinator until ctx ends or the source is
+// exhausted, reconnecting with jittered exponential backoff.
+func (w *Worker) Run(ctx context.Context) error {
+	backoff := w.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, io.EOF) {
+			return nil // the source is exhausted
+		}
+		if time.Since(start) > 10*w.cfg.MaxBackoff {
+			backoff = w.cfg.MinBackoff // a long session: start over
+		}
+		w.cfg.Log.Warn("coordinator session ended; reconnecting", "worker", w.cfg.ID, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff/2 + time.Duration(w.rng.Int64N(int64(backoff/2)+1))):
+		}
+		backoff = min(2*backoff, w.cfg.MaxBackoff)
+	}
+}
+
+// session is one Train stream, from Join to its end.
+func (w *Worker) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := reconv1.NewCoordinatorClient(w.cfg.Conn).Train(ctx)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Join{Join: &reconv1.Join{WorkerId: w.cfg.ID}}}); err != nil {
+		return err
+	}
+	w.stats.Sessions++
+	var (
+		model   *ae.Model
+		welcome *reconv1.Welcome
+	)
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch m := msg.GetMsg().(type) {
+		case *reconv1.CoordinatorMessage_Welcome:
+			welcome = m.Welcome
+			spec, err := checkpoint.SpecFromProto(welcome.GetSpec())
+			if err != nil {
+				return fmt.Errorf("coordinator sent a bad model spec: %w", err)
+			}
+			if spec.Input != w.cfg.Source.Width() {
+				return fmt.Errorf("coordinator's model takes %d features, this worker's source has %d", spec.Input, w.cfg.Source.Width())
+			}
+			if model, err = ae.New(spec); err != nil {
+				return err
+			}
+			w.grad = make([]float64, model.NumParams())
+		case *reconv1.CoordinatorMessage_Warmup:
+			st, err := w.warmup(int(m.Warmup.GetRecords()))
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Warmup{Warmup: &reconv1.WarmupStats{Stats: st}}}); err != nil {
+				return err
+			}
+		case *reconv1.CoordinatorMessage_Round:
+			if model == nil {
+				return errors.New("coordinator started a round before Welcome")
+			}
+			g, err := w.round(model, welcome, m.Round)
+			if err != nil {
+				return err
+			}
+			if w.cfg.RoundDelay > 0 {
+				select {
+				case <-time.After(w.cfg.RoundDelay):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			if g == nil {
+				continue // nothing to train on this round
+			}
+			if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Gradient{Gradient: g}}); err != nil {
+				return err
+			}
+			w.stats.Rounds++
+		case *reconv1.CoordinatorMessage_Reply:
+			if !m.Reply.GetAccepted() {
+				w.stats.Rejected++
+				w.cfg.Log.Info("gradient rejected", "worker", w.cfg.ID, "round", m.Reply.GetRound(), "reason", m.Reply.GetReason())
+			}
+		}
+	}
+}
+
+// warmup reads n records, keeps them for training and returns their
+// feature statistics.
+func (w *Worker) warmup(n int) (*reconv1.Normalizer, error) {
+	p := w.cfg.Source.Width()
+	norm := ae.NewNormalizer(p)
+	buf := make([]float64, n*p)
+	got, err := readFull(w.cfg.Source, buf)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	for r := 0; r < got; r++ {
+		if norm.Observe(buf[r*p:(r+1)*p]) == nil {
+			w.pending = append(w.pending, buf[r*p:(r+1)*p]...)
+		}
+	}
+	return &reconv1.Normalizer{Count: norm.Count(), Mean: norm.Mean(), M2: norm.M2()}, nil
+}
+
+// readFull reads until dst is full or the source ends.
+func readFull(src Source, dst []float64) (int, error) {
+	p := src.Width()
+	total := 0
+	for total*p < len(dst) {
+		n, err := src.Read(dst[total*p:])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, io.ErrNoProgress
+		}
+	}
+	return total, nil
+}
+
+// round computes this worker's gradient for a round: nil when there is
+// nothing to train on.
+func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundStart) (*reconv1.RoundGradient, error) {
+	if len(rs.GetParams()) != m.NumParams() {
+		return nil, fmt.Errorf("round %d: %d parameters, the model has %d", rs.GetRound(), len(rs.GetParams()), m.NumParams())
+	}
+	m.SetParams(rs.GetParams())
+	st := rs.GetState()
+	state := ae.State{Steps: st.GetSteps()}
+	if len(st.GetRhoHat()) > 0 {
+		state.RhoHat = st.GetRhoHat()
+	}
+	if err := m.SetState(state); err != nil {
+		return nil, err
+	}
+	nm := rs.GetNormalizer()
+	norm, err := ae.RestoreNormalizer(nm.GetCount(), nm.GetMean(), nm.GetM2())
+	if err != nil {
+		return nil, fmt.Errorf("round %d: bad normalizer: %w", rs.GetRound(), err)
+	}
+	p := w.cfg.Source.Width()
+	batch := int(welcome.GetBatch())
+	if cap(w.buf) < batch*p {
+		w.buf = make([]float64, batch*p)
+	}
+	raw := w.buf[:batch*p]
+	n := 0
+	if len(w.pending) > 0 {
+		n = min(len(w.pending)/p, batch)
+		copy(raw, w.pending[:n*p])
+		w.pending = w.pending[n*p:]
+	}
+	if n < batch {
+		got, err := readFull(w.cfg.Source, raw[n*p:])
+		n += got
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if n == 0 && err != nil {
+			return nil, io.EOF
+		}
+	}
+	raw = raw[:n*p]
+	norm.Transform(raw, raw)
+	// Split: held-out records score the threshold, the rest train.
+	holdout := welcome.GetHoldout()
+	train := raw[:0:0]
+	var held []float64
+	for r := 0; r < n; r++ {
+		rec := raw[r*p : (r+1)*p]
+		if holdout > 0 && w.rng.Float64() < holdout {
+			held = append(held, rec...)
+		} else {
+			train = append(train, rec...)
+		}
+	}
+	th := rs.GetThreshold()
+	if welcome.GetSkipAnomalies() && th > 0 && len(train) > 0 {
+		scores := make([]float64, len(train)/p)
+		m.Score(scores, train)
+		kept := train[:0]
+		for r, s := range scores {
+			if s > th || math.IsNaN(s) {
+				w.stats.Skipped++
+				continue
+			}
+			kept = append(kept, train[r*p:(r+1)*p]...)
+		}
+		train = kept
+	}
+	g := &reconv1.RoundGradient{Round: rs.GetRound(), Skipped: uint64(w.stats.Skipped)}
+	if len(held) > 0 {
+		scores := make([]float64, len(held)/p)
+		m.Score(scores, held)
+		sk := sketch.New()
+		for _, s := range scores {
+			if s >= 0 && !math.IsInf(s, 0) {
+				sk.Add(s)
+			}
+		}
+		g.ScoreSketch = sketch.Encode(sk)
+	}
+	if len(train) == 0 {
+		return nil, nil
+	}
+	g.Loss = m.Gradient(w.grad, train, w.rng)
+	g.Samples = uint64(len(train) / p)
+	g.Values = append([]float64(nil), w.grad...)
+	if m.Spec().Variant == ae.SparseKL {
+		g.Extra = append([]float64(nil), m.CodeMeans()...)
+	}
+	return g, nil
+}
