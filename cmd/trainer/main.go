@@ -1,7 +1,7 @@
-// Command trainer trains recon's autoencoders. Offline subcommands work on
-// CSV data: fit trains one model and writes a checkpoint; sweep-k fits a
-// range of code widths and suggests one. (The distributed worker comes with
-// the coordinator.)
+// Command trainer trains recon's autoencoders. run is a distributed
+// training worker for a coordinator; the offline subcommands work on CSV
+// data: fit trains one model and writes a checkpoint; sweep-k fits a range
+// of code widths and suggests one.
 package main
 
 import (
@@ -18,12 +18,15 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/table"
+	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
 )
@@ -31,6 +34,7 @@ import (
 const usage = `usage: trainer <command> [flags]
 
 Commands:
+  run      a distributed training worker: join a coordinator and send it gradients
   fit      train one model on a CSV file and write a checkpoint
   sweep-k  fit a range of code widths, print held-out error per k and suggest one
 
@@ -55,8 +59,10 @@ func main() {
 		err = runFit(ctx, os.Args[2:])
 	case "sweep-k":
 		err = runSweep(ctx, os.Args[2:])
+	case "run":
+		err = runWorker(ctx, os.Args[2:])
 	default:
-		err = cli.Usagef("unknown command %q (want fit or sweep-k)", os.Args[1])
+		err = cli.Usagef("unknown command %q (want run, fit or sweep-k)", os.Args[1])
 	}
 	cli.Exit("trainer "+os.Args[1], err)
 }
@@ -364,4 +370,79 @@ func parseKs(s string, p int) ([]int, error) {
 		}
 	}
 	return ks, nil
+}
+
+func runWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trainer run", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: trainer run --coordinator host:port (--source synth | --source csv --input shard.csv) [flags]\n\n"+
+			"A training worker: joins the coordinator, sends feature statistics of its first records\n"+
+			"for the normalizer, then for every round the gradient of a batch of its records at the\n"+
+			"round's parameters, with a sketch of held-out scores. Reconnects with backoff when the\n"+
+			"coordinator goes away. A CSV shard is read in a loop.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	host, _ := os.Hostname()
+	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
+	id := fs.String("id", fmt.Sprintf("%s-%d", host, os.Getpid()), "worker `id`, unique among the coordinator's workers")
+	source := fs.String("source", "synth", "where records come from: synth (generated) or csv (--input)")
+	data := addDataFlags(fs)
+	synthP := fs.Int("synth-features", 30, "synth: record width")
+	synthRank := fs.Int("synth-rank", 3, "synth: rank of the subspace records lie near")
+	synthNoise := fs.Float64("synth-noise", 0.4, "synth: noise standard deviation")
+	synthAnom := fs.Float64("synth-anomalies", 0.01, "synth: fraction of injected anomalies")
+	basisSeed := fs.Uint64("synth-basis-seed", 1, "synth: seed of the subspace (the same for every worker of a stream)")
+	seed := fs.Uint64("seed", 0, "seed of this worker's records, held-out choice and noise (default: from the id)")
+	metricsAddr := fs.String("metrics-listen", "", "`address` for Prometheus /metrics (\"\" to disable)")
+	delay := fs.Duration("round-delay", 0, "delay every gradient by this long (to test slow workers)")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	log, err := cli.Logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	if *seed == 0 {
+		for _, c := range *id {
+			*seed = *seed*31 + uint64(c)
+		}
+	}
+	var src worker.Source
+	switch *source {
+	case "synth":
+		if *synthP < 2 || *synthRank < 1 || *synthRank >= *synthP || *synthNoise < 0 || *synthAnom < 0 || *synthAnom >= 1 {
+			return cli.Usagef("synth: want features >= 2, 1 <= rank < features, noise >= 0, anomalies in [0,1)")
+		}
+		src = worker.NewSynth(*basisSeed, *seed, *synthP, *synthRank, *synthNoise, *synthAnom)
+	case "csv":
+		if *data.input == "-" {
+			return cli.Usagef("--source csv needs --input: the shard to read in a loop")
+		}
+		t, err := data.read()
+		if err != nil {
+			return err
+		}
+		src = worker.NewSlice(t.X, t.Width(), true)
+	default:
+		return cli.Usagef("--source %q: want synth or csv", *source)
+	}
+	reg := cli.Registry()
+	if _, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log); err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return cli.Usagef("--coordinator %q: %v", *addr, err)
+	}
+	defer conn.Close()
+	w, err := worker.New(worker.Config{ID: *id, Conn: conn, Source: src, Log: log, Seed: *seed, RoundDelay: *delay, Metrics: worker.NewMetrics(reg)})
+	if err != nil {
+		return err
+	}
+	log.Info("worker starting", "id", *id, "coordinator", *addr, "source", *source)
+	err = w.Run(ctx)
+	st := w.Stats()
+	log.Info("worker stopped", "id", *id, "rounds", st.Rounds, "rejected", st.Rejected, "sessions", st.Sessions, "skipped", st.Skipped)
+	return err
 }

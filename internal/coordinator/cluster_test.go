@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/fit"
+	"github.com/recon-ad/recon/internal/sketch"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
@@ -65,13 +67,19 @@ func startCluster(t *testing.T, cfg Config, storePath string) *cluster {
 	return c
 }
 
-// worker starts a worker reading src; it stops when the cluster does.
+// worker starts a worker reading src; it stops when ctx ends.
 func (c *cluster) worker(ctx context.Context, id string, src worker.Source) *worker.Worker {
+	return c.workerCfg(ctx, worker.Config{ID: id, Source: src})
+}
+
+// workerCfg starts a worker from cfg, filling in the connection and log.
+func (c *cluster) workerCfg(ctx context.Context, cfg worker.Config) *worker.Worker {
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	w, err := worker.New(worker.Config{ID: id, Conn: conn, Source: src, Log: quiet(), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	cfg.Conn, cfg.Log, cfg.MinBackoff, cfg.MaxBackoff = conn, quiet(), 10*time.Millisecond, 100*time.Millisecond
+	w, err := worker.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -178,5 +186,119 @@ func TestThreeWorkersReachPCA(t *testing.T) {
 	t.Logf("3 workers, k=%d: mean error %.5f, closed form %.5f (ratio %.5f)", k, got, closed, got/closed)
 	if got > 1.01*closed {
 		t.Errorf("mean error %.5f not within 1%% of the closed form %.5f", got, closed)
+	}
+}
+
+// TestMergedThresholdMatchesExactQuantile: the threshold merged from 4
+// workers' held-out sketches agrees with the quantile of all their held-out
+// scores computed in one place, within the sketch's relative accuracy.
+func TestMergedThresholdMatchesExactQuantile(t *testing.T) {
+	const p, rounds = 12, 40
+	spec := ae.Spec{Input: p, Hidden: []int{8}, Code: 3, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
+	var mu sync.Mutex
+	var all []float64
+	cfg := Config{Spec: spec, LR: 1e-3, Batch: 200, Holdout: 0.3, Quantile: 0.99, MinWorkers: 4, MaxRounds: rounds,
+		SketchRounds: rounds, MinScores: 1, WarmupRecords: 300, Deadline: 20 * time.Second, CheckpointRounds: 1000}
+	cl := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
+	ctx, stop := context.WithCancel(context.Background())
+	for i := 0; i < 4; i++ {
+		cl.workerCfg(ctx, worker.Config{ID: fmt.Sprintf("w%d", i), Seed: uint64(i + 1),
+			Source:  worker.NewSynth(1, uint64(i+1), p, 3, 0.3, 0.01),
+			HeldOut: func(_ uint64, s []float64) { mu.Lock(); all = append(all, s...); mu.Unlock() }})
+	}
+	cl.wait(60*time.Second, stop)
+	got := cl.srv.Status().Threshold
+	exact := fit.Quantile(all, 0.99)
+	rel := math.Abs(got-exact) / exact
+	t.Logf("%d held-out scores from 4 workers over %d rounds: merged threshold %.5f, exact 0.99-quantile %.5f, relative difference %.4f (sketch accuracy %v)",
+		len(all), rounds, got, exact, rel, sketch.RelativeAccuracy)
+	if rel > sketch.RelativeAccuracy {
+		t.Errorf("merged threshold %.5f differs from the exact quantile %.5f by %.4f > %v", got, exact, rel, sketch.RelativeAccuracy)
+	}
+}
+
+// TestRollbackPublishesOldParametersAsNewVersion: rollback to version v
+// publishes a new, higher version whose parameters equal v's; a subscriber
+// receives it, and the versions it sees only grow.
+func TestRollbackPublishesOldParametersAsNewVersion(t *testing.T) {
+	const p = 8
+	spec := ae.Spec{Input: p, Code: 2}
+	cfg := Config{Spec: spec, LR: 1e-2, Batch: 64, CheckpointRounds: 5, Deadline: 10 * time.Second}
+	cl := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	cl.worker(ctx, "w0", worker.NewSynth(1, 1, p, 2, 0.2, 0))
+
+	conn, err := grpc.NewClient(cl.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := reconv1.NewCoordinatorClient(conn)
+	watch, err := client.WatchCheckpoints(ctx, &reconv1.WatchCheckpointsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan uint64, 1000)
+	go func() {
+		for {
+			c, err := watch.Recv()
+			if err != nil {
+				close(seen)
+				return
+			}
+			seen <- c.GetVersion()
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for cl.srv.Status().Version < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no version 4 in time: %+v", cl.srv.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	old, err := client.GetCheckpoint(ctx, &reconv1.GetCheckpointRequest{Version: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Rollback(ctx, &reconv1.RollbackRequest{Version: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetVersion() <= 4 {
+		t.Fatalf("rollback published version %d, want above 4", resp.GetVersion())
+	}
+	rb, err := client.GetCheckpoint(ctx, &reconv1.GetCheckpointRequest{Version: resp.GetVersion()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range old.GetParams() {
+		if rb.GetParams()[i] != v {
+			t.Fatalf("rolled-back version %d parameter %d = %v, version 2 has %v", resp.GetVersion(), i, rb.GetParams()[i], v)
+		}
+	}
+	if rb.GetRound() < old.GetRound() {
+		t.Errorf("round went down: %d after rollback, %d before", rb.GetRound(), old.GetRound())
+	}
+	// The subscriber reaches the rollback's version, versions only growing.
+	var last uint64
+	for v := range seen {
+		if v <= last {
+			t.Fatalf("subscriber saw version %d after %d", v, last)
+		}
+		last = v
+		if v >= resp.GetVersion() {
+			break
+		}
+	}
+	if last < resp.GetVersion() {
+		t.Fatalf("subscriber never reached version %d", resp.GetVersion())
+	}
+	if _, err := client.Rollback(ctx, &reconv1.RollbackRequest{Version: 999}); err == nil {
+		t.Error("rollback to a missing version succeeded")
+	}
+	list, err := client.ListCheckpoints(ctx, &reconv1.ListCheckpointsRequest{})
+	if err != nil || len(list.GetCheckpoints()) < 5 {
+		t.Fatalf("ListCheckpoints: %v, %v", list, err)
 	}
 }

@@ -51,6 +51,11 @@ type Config struct {
 	CheckpointRounds   int           // checkpoint every this many rounds (default 100; 0 with CheckpointInterval 0: only on stop)
 	CheckpointInterval time.Duration // and at least this often while training (default 30 s)
 	MaxRounds          uint64        // stop training after this round (0: never); for tests and benchmarks
+
+	// OnRound, when set, is called (under the coordinator's lock) after each
+	// applied round with its result and its duration from start to
+	// completion: for benchmarks and tests.
+	OnRound func(res *round.Result, d time.Duration)
 }
 
 func (c Config) withDefaults() Config {
@@ -408,7 +413,12 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 	s.metrics.rounds.Inc()
 	s.metrics.loss.Set(res.Loss)
 	s.metrics.samples.Add(float64(res.Samples))
-	s.metrics.roundSeconds.Observe(now.Sub(s.machine.Deadline().Add(-s.cfg.Deadline)).Seconds())
+	d := now.Sub(s.machine.Deadline().Add(-s.cfg.Deadline))
+	s.metrics.roundSeconds.Observe(d.Seconds())
+	s.metrics.round.Set(float64(res.Round))
+	if s.cfg.OnRound != nil {
+		s.cfg.OnRound(res, d)
+	}
 	if len(res.Missing) > 0 {
 		s.log.Info("round completed without some members", "round", res.Round, "missing", res.Missing)
 	}

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are the coordinator's Prometheus metrics.
 type Metrics struct {
 	rounds       prometheus.Counter
+	round        prometheus.Gauge
 	abandoned    prometheus.Counter
 	roundSeconds prometheus.Histogram
 	members      prometheus.Gauge
@@ -19,6 +20,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		rounds:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_rounds_total", Help: "Training rounds completed."}),
+		round:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_round", Help: "Number of the last completed round."}),
 		abandoned: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_rounds_abandoned_total", Help: "Rounds abandoned at their deadline with too few gradients."}),
 		roundSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_coordinator_round_duration_seconds",
 			Help: "Time from a round's start to its completion.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
@@ -30,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		threshold: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_threshold", Help: "Current alert threshold."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rounds, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold)
+		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold)
 	}
 	return m
 }

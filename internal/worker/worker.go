@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
@@ -44,6 +45,32 @@ type Config struct {
 	MaxBackoff time.Duration            // largest reconnect delay (default 5 s)
 	// RoundDelay delays every gradient, for tests of slow workers.
 	RoundDelay time.Duration
+	// HeldOut, when set, receives every round's held-out scores (tests).
+	HeldOut func(round uint64, scores []float64)
+	// Metrics, when set, counts the worker's work.
+	Metrics *Metrics
+}
+
+// Metrics are a worker's Prometheus metrics.
+type Metrics struct {
+	rounds, rejected, skipped, sessions prometheus.Counter
+	compute                             prometheus.Histogram
+}
+
+// NewMetrics registers worker metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		rounds:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_gradients_total", Help: "Gradients sent."}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_gradients_rejected_total", Help: "Gradients the coordinator rejected."}),
+		skipped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_records_skipped_total", Help: "Training records skipped as scoring above the threshold."}),
+		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_sessions_total", Help: "Sessions opened with the coordinator."}),
+		compute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_worker_gradient_seconds", Help: "Time to compute one round's gradient.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute)
+	}
+	return m
 }
 
 // Stats counts what a worker did.
@@ -77,6 +104,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
 	}
 	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017))}, nil
 }
@@ -122,6 +152,7 @@ func (w *Worker) session(ctx context.Context) error {
 		return err
 	}
 	w.stats.Sessions++
+	w.cfg.Metrics.sessions.Inc()
 	var (
 		model   *ae.Model
 		welcome *reconv1.Welcome
@@ -157,10 +188,12 @@ func (w *Worker) session(ctx context.Context) error {
 			if model == nil {
 				return errors.New("coordinator started a round before Welcome")
 			}
+			t0 := time.Now()
 			g, err := w.round(model, welcome, m.Round)
 			if err != nil {
 				return err
 			}
+			w.cfg.Metrics.compute.Observe(time.Since(t0).Seconds())
 			if w.cfg.RoundDelay > 0 {
 				select {
 				case <-time.After(w.cfg.RoundDelay):
@@ -175,9 +208,11 @@ func (w *Worker) session(ctx context.Context) error {
 				return err
 			}
 			w.stats.Rounds++
+			w.cfg.Metrics.rounds.Inc()
 		case *reconv1.CoordinatorMessage_Reply:
 			if !m.Reply.GetAccepted() {
 				w.stats.Rejected++
+				w.cfg.Metrics.rejected.Inc()
 				w.cfg.Log.Info("gradient rejected", "worker", w.cfg.ID, "round", m.Reply.GetRound(), "reason", m.Reply.GetReason())
 			}
 		}
@@ -283,6 +318,7 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		for r, s := range scores {
 			if s > th || math.IsNaN(s) {
 				w.stats.Skipped++
+				w.cfg.Metrics.skipped.Inc()
 				continue
 			}
 			kept = append(kept, train[r*p:(r+1)*p]...)
@@ -300,6 +336,9 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 			}
 		}
 		g.ScoreSketch = sketch.Encode(sk)
+		if w.cfg.HeldOut != nil {
+			w.cfg.HeldOut(rs.GetRound(), scores)
+		}
 	}
 	if len(train) == 0 {
 		return nil, nil

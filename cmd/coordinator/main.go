@@ -1,0 +1,180 @@
+// Command coordinator owns one recon model and trains it with trainer
+// workers over gRPC: synchronous rounds of averaged gradients, Adam, a
+// warm-up that fixes the normalizer, a threshold from merged held-out score
+// sketches, and versioned checkpoints in bbolt streamed to scorers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/cli"
+	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/fit"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cli.Exit("coordinator", run(ctx, os.Args[1:]))
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: coordinator --features N|names [flags]\n\n"+
+			"Owns one autoencoder and trains it with trainer workers ('trainer run') over gRPC.\n"+
+			"Rounds are synchronous: a round completes when every member has sent its gradient,\n"+
+			"or at the deadline with at least --min-workers; the sample-weighted average is\n"+
+			"applied with Adam. Checkpoints go to the --store bbolt file every\n"+
+			"--checkpoint-rounds rounds or --checkpoint-interval, and on SIGTERM; on start the\n"+
+			"coordinator resumes from the newest valid one. Every flag can also be set by\n"+
+			"RECON_<NAME> (dashes as underscores).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	listen := fs.String("listen", "127.0.0.1:7070", "gRPC `address` to serve workers and scorers on")
+	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9090", "`address` for Prometheus /metrics (\"\" to disable)")
+	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")
+	keep := fs.Int("keep", 20, "checkpoints kept in the store, newest first (0: all)")
+	features := fs.String("features", "", "record width as a number, or the feature `names` comma-separated (required unless --spec-file)")
+	specFile := fs.String("spec-file", "", "JSON `file` holding a recon.v1.ModelSpec (instead of the model flags)")
+	model := cli.AddModelFlags(fs)
+	lr := fs.Float64("lr", 1e-3, "Adam learning `rate`")
+	seed := fs.Uint64("seed", 1, "parameter initialization `seed`")
+	batch := fs.Int("batch", 256, "records per worker per round")
+	holdout := fs.Float64("holdout", 0.1, "`fraction` of each worker's records held out to set the threshold")
+	skip := fs.Bool("skip-anomalies", true, "workers skip training records scored above the threshold")
+	quantile := fs.Float64("quantile", 0.995, "alert threshold: this `quantile` of held-out scores")
+	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")
+	minWorkers := fs.Int("min-workers", 1, "gradients needed to complete a round at its deadline")
+	deadline := fs.Duration("deadline", 5*time.Second, "round `deadline`")
+	lease := fs.Duration("lease", 15*time.Second, "a worker silent this long is dropped")
+	ckRounds := fs.Int("checkpoint-rounds", 100, "checkpoint every this many rounds")
+	ckInterval := fs.Duration("checkpoint-interval", 30*time.Second, "and at least this often while training")
+	maxRounds := fs.Uint64("max-rounds", 0, "stop after this round (0: never)")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	log, err := cli.Logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	cfg := coordinator.Config{LR: *lr, Seed: *seed, Batch: *batch, Holdout: *holdout, SkipAnomalies: *skip,
+		Quantile: *quantile, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
+		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, MaxRounds: *maxRounds}
+	if *specFile != "" {
+		b, err := os.ReadFile(*specFile)
+		if err != nil {
+			return err
+		}
+		var ps reconv1.ModelSpec
+		if err := protojson.Unmarshal(b, &ps); err != nil {
+			return fmt.Errorf("%s: %w", *specFile, err)
+		}
+		if cfg.Spec, err = checkpoint.SpecFromProto(&ps); err != nil {
+			return fmt.Errorf("%s: %w", *specFile, err)
+		}
+		cfg.Features = ps.GetFeatures()
+	} else {
+		p, names, err := parseFeatures(*features)
+		if err != nil {
+			return err
+		}
+		spec, auto, err := model.Spec()
+		if err != nil {
+			return err
+		}
+		spec.Input = p
+		if auto {
+			spec = fit.AutoSpec(spec, p)
+		}
+		cfg.Spec, cfg.Features = spec.Normalize(), names
+	}
+	if err := cfg.Validate(); err != nil {
+		return cli.Usagef("%v", err)
+	}
+
+	store, err := checkpoint.Open(*storePath, checkpoint.Options{Keep: *keep, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := cli.Registry()
+	srv, err := coordinator.New(cfg, store, log, coordinator.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	maddr, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer()
+	reconv1.RegisterCoordinatorServer(gs, srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus("recon.v1.Coordinator", healthpb.HealthCheckResponse_SERVING)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	s := cfg.Spec
+	log.Info("coordinator serving", "grpc", lis.Addr().String(), "metrics", maddr, "store", *storePath,
+		"model", fmt.Sprintf("%v %d-%v-%d", s.Variant, s.Input, s.Hidden, s.Code), "status", fmt.Sprintf("%+v", srv.Status()))
+
+	runErr := srv.Run(ctx) // returns after the final checkpoint on SIGTERM or at --max-rounds
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(3 * time.Second):
+		gs.Stop()
+	}
+	st := srv.Status()
+	log.Info("coordinator stopped", "round", st.Round, "version", st.Version, "rejected", fmt.Sprint(st.Rejected))
+	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return runErr
+}
+
+// parseFeatures reads --features: a width, or names.
+func parseFeatures(s string) (int, []string, error) {
+	if s == "" {
+		return 0, nil, cli.Usagef("--features is required: the record width, or the feature names comma-separated")
+	}
+	if p, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+		if p < 1 {
+			return 0, nil, cli.Usagef("--features %d: must be at least 1", p)
+		}
+		return p, nil, nil
+	}
+	names := strings.Split(s, ",")
+	for i, n := range names {
+		names[i] = strings.TrimSpace(n)
+		if names[i] == "" {
+			return 0, nil, cli.Usagef("--features %q: empty name", s)
+		}
+	}
+	return len(names), names, nil
+}
