@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHelpExplainsEveryFlag: --help exits 0 and describes every flag; a bad
+// flag is one line and exit 2.
+func TestHelpExplainsEveryFlag(t *testing.T) {
+	for _, tc := range []struct {
+		bin   string
+		args  []string
+		flags []string
+	}{
+		{"coordinator", nil, []string{"listen", "metrics-listen", "store", "keep", "features", "spec-file", "variant", "hidden", "code",
+			"activation", "lr", "seed", "batch", "holdout", "skip-anomalies", "quantile", "warmup-records", "min-workers", "deadline",
+			"lease", "checkpoint-rounds", "checkpoint-interval", "max-rounds", "log-level"}},
+		{"trainer", []string{"run"}, []string{"coordinator", "id", "source", "input", "synth-features", "synth-rank", "synth-noise",
+			"synth-anomalies", "synth-basis-seed", "seed", "metrics-listen", "round-delay", "log-level"}},
+	} {
+		cmd := exec.Command(filepath.Join(binDir, tc.bin), append(tc.args, "--help")...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s --help: %v", tc.bin, err)
+		}
+		help := out.String()
+		for _, f := range tc.flags {
+			i := strings.Index(help, "  -"+f+" ")
+			if i < 0 {
+				i = strings.Index(help, "  -"+f+"\n")
+			}
+			if i < 0 {
+				t.Errorf("%s --help does not list -%s", tc.bin, f)
+			}
+		}
+		cmd = exec.Command(filepath.Join(binDir, tc.bin), append(tc.args, "--batch", "x", "--no-such-flag")...)
+		var errOut bytes.Buffer
+		cmd.Stderr = &errOut
+		err := cmd.Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || strings.Count(strings.TrimSpace(errOut.String()), "\n") != 0 {
+			t.Errorf("%s with a bad flag: %v, stderr %q; want exit 2 and one line", tc.bin, err, errOut.String())
+		}
+	}
+}
+
+// TestUnreachableCoordinator: a worker whose coordinator is not there logs
+// one line per attempt, backs off, and exits cleanly on SIGTERM.
+func TestUnreachableCoordinator(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, "trainer", "lonely.log", "run", "--coordinator", freePort(t), "--id", "lonely")
+	retries := func() int { return strings.Count(p.logText(), "reconnecting") }
+	waitFor(t, 15*time.Second, "two reconnect attempts", func() bool { return retries() >= 2 })
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	out := p.logText()
+	for _, ln := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(ln, "panic") || strings.HasPrefix(ln, "goroutine ") {
+			t.Fatalf("stack trace: %s", out)
+		}
+		if !strings.Contains(ln, "reconnecting") && !strings.Contains(ln, "worker starting") && !strings.Contains(ln, "worker stopped") {
+			t.Errorf("unexpected line: %s", ln)
+		}
+	}
+}
