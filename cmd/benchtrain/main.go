@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,11 +37,21 @@ func main() {
 	workers := flag.String("workers", "1,2,4", "worker counts to run, comma-separated")
 	batch := flag.Int("batch", 1024, "records per worker per round")
 	rounds := flag.Int("rounds", 200, "rounds measured per configuration (after 20 warm-up rounds)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this `file`")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: benchtrain [flags]\n\nDistributed training throughput on loopback gRPC (30-16-4-16-30 ReLU, Adam).\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtrain:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	var ns []int
 	for _, f := range strings.Split(*workers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -58,6 +69,7 @@ func main() {
 		med, p99, sps, err := run(n, *batch, *rounds)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "benchtrain:", err)
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		if n == ns[0] {

@@ -89,6 +89,7 @@ type Worker struct {
 	stats   Stats
 	grad    []float64
 	buf     []float64
+	held    []float64
 }
 
 // New returns a worker.
@@ -299,17 +300,23 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 	raw = raw[:n*p]
 	norm.Transform(raw, raw)
 	// Split: held-out records score the threshold, the rest train.
+	// In place: training records move to the front of raw, held-out ones
+	// to w.held; nothing is allocated in steady state.
 	holdout := welcome.GetHoldout()
-	train := raw[:0:0]
-	var held []float64
+	w.held = w.held[:0]
+	nTrain := 0
 	for r := 0; r < n; r++ {
 		rec := raw[r*p : (r+1)*p]
 		if holdout > 0 && w.rng.Float64() < holdout {
-			held = append(held, rec...)
-		} else {
-			train = append(train, rec...)
+			w.held = append(w.held, rec...)
+			continue
 		}
+		if nTrain != r {
+			copy(raw[nTrain*p:(nTrain+1)*p], rec)
+		}
+		nTrain++
 	}
+	train, held := raw[:nTrain*p], w.held
 	th := rs.GetThreshold()
 	if welcome.GetSkipAnomalies() && th > 0 && len(train) > 0 {
 		scores := make([]float64, len(train)/p)
