@@ -5,7 +5,7 @@ PKGS := ./...
 # the default Go build stays portable.
 SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build test test-simd verify verify-proto proto bench eval demo clean
+.PHONY: all build test test-simd verify verify-proto proto bench bench-train eval fuzz demo clean
 
 all: build
 
@@ -60,6 +60,17 @@ verify-proto: $(PROTO_PLUGINS)
 ## bench: pkg/ae throughput, portable and SIMD builds, against the PyTorch peer when installed
 bench:
 	scripts/bench.sh
+
+## bench-train: distributed training throughput and weak scaling on loopback gRPC
+bench-train:
+	$(SIMD) $(GO) run ./cmd/benchtrain $(BENCH_FLAGS)
+
+FUZZTIME ?= 60s
+## fuzz: every decoder of outside bytes for FUZZTIME each (checkpoints, score sketches, CSV)
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/checkpoint/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/sketch/
+	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./internal/table/
 
 ## eval: anomaly-ranking quality on breast cancer and Fashion-MNIST (installs the two Debian data packages)
 eval:
