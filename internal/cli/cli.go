@@ -101,7 +101,7 @@ func AddModelFlags(fs *flag.FlagSet) *ModelFlags {
 	return &ModelFlags{
 		variant:     fs.String("variant", "plain", "autoencoder `variant`: plain, denoising, sparse-l1, sparse-kl, contractive, variational"),
 		hidden:      fs.String("hidden", "auto", "encoder hidden layer `widths`, comma-separated, outermost first; \"\" for none; auto: one layer of clamp(p, 16, 128)"),
-		code:        fs.Int("code", 0, "code (bottleneck) `width` k; 0: clamp(p/8, 2, 32)"),
+		code:        fs.Int("code", 0, "code (bottleneck) `width` k; 0: clamp(p/8, 2, 16)"),
 		act:         fs.String("activation", def.Activation.String(), "hidden layer `activation`: linear, relu, sigmoid, tanh"),
 		codeAct:     fs.String("code-activation", "", "code layer `activation` (default: as --activation; sigmoid for sparse-kl)"),
 		output:      fs.String("output", def.Output.String(), "output layer `activation`"),

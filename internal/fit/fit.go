@@ -110,7 +110,7 @@ func AutoSpec(spec ae.Spec, p int) ae.Spec {
 		spec.Hidden = []int{min(max(p, 16), 128)}
 	}
 	if spec.Code == 0 {
-		spec.Code = min(max((p+7)/8, 2), 32)
+		spec.Code = min(max((p+7)/8, 2), 16)
 		if spec.Variant == ae.Plain && spec.Code >= p {
 			spec.Code = max(p-1, 1)
 		}
