@@ -102,7 +102,7 @@ func (c Config) Validate() error {
 
 // AutoSpec fills in the architecture for input width p where spec leaves
 // it open: one hidden layer of width clamp(p, 16, 128) when Hidden is nil,
-// and a code of width clamp(ceil(p/8), 2, 32) when Code is 0 (kept below p
+// and a code of width clamp(ceil(p/8), 2, 16) when Code is 0 (kept below p
 // for a plain model).
 func AutoSpec(spec ae.Spec, p int) ae.Spec {
 	spec.Input = p
