@@ -117,7 +117,7 @@ type trainFlags struct {
 func addTrainFlags(fs *flag.FlagSet) *trainFlags {
 	d := fit.Default()
 	return &trainFlags{
-		epochs:   fs.Int("epochs", d.Epochs, "most training `epochs` (training stops earlier when held-out error stops improving)"),
+		epochs:   fs.Int("epochs", d.Epochs, "most training `epochs` (0: 200, fewer on large data so that about 4M records are presented; training stops earlier when held-out error stops improving)"),
 		batch:    fs.Int("batch", d.Batch, "minibatch `size`"),
 		patience: fs.Int("patience", d.Patience, "`epochs` without held-out improvement before the learning rate drops (twice) and then training stops"),
 		lr:       fs.Float64("lr", d.LR, "Adam learning `rate`"),

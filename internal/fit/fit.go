@@ -27,7 +27,7 @@ type Config struct {
 	// Auto fills Hidden and Code from the input width (AutoSpec).
 	Auto bool
 
-	Epochs   int     // most epochs (default 200)
+	Epochs   int     // most epochs (0: automatic, see EpochBudget)
 	Batch    int     // minibatch size (default 32)
 	LR       float64 // Adam learning rate (default 1e-3)
 	Holdout  float64 // held-out fraction of the rows (default 0.2)
@@ -57,9 +57,6 @@ func Default() Config {
 
 // Defaults returns c with zero fields set to their defaults.
 func (c Config) Defaults() Config {
-	if c.Epochs == 0 {
-		c.Epochs = 200
-	}
 	if c.Batch == 0 {
 		c.Batch = 32
 	}
@@ -84,8 +81,8 @@ func (c Config) Defaults() Config {
 // Validate reports whether the settings can run.
 func (c Config) Validate() error {
 	switch {
-	case c.Epochs < 1:
-		return fmt.Errorf("epochs %d: must be at least 1", c.Epochs)
+	case c.Epochs < 0:
+		return fmt.Errorf("epochs %d: must not be negative (0: automatic)", c.Epochs)
 	case c.Batch < 1:
 		return fmt.Errorf("batch %d: must be at least 1", c.Batch)
 	case !(c.LR > 0) || math.IsInf(c.LR, 0):
@@ -144,6 +141,13 @@ type Result struct {
 	BestEpoch     int           // the epoch whose parameters were kept
 	HeldOut       float64       // mean held-out score at the best epoch
 	Elapsed       time.Duration // wall time of the whole fit
+}
+
+// EpochBudget is the automatic number of epochs for n training rows: 200,
+// or fewer on large data so that about 4 million records are presented
+// (at least 20 epochs). Early stopping usually ends training sooner.
+func EpochBudget(n int) int {
+	return min(200, max(20, (4_000_000+n-1)/max(n, 1)))
 }
 
 // ErrTooFew is returned when the data cannot be split into training and
@@ -213,6 +217,9 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 	opt := ae.NewAdam(m.NumParams(), cfg.LR)
 	tr := ae.NewTrainer(m, opt, rand.New(rand.NewPCG(cfg.Seed, 0x401)))
 	nTrain := len(res.TrainRows)
+	if cfg.Epochs == 0 {
+		cfg.Epochs = EpochBudget(nTrain)
+	}
 	batch := min(cfg.Batch, nTrain)
 	order := make([]int, nTrain)
 	for i := range order {

@@ -119,3 +119,11 @@ func TestFitRejectsBadInput(t *testing.T) {
 		t.Error("cancelled context ignored")
 	}
 }
+
+func TestEpochBudget(t *testing.T) {
+	for _, tc := range []struct{ n, want int }{{171, 200}, {2880, 200}, {20000, 200}, {80000, 50}, {1000000, 20}} {
+		if got := EpochBudget(tc.n); got != tc.want {
+			t.Errorf("EpochBudget(%d) = %d, want %d", tc.n, got, tc.want)
+		}
+	}
+}
