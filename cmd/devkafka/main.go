@@ -86,7 +86,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	opts := []kfake.Opt{
 		kfake.Ports(port),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, net.JoinHostPort(host, portStr)) }),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, portStr))
+		}),
 		kfake.DataDir(*dataDir),
 		kfake.AllowAutoTopicCreation(),
 	}
