@@ -1,5 +1,12 @@
-// Package stream is recon's Kafka plumbing; it knows nothing of
-// autoencoders. So far it holds the record codecs: a record's value is a
+// Package stream is recon's Kafka plumbing on segmentio/kafka-go; it knows
+// nothing of autoencoders. Reader hands out consumer-group batches bounded
+// by size and time and commits only what the caller finished (at least
+// once: a crash re-delivers, nothing is lost); Writer produces with acks
+// from all in-sync replicas and a 5 ms batch timeout; EnsureTopics creates
+// topics. Integration tests run against an in-process kfake broker, or a
+// real cluster when RECON_TEST_BROKERS is set.
+//
+// The record codecs: a record's value is a
 // JSON object of named numbers, a JSON array of numbers, or one CSV line,
 // decoded into a feature vector in the configured order. Every bad record is
 // a *DecodeError whose Reason names the dead-letter reason and whose Detail

@@ -1,0 +1,110 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// brokers returns a broker for integration tests: RECON_TEST_BROKERS when
+// set (a real cluster), else an in-process kfake on a 127.0.0.1 port.
+func brokers(t *testing.T) []string {
+	t.Helper()
+	if b := os.Getenv("RECON_TEST_BROKERS"); b != "" {
+		return strings.Split(b, ",")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// TestReaderCommitsOnlyFinishedRecords: a reader that stops without
+// committing leaves its records to the next member of the group, and
+// batches are bounded by size.
+func TestReaderCommitsOnlyFinishedRecords(t *testing.T) {
+	bs := brokers(t)
+	topic := fmt.Sprintf("t-%d", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, bs, map[string]int{topic: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureTopics(ctx, bs, map[string]int{topic: 2}); err != nil {
+		t.Fatalf("EnsureTopics of an existing topic: %v", err)
+	}
+	w, err := NewWriter(WriterConfig{Brokers: bs, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kafka.Message
+	for i := 0; i < 100; i++ {
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
+	}
+	if err := w.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	// The first member reads and finishes (commits) only its first 10 records.
+	r1, err := NewReader(ReaderConfig{Brokers: bs, Topic: topic, Group: "g", MaxBatch: 30, StartFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []kafka.Message
+	for len(got) < 10 {
+		b, err := r1.Batch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 30 {
+			t.Fatalf("batch of %d, max 30", len(b))
+		}
+		got = append(got, b...)
+	}
+	committed := map[string]bool{}
+	for _, m := range got[:10] {
+		committed[string(m.Value)] = true
+	}
+	if err := r1.Commit(ctx, got[:10]...); err != nil {
+		t.Fatal(err)
+	}
+	r1.Close() // stops without committing the rest
+
+	// The next member of the group gets every record not committed.
+	r2, err := NewReader(ReaderConfig{Brokers: bs, Topic: topic, Group: "g", MaxBatch: 30, StartFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	seen := map[string]bool{}
+	missing := func() int {
+		n := 0
+		for i := 0; i < 100; i++ {
+			if k := fmt.Sprint(i); !committed[k] && !seen[k] {
+				n++
+			}
+		}
+		return n
+	}
+	for missing() > 0 {
+		b, err := r2.Batch(ctx)
+		if err != nil {
+			t.Fatalf("%d uncommitted records never re-delivered: %v", missing(), err)
+		}
+		for _, m := range b {
+			seen[string(m.Value)] = true
+		}
+		if err := r2.Commit(ctx, b...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
