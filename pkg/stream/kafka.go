@@ -104,8 +104,8 @@ func (r *Reader) Close() error { return r.r.Close() }
 
 // WriterConfig configures a Writer.
 type WriterConfig struct {
-	Brokers      []string
-	Topic        string
+	Brokers      []string      // bootstrap addresses
+	Topic        string        // topic to write
 	BatchTimeout time.Duration // longest a record waits to be batched (default 5 ms; kafka-go's 1 s default is far too slow for alerts)
 	MaxAttempts  int           // tries per batch before an error (default 10)
 	Logger       *slog.Logger  // optional
