@@ -82,8 +82,11 @@ eval:
 
 ## demo: the whole pipeline on the embedded broker (not wired yet)
 demo:
-	@echo "make demo: the distributed pipeline (devkafka, coordinator, trainers, scorers) is not wired yet;"
-	@echo "it arrives with the Kafka and demo issues. Today: make test, make bench."
+	@echo "make demo: the Kafka pipeline (devkafka, coordinator, trainers, scorers, alerts) is not wired yet;"
+	@echo "it arrives with the Kafka and demo issues. What runs today (after make build):"
+	@echo "  bin/trainer sweep-k --demo --plot sweep.png      # find the code width of the seed's data"
+	@echo "  bin/coordinator --features 30 & bin/trainer run --id w1 & bin/trainer run --id w2   # distributed training"
+	@echo "  bin/devkafka                                     # the embedded broker"
 
 clean:
 	rm -rf bin
