@@ -1,0 +1,241 @@
+// Package scorer turns batches of input records into alerts, dead letters
+// and scores with the current checkpoint. Batch.Process is the pure core of
+// a scorer replica: no goroutines, sockets or clocks (the time is passed
+// in); the replica's driver (consume, swap checkpoints, produce, commit)
+// calls it between fetch and commit.
+package scorer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/pkg/ae"
+	"github.com/recon-ad/recon/pkg/stream"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+// AlertSchema is the version of the alert JSON this package writes.
+const AlertSchema = 1
+
+// Alert is the JSON value of an alert record (key: the source record's key).
+type Alert struct {
+	Schema    int       `json:"schema"`    // AlertSchema
+	ID        string    `json:"id"`        // "topic/partition/offset": the idempotency key
+	Source    Source    `json:"source"`    // the scored record
+	ScoredAt  time.Time `json:"scored_at"` // when it was scored
+	Model     ModelRef  `json:"model"`     // the checkpoint that scored it
+	Score     float64   `json:"score"`     // squared reconstruction error of the standardized record
+	Threshold float64   `json:"threshold"` // the checkpoint's threshold it exceeded
+	Features  []Feature `json:"features"`  // top contributors, largest error first
+}
+
+// Source locates the scored record.
+type Source struct {
+	Topic     string    `json:"topic"`     // source topic
+	Partition int       `json:"partition"` // source partition
+	Offset    int64     `json:"offset"`    // source offset
+	Timestamp time.Time `json:"timestamp"` // the record's Kafka timestamp
+}
+
+// ModelRef names the checkpoint that scored the record.
+type ModelRef struct {
+	Version uint64 `json:"version"` // checkpoint version
+	Variant string `json:"variant"` // autoencoder variant
+}
+
+// Feature is one feature's part in a score.
+type Feature struct {
+	Name           string  `json:"name"`           // feature name
+	Value          float64 `json:"value"`          // as received
+	Reconstruction float64 `json:"reconstruction"` // the model's reconstruction, in the same units
+	Error          float64 `json:"error"`          // its share of the score: squared standardized error
+}
+
+// Dead-letter headers.
+const (
+	HeaderReason    = "recon-dlq-reason"
+	HeaderDetail    = "recon-dlq-detail"
+	HeaderTopic     = "recon-source-topic"
+	HeaderPartition = "recon-source-partition"
+	HeaderOffset    = "recon-source-offset"
+)
+
+// Model is a checkpoint ready to score with.
+type Model struct {
+	Version   uint64  // checkpoint version
+	Variant   string  // autoencoder variant
+	Threshold float64 // alert when a score exceeds it (0: no alerts yet)
+	loaded    *checkpoint.Loaded
+	names     []string
+}
+
+// NewModel prepares checkpoint c for scoring. A checkpoint without feature
+// names gets f0, f1, ...
+func NewModel(c *reconv1.Checkpoint) (*Model, error) {
+	l, err := checkpoint.Load(c)
+	if err != nil {
+		return nil, err
+	}
+	names := l.Features
+	if names == nil {
+		for i := 0; i < l.Model.Spec().Input; i++ {
+			names = append(names, "f"+strconv.Itoa(i))
+		}
+	}
+	if l.Normalizer == nil {
+		l.Normalizer = ae.NewNormalizer(l.Model.Spec().Input)
+	}
+	return &Model{Version: c.GetVersion(), Variant: c.GetSpec().GetVariant(), Threshold: c.GetThreshold(), loaded: l, names: names}, nil
+}
+
+// Features returns the model's feature names in input order.
+func (m *Model) Features() []string { return m.names }
+
+// Output is what one batch produces; every input record is in exactly one
+// of Scored (with its score) or DeadLetters.
+type Output struct {
+	Alerts      []kafka.Message // one per record scored above the threshold
+	DeadLetters []kafka.Message // undecodable or invalid records, with reason headers
+	Scores      []Scored        // every scored record
+}
+
+// Scored is one scored record.
+type Scored struct {
+	Msg   kafka.Message // the input record
+	Score float64       // its score
+	Alert bool          // whether it exceeded the threshold
+}
+
+// Batch scores batches with one model; it keeps buffers between calls and
+// is not safe for concurrent use.
+type Batch struct {
+	model *Model
+	codec *stream.Codec
+	topK  int
+	x     []float64
+	raw   []float64
+	feat  []float64
+	score []float64
+	rec   []float64
+}
+
+// NewBatch returns a scorer for records of the given format with model m,
+// listing the top topK contributing features in each alert.
+func NewBatch(m *Model, format stream.Format, topK int) (*Batch, error) {
+	codec, err := stream.NewCodec(format, m.names)
+	if err != nil {
+		return nil, err
+	}
+	return &Batch{model: m, codec: codec, topK: max(topK, 1)}, nil
+}
+
+// Model returns the batch's model.
+func (b *Batch) Model() *Model { return b.model }
+
+// Process decodes, normalizes and scores msgs at time now.
+func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
+	var out Output
+	p := b.codec.Width()
+	b.raw = b.raw[:0]
+	ok := make([]int, 0, len(msgs))
+	row := make([]float64, p)
+	for i, m := range msgs {
+		if err := b.codec.Decode(row, m.Value); err != nil {
+			reason, detail := stream.ReasonBadJSON, err.Error()
+			if de, isDE := err.(*stream.DecodeError); isDE {
+				reason, detail = de.Reason, de.Detail
+			}
+			out.DeadLetters = append(out.DeadLetters, deadLetter(m, string(reason), detail))
+			continue
+		}
+		b.raw = append(b.raw, row...)
+		ok = append(ok, i)
+	}
+	n := len(ok)
+	if n == 0 {
+		return out
+	}
+	b.x = append(b.x[:0], b.raw...)
+	l := b.model.loaded
+	l.Normalizer.Transform(b.x, b.x)
+	b.score = grow(b.score, n)
+	b.feat = grow(b.feat, n*p)
+	l.Model.ScoreFeatures(b.score, b.feat, b.x)
+	th := b.model.Threshold
+	var recon []float64
+	for j, i := range ok {
+		m := msgs[i]
+		s := b.score[j]
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			// Finite inputs that standardize or reconstruct to a non-finite
+			// score (a value far outside the training range): not scoreable.
+			out.DeadLetters = append(out.DeadLetters, deadLetter(m, "non_finite_score", fmt.Sprintf("score %v", s)))
+			continue
+		}
+		alert := th > 0 && s > th
+		out.Scores = append(out.Scores, Scored{Msg: m, Score: s, Alert: alert})
+		if !alert {
+			continue
+		}
+		if recon == nil {
+			recon = make([]float64, p)
+		}
+		out.Alerts = append(out.Alerts, b.alert(m, j, s, now, recon))
+	}
+	return out
+}
+
+// alert builds the alert for scored record j of the batch.
+func (b *Batch) alert(m kafka.Message, j int, score float64, now time.Time, recon []float64) kafka.Message {
+	p := b.codec.Width()
+	l := b.model.loaded
+	// Reconstruction in the input's units.
+	b.rec = grow(b.rec, p)
+	l.Model.Reconstruct(b.rec, b.x[j*p:(j+1)*p])
+	l.Normalizer.Inverse(recon, b.rec)
+	contrib := b.feat[j*p : (j+1)*p]
+	idx := make([]int, p)
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, c int) bool { return contrib[idx[a]] > contrib[idx[c]] })
+	a := Alert{
+		Schema:   AlertSchema,
+		ID:       fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset),
+		Source:   Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Time.UTC()},
+		ScoredAt: now.UTC(), Model: ModelRef{Version: b.model.Version, Variant: b.model.Variant},
+		Score: score, Threshold: b.model.Threshold,
+	}
+	for _, i := range idx[:min(b.topK, p)] {
+		a.Features = append(a.Features, Feature{Name: b.model.names[i], Value: b.raw[j*p+i], Reconstruction: recon[i], Error: contrib[i]})
+	}
+	v, err := json.Marshal(a)
+	if err != nil {
+		panic(fmt.Sprintf("scorer: marshal alert: %v", err)) // every field is finite by construction
+	}
+	return kafka.Message{Key: m.Key, Value: v}
+}
+
+func deadLetter(m kafka.Message, reason, detail string) kafka.Message {
+	return kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+		{Key: HeaderReason, Value: []byte(reason)},
+		{Key: HeaderDetail, Value: []byte(detail)},
+		{Key: HeaderTopic, Value: []byte(m.Topic)},
+		{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
+		{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+	}}
+}
+
+func grow(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n)
+	}
+	return b[:n]
+}
