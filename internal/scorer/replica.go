@@ -1,0 +1,239 @@
+package scorer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/grpc"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/pkg/stream"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+// ReplicaConfig wires one scorer replica.
+type ReplicaConfig struct {
+	Brokers     []string      // bootstrap addresses
+	Topic       string        // records to score
+	Group       string        // consumer group (default recon-scorer)
+	AlertsTopic string        // one JSON alert per anomalous record
+	DLQTopic    string        // undecodable or invalid records
+	ScoresTopic string        // every score, when set
+	Format      stream.Format // record format
+	TopK        int           // features listed per alert (default 3)
+	MaxBatch    int           // records per batch (default 500)
+	MaxWait     time.Duration // batch fill wait (default 20 ms)
+	// Coordinator streams new checkpoints; nil scores with the cached one only.
+	Coordinator grpc.ClientConnInterface
+	// Cache is the replica's own checkpoint store: it starts from it when
+	// the coordinator is unreachable.
+	Cache *checkpoint.Store
+	Log   *slog.Logger // where checkpoint swaps and retries are logged
+}
+
+// Replica consumes records, scores them with the latest checkpoint and
+// produces alerts, dead letters and scores; it commits a batch's offsets only
+// after all of that batch's output is acknowledged. With no model at all it
+// consumes nothing.
+type Replica struct {
+	cfg   ReplicaConfig
+	model atomic.Pointer[Model]
+	// Processed counts records scored or dead-lettered and committed.
+	Processed atomic.Int64
+}
+
+// NewReplica returns a replica, loading the newest cached checkpoint if any.
+func NewReplica(cfg ReplicaConfig) (*Replica, error) {
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.AlertsTopic == "" || cfg.DLQTopic == "" || cfg.Cache == nil || cfg.Log == nil {
+		return nil, errors.New("scorer: brokers, topic, alerts and dead-letter topics, cache and log are required")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "recon-scorer"
+	}
+	if cfg.TopK == 0 {
+		cfg.TopK = 3
+	}
+	r := &Replica{cfg: cfg}
+	if c, err := cfg.Cache.Latest(); err == nil {
+		m, err := NewModel(c)
+		if err != nil {
+			return nil, err
+		}
+		r.model.Store(m)
+		cfg.Log.Info("scoring with the cached checkpoint", "version", m.Version)
+	} else if !errors.Is(err, checkpoint.ErrNotFound) {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Version returns the version scored with (0: none yet).
+func (r *Replica) Version() uint64 {
+	if m := r.model.Load(); m != nil {
+		return m.Version
+	}
+	return 0
+}
+
+// Run scores until ctx ends.
+func (r *Replica) Run(ctx context.Context) error {
+	if r.cfg.Coordinator != nil {
+		go r.watch(ctx)
+	}
+	// No model, no consumption: records wait in Kafka.
+	for r.model.Load() == nil {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
+		MaxBatch: r.cfg.MaxBatch, MaxWait: r.cfg.MaxWait, StartFirst: true, Logger: r.cfg.Log})
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	writer := func(topic string) (*stream.Writer, error) {
+		return stream.NewWriter(stream.WriterConfig{Brokers: r.cfg.Brokers, Topic: topic, Logger: r.cfg.Log})
+	}
+	alerts, err := writer(r.cfg.AlertsTopic)
+	if err != nil {
+		return err
+	}
+	defer alerts.Close()
+	dlq, err := writer(r.cfg.DLQTopic)
+	if err != nil {
+		return err
+	}
+	defer dlq.Close()
+	var scores *stream.Writer
+	if r.cfg.ScoresTopic != "" {
+		if scores, err = writer(r.cfg.ScoresTopic); err != nil {
+			return err
+		}
+		defer scores.Close()
+	}
+	var b *Batch
+	for {
+		msgs, err := rd.Batch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
+		}
+		if m := r.model.Load(); b == nil || b.Model() != m {
+			if b, err = NewBatch(m, r.cfg.Format, r.cfg.TopK); err != nil {
+				return err
+			}
+		}
+		out := b.Process(msgs, time.Now())
+		if err := r.publish(ctx, out, alerts, dlq, scores, b.Model()); err != nil {
+			if ctx.Err() != nil {
+				return nil // not committed: the next member scores these again
+			}
+			return err
+		}
+		if err := rd.Commit(ctx, msgs...); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		r.Processed.Add(int64(len(msgs)))
+	}
+}
+
+// publish writes a batch's output, retrying with backoff until it is
+// acknowledged or ctx ends.
+func (r *Replica) publish(ctx context.Context, out Output, alerts, dlq, scores *stream.Writer, m *Model) error {
+	var sc []kafka.Message
+	if scores != nil {
+		for _, s := range out.Scores {
+			v, _ := json.Marshal(struct {
+				ID      string  `json:"id"`
+				Score   float64 `json:"score"`
+				Alert   bool    `json:"alert"`
+				Version uint64  `json:"version"`
+			}{fmt.Sprintf("%s/%d/%d", s.Msg.Topic, s.Msg.Partition, s.Msg.Offset), s.Score, s.Alert, m.Version})
+			sc = append(sc, kafka.Message{Key: s.Msg.Key, Value: v})
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.write(ctx, alerts, out.Alerts)
+		if err == nil {
+			err = r.write(ctx, dlq, out.DeadLetters)
+		}
+		if err == nil && scores != nil {
+			err = r.write(ctx, scores, sc)
+		}
+		if err == nil {
+			return nil
+		}
+		r.cfg.Log.Warn("writing scorer output failed; retrying (offsets stay uncommitted)", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (r *Replica) write(ctx context.Context, w *stream.Writer, msgs []kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	return w.Write(ctx, msgs...)
+}
+
+// watch follows the coordinator's checkpoints, caching each and swapping it
+// in between batches; it reconnects with backoff.
+func (r *Replica) watch(ctx context.Context) {
+	client := reconv1.NewCoordinatorClient(r.cfg.Coordinator)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		stream, err := client.WatchCheckpoints(ctx, &reconv1.WatchCheckpointsRequest{})
+		if err == nil {
+			for {
+				c, err2 := stream.Recv()
+				if err2 != nil {
+					err = err2
+					break
+				}
+				backoff = 100 * time.Millisecond
+				if c.GetVersion() <= r.Version() {
+					continue // versions never go down
+				}
+				m, err2 := NewModel(c)
+				if err2 != nil {
+					r.cfg.Log.Error("coordinator sent an unusable checkpoint", "version", c.GetVersion(), "err", err2)
+					continue
+				}
+				if err2 := r.cfg.Cache.Put(c); err2 != nil && !errors.Is(err2, checkpoint.ErrNotNewer) {
+					r.cfg.Log.Warn("caching checkpoint", "version", c.GetVersion(), "err", err2)
+				}
+				r.model.Store(m)
+				r.cfg.Log.Info("new checkpoint", "version", m.Version, "threshold", m.Threshold)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.cfg.Log.Warn("checkpoint watch ended; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}

@@ -1,0 +1,170 @@
+package scorer
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/pkg/ae"
+	"github.com/recon-ad/recon/pkg/stream"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+// TestReplicaAccountsForEveryRecord runs a coordinator and a worker over
+// loopback gRPC, a scorer replica on an in-process kfake broker, and checks
+// that every record produced after the model was ready is scored (on the
+// scores topic) or dead-lettered with its reason, alerts naming the version.
+func TestReplicaAccountsForEveryRecord(t *testing.T) {
+	const p = 8
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	brokers := kc.ListenAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 2}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Coordinator and one worker.
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "c.db"), checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	spec := ae.Spec{Input: p, Hidden: []int{16}, Code: 2, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
+	srv, err := coordinator.New(coordinator.Config{Spec: spec, LR: 3e-3, Batch: 256, Holdout: 0.2, WarmupRecords: 500,
+		CheckpointRounds: 50, Deadline: 5 * time.Second}, store, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	reconv1.RegisterCoordinatorServer(gs, srv)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	go srv.Run(ctx)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	w, err := worker.New(worker.Config{ID: "w1", Conn: conn, Log: log, Source: worker.NewSynth(1, 1, p, 2, 0.2, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go w.Run(ctx)
+
+	cache, err := checkpoint.Open(filepath.Join(t.TempDir(), "s.db"), checkpoint.Options{Keep: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq", ScoresTopic: "scores",
+		Format: stream.JSONArray, Coordinator: conn, Cache: cache, Log: log, MaxWait: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go rep.Run(ctx)
+	for {
+		if m := rep.model.Load(); m != nil && m.Threshold > 0 && m.Version >= 4 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no model with a threshold in time (coordinator %+v)", srv.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Produce records of the stream's kind, with spikes and malformed ones.
+	src := worker.NewSynth(1, 99, p, 2, 0.2, 0)
+	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
+	wr, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	var msgs []kafka.Message
+	wantReason := map[string]string{}
+	rec := make([]float64, p)
+	for i := 0; i < n; i++ {
+		src.Read(rec)
+		key := strconv.Itoa(i)
+		v := codec.Encode(nil, rec)
+		switch {
+		case i%100 == 13:
+			v, wantReason[key] = []byte(`{"not":"an array"}`), "bad_json"
+		case i%100 == 37:
+			v, wantReason[key] = []byte(`[1,2,3]`), "wrong_length"
+		case i%100 == 61:
+			v, wantReason[key] = []byte(`[1,2,3,"x",5,6,7,8]`), "not_a_number"
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte(key), Value: v})
+	}
+	if err := wr.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	wr.Close()
+
+	// Every record comes out on the scores topic or the dead-letter topic.
+	seen := map[string]string{} // key -> "scored" or dead-letter reason
+	read := func(topic string, f func(kafka.Message)) {
+		r, err := stream.NewReader(stream.ReaderConfig{Brokers: brokers, Topic: topic, Group: "check-" + topic, StartFirst: true, MaxWait: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		want := n - len(wantReason)
+		if topic == "dlq" {
+			want = len(wantReason)
+		}
+		got := 0
+		for got < want {
+			b, err := r.Batch(ctx)
+			if err != nil {
+				t.Fatalf("%s: %d of %d records after %v", topic, got, want, err)
+			}
+			for _, m := range b {
+				if _, dup := seen[string(m.Key)]; !dup {
+					got++
+				}
+				f(m)
+			}
+		}
+	}
+	read("scores", func(m kafka.Message) { seen[string(m.Key)] = "scored" })
+	read("dlq", func(m kafka.Message) { seen[string(m.Key)] = header(m, HeaderReason) })
+	for i := 0; i < n; i++ {
+		key := strconv.Itoa(i)
+		want := wantReason[key]
+		if want == "" {
+			want = "scored"
+		}
+		if seen[key] != want {
+			t.Errorf("record %s: %q, want %q", key, seen[key], want)
+		}
+	}
+	if rep.Version() < 4 {
+		t.Errorf("replica at version %d", rep.Version())
+	}
+	t.Logf("%d records: %d dead-lettered, the rest scored; replica at version %d; coordinator %+v", n, len(wantReason), rep.Version(), srv.Status().Round)
+}
