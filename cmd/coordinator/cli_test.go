@@ -23,6 +23,8 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 			"lease", "checkpoint-rounds", "checkpoint-interval", "max-rounds", "log-level"}},
 		{"trainer", []string{"run"}, []string{"coordinator", "id", "source", "input", "synth-features", "synth-rank", "synth-noise",
 			"synth-anomalies", "synth-basis-seed", "seed", "metrics-listen", "round-delay", "log-level"}},
+		{"scorer", []string{"run"}, []string{"brokers", "topic", "group", "alerts-topic", "dlq-topic", "scores-topic", "format",
+			"coordinator", "cache", "top", "max-batch", "max-wait", "metrics-listen", "log-level"}},
 	} {
 		cmd := exec.Command(filepath.Join(binDir, tc.bin), append(tc.args, "--help")...)
 		var out bytes.Buffer

@@ -1,7 +1,8 @@
-// Command scorer applies recon checkpoints to records. Offline, score reads
-// a CSV file and writes one row per record: its score, the threshold, the
-// anomaly flag and the features that contribute most. (The Kafka scorer
-// replica comes with the streaming issue.)
+// Command scorer applies recon checkpoints to records. run is a scorer
+// replica on Kafka: it scores every record of a topic with the latest
+// checkpoint and writes alerts and dead letters. Offline, score reads a CSV
+// file and writes one row per record: its score, the threshold, the anomaly
+// flag and the features that contribute most.
 package main
 
 import (
@@ -13,19 +14,28 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/cli"
+	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/table"
+	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
 const usage = `usage: scorer <command> [flags]
 
 Commands:
+  run     a scorer replica: consume a Kafka topic, write alerts and dead letters
   score   score the records of a CSV file with a checkpoint
 
 Run 'scorer <command> -h' for a command's flags. Every flag can also be set
@@ -45,8 +55,12 @@ func main() {
 	switch os.Args[1] {
 	case "score":
 		err = runScore(context.Background(), os.Args[2:], os.Stdin, os.Stdout)
+	case "run":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = runReplica(ctx, os.Args[2:])
+		stop()
 	default:
-		err = cli.Usagef("unknown command %q (want score)", os.Args[1])
+		err = cli.Usagef("unknown command %q (want run or score)", os.Args[1])
 	}
 	cli.Exit("scorer "+os.Args[1], err)
 }
@@ -196,4 +210,71 @@ func featureHint(names []string) string {
 		return ""
 	}
 	return " (" + strings.Join(names, ",") + ")"
+}
+
+func runReplica(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("scorer run", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: scorer run --brokers host:port [flags]\n\n"+
+			"A scorer replica: a member of the --group consumer group on --topic. It follows the\n"+
+			"coordinator's checkpoints (keeping the latest in --cache, so it starts without the\n"+
+			"coordinator), scores every record, writes one JSON alert per record above the\n"+
+			"threshold to --alerts-topic and undecodable records to --dlq-topic with reason\n"+
+			"headers, optionally every score to --scores-topic, and commits offsets only after\n"+
+			"that output is acknowledged. With no model at all it consumes nothing.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap `addresses`, comma-separated")
+	topic := fs.String("topic", "recon-events", "`topic` of records to score")
+	group := fs.String("group", "recon-scorer", "consumer `group`")
+	alerts := fs.String("alerts-topic", "recon-alerts", "`topic` for alerts")
+	dlqTopic := fs.String("dlq-topic", "recon-dlq", "`topic` for records that cannot be scored")
+	scores := fs.String("scores-topic", "", "`topic` for every score (\"\": none)")
+	format := fs.String("format", "json-array", "record `format`: json-object, json-array or csv")
+	coord := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address` to follow checkpoints from (\"\": the cache only)")
+	cache := fs.String("cache", "scorer.db", "this replica's checkpoint cache `file` (bbolt)")
+	top := fs.Int("top", 3, "features listed per alert")
+	maxBatch := fs.Int("max-batch", 500, "most records per batch")
+	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
+	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9091", "`address` for Prometheus /metrics (\"\" to disable)")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	log, err := cli.Logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	f, err := stream.ParseFormat(*format)
+	if err != nil {
+		return cli.Usagef("--format: %v", err)
+	}
+	store, err := checkpoint.Open(*cache, checkpoint.Options{Keep: 2, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := cli.Registry()
+	if _, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log); err != nil {
+		return err
+	}
+	cfg := scorer.ReplicaConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, AlertsTopic: *alerts,
+		DLQTopic: *dlqTopic, ScoresTopic: *scores, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
+		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg)}
+	if *coord != "" {
+		conn, err := grpc.NewClient(*coord, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return cli.Usagef("--coordinator %q: %v", *coord, err)
+		}
+		defer conn.Close()
+		cfg.Coordinator = conn
+	}
+	rep, err := scorer.NewReplica(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("scorer starting", "brokers", *brokers, "topic", *topic, "group", *group, "version", rep.Version())
+	err = rep.Run(ctx)
+	log.Info("scorer stopped", "processed", rep.Processed.Load(), "version", rep.Version())
+	return err
 }

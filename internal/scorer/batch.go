@@ -239,3 +239,13 @@ func grow(b []float64, n int) []float64 {
 	}
 	return b[:n]
 }
+
+// header returns the value of header k of m ("" when absent).
+func header(m kafka.Message, k string) string {
+	for _, h := range m.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

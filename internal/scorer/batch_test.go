@@ -18,15 +18,6 @@ import (
 	"github.com/recon-ad/recon/pkg/synth"
 )
 
-func header(m kafka.Message, k string) string {
-	for _, h := range m.Headers {
-		if h.Key == k {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
 // TestProcessAccountsForEveryRecord: every record of a batch is scored or
 // dead-lettered with the right reason; injected anomalies alert with the
 // source's id, the model version and the feature that was pushed.

@@ -35,6 +35,8 @@ type ReplicaConfig struct {
 	// the coordinator is unreachable.
 	Cache *checkpoint.Store
 	Log   *slog.Logger // where checkpoint swaps and retries are logged
+	// Metrics, when set, counts the replica's work.
+	Metrics *Metrics
 }
 
 // Replica consumes records, scores them with the latest checkpoint and
@@ -58,6 +60,9 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	}
 	if cfg.TopK == 0 {
 		cfg.TopK = 3
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
 	}
 	r := &Replica{cfg: cfg}
 	if c, err := cfg.Cache.Latest(); err == nil {
@@ -134,7 +139,9 @@ func (r *Replica) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		out := b.Process(msgs, time.Now())
+		t0 := time.Now()
+		out := b.Process(msgs, t0)
+		scoring := time.Since(t0)
 		if err := r.publish(ctx, out, alerts, dlq, scores, b.Model()); err != nil {
 			if ctx.Err() != nil {
 				return nil // not committed: the next member scores these again
@@ -148,6 +155,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			return err
 		}
 		r.Processed.Add(int64(len(msgs)))
+		r.cfg.Metrics.observe(out, len(msgs), scoring, time.Now(), rd.Lag(), b.Model().Version)
 	}
 }
 

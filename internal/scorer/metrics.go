@@ -1,0 +1,56 @@
+package scorer
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are a scorer replica's Prometheus metrics.
+type Metrics struct {
+	records     prometheus.Counter
+	alerts      prometheus.Counter
+	deadLetters *prometheus.CounterVec
+	version     prometheus.Gauge
+	batch       prometheus.Histogram
+	latency     prometheus.Histogram
+	lag         prometheus.Gauge
+}
+
+// NewMetrics registers the metrics on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_records_total", Help: "Records consumed and committed (scored or dead-lettered)."}),
+		alerts:      prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_alerts_total", Help: "Alerts written."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_dead_letters_total", Help: "Records dead-lettered, by reason."}, []string{"reason"}),
+		version:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_model_version", Help: "Checkpoint version scoring."}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_scorer_batch_seconds", Help: "Time to decode and score one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_scorer_event_to_alert_seconds", Help: "From a record's Kafka timestamp to its alert's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_consumer_lag", Help: "Records behind the end of the topic, as the reader last saw."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag)
+	}
+	return m
+}
+
+// observe records one committed batch.
+func (m *Metrics) observe(out Output, n int, scoring time.Duration, acked time.Time, lag int64, version uint64) {
+	m.records.Add(float64(n))
+	m.alerts.Add(float64(len(out.Alerts)))
+	for _, d := range out.DeadLetters {
+		m.deadLetters.WithLabelValues(header(d, HeaderReason)).Inc()
+	}
+	m.batch.Observe(scoring.Seconds())
+	for _, s := range out.Scores {
+		if s.Alert && !s.Msg.Time.IsZero() {
+			m.latency.Observe(acked.Sub(s.Msg.Time).Seconds())
+		}
+	}
+	if lag >= 0 {
+		m.lag.Set(float64(lag))
+	}
+	m.version.Set(float64(version))
+}
