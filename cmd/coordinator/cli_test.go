@@ -22,7 +22,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 			"activation", "lr", "seed", "batch", "holdout", "skip-anomalies", "quantile", "warmup-records", "min-workers", "deadline",
 			"lease", "checkpoint-rounds", "checkpoint-interval", "max-rounds", "log-level"}},
 		{"trainer", []string{"run"}, []string{"coordinator", "id", "source", "input", "synth-features", "synth-rank", "synth-noise",
-			"synth-anomalies", "synth-basis-seed", "seed", "metrics-listen", "round-delay", "log-level"}},
+			"synth-anomalies", "synth-basis-seed", "seed", "metrics-listen", "round-delay", "log-level", "brokers", "topic", "group", "format", "features"}},
 		{"scorer", []string{"run"}, []string{"brokers", "topic", "group", "alerts-topic", "dlq-topic", "scores-topic", "format",
 			"coordinator", "cache", "top", "max-batch", "max-wait", "metrics-listen", "log-level"}},
 	} {

@@ -28,6 +28,7 @@ import (
 	"github.com/recon-ad/recon/internal/table"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
+	"github.com/recon-ad/recon/pkg/stream"
 	"github.com/recon-ad/recon/pkg/synth"
 )
 
@@ -385,7 +386,12 @@ func runWorker(ctx context.Context, args []string) error {
 	host, _ := os.Hostname()
 	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
 	id := fs.String("id", fmt.Sprintf("%s-%d", host, os.Getpid()), "worker `id`, unique among the coordinator's workers")
-	source := fs.String("source", "synth", "where records come from: synth (generated) or csv (--input)")
+	source := fs.String("source", "synth", "where records come from: synth (generated), csv (--input) or kafka (--brokers, --topic)")
+	brokers := fs.String("brokers", "127.0.0.1:9092", "kafka: bootstrap `addresses`, comma-separated")
+	topic := fs.String("topic", "recon-events", "kafka: `topic` to train on")
+	group := fs.String("group", "recon-trainer", "kafka: consumer `group` (offsets are committed after the coordinator accepts the gradient that used them)")
+	format := fs.String("format", "json-array", "kafka: record `format`: json-object, json-array or csv")
+	features := fs.String("features", "", "kafka: the feature `names` in model order, comma-separated (or the width for json-array and csv)")
 	data := addDataFlags(fs)
 	synthP := fs.Int("synth-features", 30, "synth: record width")
 	synthRank := fs.Int("synth-rank", 3, "synth: rank of the subspace records lie near")
@@ -424,8 +430,33 @@ func runWorker(ctx context.Context, args []string) error {
 			return err
 		}
 		src = worker.NewSlice(t.X, t.Width(), true)
+	case "kafka":
+		f, err := stream.ParseFormat(*format)
+		if err != nil {
+			return cli.Usagef("--format: %v", err)
+		}
+		names := strings.Split(*features, ",")
+		if n, err := strconv.Atoi(*features); err == nil && n > 0 && f != stream.JSONObject {
+			names = names[:0]
+			for i := 0; i < n; i++ {
+				names = append(names, "f"+strconv.Itoa(i))
+			}
+		}
+		if *features == "" {
+			return cli.Usagef("--source kafka needs --features: the feature names (or, for json-array and csv, the width)")
+		}
+		codec, err := stream.NewCodec(f, names)
+		if err != nil {
+			return cli.Usagef("%v", err)
+		}
+		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, StartFirst: true, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer rd.Close()
+		src = worker.NewKafka(ctx, rd, codec, log)
 	default:
-		return cli.Usagef("--source %q: want synth or csv", *source)
+		return cli.Usagef("--source %q: want synth, csv or kafka", *source)
 	}
 	reg := cli.Registry()
 	if _, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log); err != nil {

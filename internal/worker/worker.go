@@ -202,6 +202,9 @@ func (w *Worker) session(ctx context.Context) error {
 					return ctx.Err()
 				}
 			}
+			if a, ok := w.cfg.Source.(Acker); ok {
+				a.Sent(m.Round.GetRound())
+			}
 			if g == nil {
 				continue // nothing to train on this round
 			}
@@ -211,6 +214,11 @@ func (w *Worker) session(ctx context.Context) error {
 			w.stats.Rounds++
 			w.cfg.Metrics.rounds.Inc()
 		case *reconv1.CoordinatorMessage_Reply:
+			if a, ok := w.cfg.Source.(Acker); ok && m.Reply.GetAccepted() {
+				if err := a.Accepted(ctx, m.Reply.GetRound()); err != nil {
+					w.cfg.Log.Warn("committing the records of an accepted gradient", "worker", w.cfg.ID, "round", m.Reply.GetRound(), "err", err)
+				}
+			}
 			if !m.Reply.GetAccepted() {
 				w.stats.Rejected++
 				w.cfg.Metrics.rejected.Inc()
@@ -230,8 +238,11 @@ func (w *Worker) warmup(n int) (*reconv1.Normalizer, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	_, acker := w.cfg.Source.(Acker)
 	for r := 0; r < got; r++ {
-		if norm.Observe(buf[r*p:(r+1)*p]) == nil {
+		// Kept for training, except from a source that commits what it
+		// hands out per round: there the warm-up records count as used.
+		if norm.Observe(buf[r*p:(r+1)*p]) == nil && !acker {
 			w.pending = append(w.pending, buf[r*p:(r+1)*p]...)
 		}
 	}

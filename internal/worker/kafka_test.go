@@ -1,0 +1,133 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/pkg/ae"
+	"github.com/recon-ad/recon/pkg/stream"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
+)
+
+// TestKafkaSourceCommitsAcceptedRecords: a worker trains from a topic and
+// commits offsets only for records in accepted gradients; after it stops,
+// the next group member gets everything not committed, and nothing that was.
+func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
+	const p, total, rounds, batch = 6, 3000, 10, 200
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	bs := kc.ListenAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := stream.EnsureTopics(ctx, bs, map[string]int{"ev": 2}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "b", "c", "d", "e", "f"}
+	codec, _ := stream.NewCodec(stream.JSONArray, names)
+	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
+	rec := make([]float64, p)
+	var msgs []kafka.Message
+	for i := 0; i < total; i++ {
+		src.Read(rec)
+		v := codec.Encode(nil, rec)
+		if i%100 == 50 {
+			v = []byte(`not json`)
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v})
+	}
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: bs, Topic: "ev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "c.db"), checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv, err := coordinator.New(coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, WarmupRecords: 100,
+		MaxRounds: rounds, Deadline: 10 * time.Second, CheckpointRounds: 1000}, store, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	reconv1.RegisterCoordinatorServer(gs, srv)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	wctx, stopWorker := context.WithCancel(ctx)
+	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: bs, Topic: "ev", Group: "recon-trainer", StartFirst: true, MaxBatch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := worker.NewKafka(wctx, rd, codec, log)
+	wk, err := worker.New(worker.Config{ID: "k1", Conn: conn, Log: log, Source: ks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wk.Run(wctx); close(done) }()
+	if err := srv.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopWorker()
+	<-done
+	rd.Close()
+	if st := srv.Status(); st.Round != rounds {
+		t.Fatalf("coordinator at round %d", st.Round)
+	}
+	committed := ks.Committed
+	t.Logf("%d rounds of %d records trained from Kafka; %d records committed, %d skipped as undecodable", rounds, batch, committed, ks.Skipped)
+	if committed < rounds*batch {
+		t.Fatalf("committed %d records, at least the %d in accepted gradients expected", committed, rounds*batch)
+	}
+
+	// The next member of the group gets everything not committed.
+	r2, err := stream.NewReader(stream.ReaderConfig{Brokers: bs, Topic: "ev", Group: "recon-trainer", StartFirst: true, MaxWait: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	got := 0
+	for got < total-committed {
+		b, err := r2.Batch(ctx)
+		if err != nil {
+			t.Fatalf("re-delivered %d of %d uncommitted records: %v", got, total-committed, err)
+		}
+		got += len(b)
+	}
+	if got > total-committed {
+		t.Errorf("%d records re-delivered; only %d were uncommitted", got, total-committed)
+	}
+}
