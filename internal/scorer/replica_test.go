@@ -2,25 +2,19 @@ package scorer
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
-	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
 // TestReplicaAccountsForEveryRecord runs a coordinator and a worker over
@@ -29,13 +23,8 @@ import (
 // scores topic) or dead-lettered with its reason, alerts naming the version.
 func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	const p = 8
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	brokers := kc.ListenAddrs()
+	log := testenv.Quiet()
+	brokers := testenv.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 2}); err != nil {
@@ -43,31 +32,11 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	}
 
 	// Coordinator and one worker.
-	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "c.db"), checkpoint.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	spec := ae.Spec{Input: p, Hidden: []int{16}, Code: 2, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
-	srv, err := coordinator.New(coordinator.Config{Spec: spec, LR: 3e-3, Batch: 256, Holdout: 0.2, WarmupRecords: 500,
-		CheckpointRounds: 50, Deadline: 5 * time.Second}, store, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	reconv1.RegisterCoordinatorServer(gs, srv)
-	go gs.Serve(lis)
-	defer gs.Stop()
+	co := testenv.StartCoordinator(t, coordinator.Config{Spec: spec, LR: 3e-3, Batch: 256, Holdout: 0.2, WarmupRecords: 500,
+		CheckpointRounds: 50, Deadline: 5 * time.Second})
+	srv, conn := co.Server, co.Conn
 	go srv.Run(ctx)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	w, err := worker.New(worker.Config{ID: "w1", Conn: conn, Log: log, Source: worker.NewSynth(1, 1, p, 2, 0.2, 0)})
 	if err != nil {
 		t.Fatal(err)

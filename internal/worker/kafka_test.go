@@ -3,24 +3,16 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
-	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
 // TestKafkaSourceCommitsAcceptedRecords: a worker trains from a topic and
@@ -28,13 +20,8 @@ import (
 // the next group member gets everything not committed, and nothing that was.
 func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	const p, total, rounds, batch = 6, 3000, 10, 200
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	bs := kc.ListenAddrs()
+	log := testenv.Quiet()
+	bs := testenv.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, bs, map[string]int{"ev": 2}); err != nil {
@@ -62,29 +49,9 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	}
 	w.Close()
 
-	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "c.db"), checkpoint.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	srv, err := coordinator.New(coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, WarmupRecords: 100,
-		MaxRounds: rounds, Deadline: 10 * time.Second, CheckpointRounds: 1000}, store, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	reconv1.RegisterCoordinatorServer(gs, srv)
-	go gs.Serve(lis)
-	defer gs.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, WarmupRecords: 100,
+		MaxRounds: rounds, Deadline: 10 * time.Second, CheckpointRounds: 1000})
+	srv, conn := co.Server, co.Conn
 
 	wctx, stopWorker := context.WithCancel(ctx)
 	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: bs, Topic: "ev", Group: "recon-trainer", StartFirst: true, MaxBatch: 100})

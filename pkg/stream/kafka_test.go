@@ -3,35 +3,19 @@ package stream
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
-)
 
-// brokers returns a broker for integration tests: RECON_TEST_BROKERS when
-// set (a real cluster), else an in-process kfake on a 127.0.0.1 port.
-func brokers(t *testing.T) []string {
-	t.Helper()
-	if b := os.Getenv("RECON_TEST_BROKERS"); b != "" {
-		return strings.Split(b, ",")
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
-}
+	"github.com/recon-ad/recon/internal/testenv"
+)
 
 // TestReaderCommitsOnlyFinishedRecords: a reader that stops without
 // committing leaves its records to the next member of the group, and
 // batches are bounded by size.
 func TestReaderCommitsOnlyFinishedRecords(t *testing.T) {
-	bs := brokers(t)
+	bs := testenv.Kafka(t)
 	topic := fmt.Sprintf("t-%d", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
