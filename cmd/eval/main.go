@@ -29,9 +29,9 @@ import (
 	"time"
 
 	"github.com/recon-ad/recon/internal/auc"
+	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/table"
-	"github.com/recon-ad/recon/pkg/ae"
 )
 
 func main() {
@@ -43,24 +43,26 @@ func main() {
 		classes = flag.String("classes", "", "Fashion-MNIST classes to run (default all ten), comma-separated")
 		workers = flag.Int("workers", runtime.NumCPU(), "fits to run at once")
 		verbose = flag.Bool("v", false, "print every fit")
-		hidden  = flag.String("hidden", "auto", "override: encoder hidden widths, comma-separated (\"\" for none)")
-		code    = flag.Int("code", 0, "override: code width (0: automatic)")
-		act     = flag.String("activation", "", "override: hidden activation")
-		codeAct = flag.String("code-activation", "", "override: code activation")
-		variant = flag.String("variant", "", "override: variant")
-		epochs  = flag.Int("epochs", 0, "override: most epochs")
-		lr      = flag.Float64("lr", 0, "override: learning rate")
-		batch   = flag.Int("batch", 0, "override: batch size")
-		sigma   = flag.Float64("noise-sigma", 0, "override: denoising noise sigma")
-		vbeta   = flag.Float64("beta", 0, "override: variational beta")
-		output  = flag.String("output", "", "override: output activation")
+		epochs  = flag.Int("epochs", 0, "most epochs (0: automatic)")
+		lr      = flag.Float64("lr", 0, "learning rate (0: the default)")
+		batch   = flag.Int("batch", 0, "batch size (0: the default)")
 	)
+	// The model flags are trainer fit's, with fit.Default's model as their
+	// defaults: with none given, eval measures the default configuration.
+	model := cli.AddModelFlags(flag.CommandLine)
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: eval [flags]\n\nRanks anomalies on labelled public data with recon's default offline model\nand prints ROC-AUC and PR-AUC per data set.\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: eval [flags]\n\nRanks anomalies on labelled public data with recon's default offline model\n(or the model the flags describe) and prints ROC-AUC and PR-AUC per data set.\n\n")
 		flag.PrintDefaults()
 	}
-	flag.Parse()
+	if err := cli.Parse(flag.CommandLine, os.Args[1:]); err != nil {
+		cli.Exit("eval", err)
+	}
+	spec, auto, err := model.Spec()
+	if err != nil {
+		cli.Exit("eval", err)
+	}
 	base = fit.Default()
+	base.Spec, base.Auto = spec, auto
 	if *epochs > 0 {
 		base.Epochs = *epochs
 	}
@@ -69,52 +71,6 @@ func main() {
 	}
 	if *batch > 0 {
 		base.Batch = *batch
-	}
-	if *hidden != "auto" {
-		base.Spec.Hidden = []int{}
-		for _, f := range strings.Split(*hidden, ",") {
-			if f == "" {
-				continue
-			}
-			var h int
-			if _, err := fmt.Sscan(f, &h); err != nil {
-				fmt.Fprintln(os.Stderr, "eval: -hidden:", err)
-				os.Exit(2)
-			}
-			base.Spec.Hidden = append(base.Spec.Hidden, h)
-		}
-	}
-	base.Spec.Code = *code
-	base.Spec.NoiseSigma = *sigma
-	base.Spec.Beta = *vbeta
-	if *output != "" {
-		a, err := ae.ParseActivation(*output)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "eval:", err)
-			os.Exit(2)
-		}
-		base.Spec.Output = a
-	}
-	for _, o := range []struct {
-		v   string
-		dst *ae.Activation
-	}{{*act, &base.Spec.Activation}, {*codeAct, &base.Spec.CodeActivation}} {
-		if o.v != "" {
-			a, err := ae.ParseActivation(o.v)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "eval:", err)
-				os.Exit(2)
-			}
-			*o.dst = a
-		}
-	}
-	if *variant != "" {
-		v, err := ae.ParseVariant(*variant)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "eval:", err)
-			os.Exit(2)
-		}
-		base.Spec.Variant = v
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
