@@ -123,7 +123,8 @@ type Batch struct {
 	raw   []float64
 	feat  []float64
 	score []float64
-	rec   []float64
+	rec   []float64 // reconstructions, standardized
+	idx   []int
 }
 
 // NewBatch returns a scorer for records of the given format with model m,
@@ -165,9 +166,21 @@ func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 	b.x = append(b.x[:0], b.raw...)
 	l := b.model.loaded
 	l.Normalizer.Transform(b.x, b.x)
+	// One forward pass: the reconstruction gives the scores, the per-feature
+	// terms and the alerts' reconstructed values.
+	b.rec = grow(b.rec, n*p)
 	b.score = grow(b.score, n)
 	b.feat = grow(b.feat, n*p)
-	l.Model.ScoreFeatures(b.score, b.feat, b.x)
+	l.Model.Reconstruct(b.rec, b.x)
+	for j := 0; j < n; j++ {
+		var s float64
+		for f := j * p; f < (j+1)*p; f++ {
+			d := b.x[f] - b.rec[f]
+			b.feat[f] = d * d
+			s += d * d
+		}
+		b.score[j] = s
+	}
 	th := b.model.Threshold
 	var recon []float64
 	for j, i := range ok {
@@ -197,14 +210,13 @@ func (b *Batch) alert(m kafka.Message, j int, score float64, now time.Time, reco
 	p := b.codec.Width()
 	l := b.model.loaded
 	// Reconstruction in the input's units.
-	b.rec = grow(b.rec, p)
-	l.Model.Reconstruct(b.rec, b.x[j*p:(j+1)*p])
-	l.Normalizer.Inverse(recon, b.rec)
+	l.Normalizer.Inverse(recon, b.rec[j*p:(j+1)*p])
 	contrib := b.feat[j*p : (j+1)*p]
-	idx := make([]int, p)
-	for i := range idx {
-		idx[i] = i
+	b.idx = b.idx[:0]
+	for i := 0; i < p; i++ {
+		b.idx = append(b.idx, i)
 	}
+	idx := b.idx
 	sort.SliceStable(idx, func(a, c int) bool { return contrib[idx[a]] > contrib[idx[c]] })
 	a := Alert{
 		Schema:   AlertSchema,
