@@ -155,7 +155,6 @@ func TestFaults(t *testing.T) {
 	round := func() float64 { return metric(metricsAddr, "recon_coordinator_round") }
 	workers := func() float64 { return metric(metricsAddr, "recon_coordinator_workers") }
 	w1, w2, w3 := worker("w1"), worker("w2"), worker("w3")
-	_, _ = w1, w2
 	waitFor(t, 20*time.Second, "round 50 with 3 workers", func() bool { return round() >= 50 && workers() == 3 })
 
 	// (a) A worker killed mid-training: training goes on within a deadline.

@@ -14,11 +14,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -44,25 +42,11 @@ underscores (--model: RECON_MODEL).
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(os.Args) < 2 {
-			os.Exit(cli.ExitUsage)
-		}
-		return
-	}
-	var err error
-	switch os.Args[1] {
-	case "score":
-		err = runScore(context.Background(), os.Args[2:], os.Stdin, os.Stdout)
-	case "run":
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = runReplica(ctx, os.Args[2:])
-		stop()
-	default:
-		err = cli.Usagef("unknown command %q (want run or score)", os.Args[1])
-	}
-	cli.Exit("scorer "+os.Args[1], err)
+	cli.Dispatch("scorer", usage,
+		cli.Command{Name: "run", Run: runReplica},
+		cli.Command{Name: "score", Run: func(ctx context.Context, args []string) error {
+			return runScore(ctx, args, os.Stdin, os.Stdout)
+		}})
 }
 
 func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {

@@ -12,10 +12,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,27 +43,10 @@ underscores (--noise-sigma: RECON_NOISE_SIGMA).
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(os.Args) < 2 {
-			os.Exit(cli.ExitUsage)
-		}
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "fit":
-		err = runFit(ctx, os.Args[2:])
-	case "sweep-k":
-		err = runSweep(ctx, os.Args[2:])
-	case "run":
-		err = runWorker(ctx, os.Args[2:])
-	default:
-		err = cli.Usagef("unknown command %q (want run, fit or sweep-k)", os.Args[1])
-	}
-	cli.Exit("trainer "+os.Args[1], err)
+	cli.Dispatch("trainer", usage,
+		cli.Command{Name: "run", Run: runWorker},
+		cli.Command{Name: "fit", Run: runFit},
+		cli.Command{Name: "sweep-k", Run: runSweep})
 }
 
 // dataFlags select the rows to train on.

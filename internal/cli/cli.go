@@ -4,13 +4,16 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/pkg/ae"
@@ -190,4 +193,33 @@ func (f *ModelFlags) SetLinear(fs *flag.FlagSet) {
 			fs.Set(name, val)
 		}
 	}
+}
+
+// Command is one subcommand of a multi-command binary.
+type Command struct {
+	Name string                                         // as typed after the binary
+	Run  func(ctx context.Context, args []string) error // the rest of the arguments
+}
+
+// Dispatch runs the subcommand named by os.Args[1] with a context ended by
+// SIGINT or SIGTERM, printing usage for no command or -h, and exits with
+// Exit's conventions.
+func Dispatch(binary, usage string, cmds ...Command) {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(os.Args) < 2 {
+			os.Exit(ExitUsage)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var names []string
+	for _, c := range cmds {
+		if c.Name == os.Args[1] {
+			Exit(binary+" "+c.Name, c.Run(ctx, os.Args[2:]))
+		}
+		names = append(names, c.Name)
+	}
+	Exit(binary, Usagef("unknown command %q (want %s)", os.Args[1], strings.Join(names, ", ")))
 }
