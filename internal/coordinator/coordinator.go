@@ -413,7 +413,7 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 	s.metrics.rounds.Inc()
 	s.metrics.loss.Set(res.Loss)
 	s.metrics.samples.Add(float64(res.Samples))
-	d := now.Sub(s.machine.Deadline().Add(-s.cfg.Deadline))
+	d := now.Sub(s.machine.Started())
 	s.metrics.roundSeconds.Observe(d.Seconds())
 	s.metrics.round.Set(float64(res.Round))
 	if s.cfg.OnRound != nil {

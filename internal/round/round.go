@@ -285,6 +285,9 @@ func (m *Machine) Tick(now time.Time) (res *Result, abandoned bool) {
 	return nil, false
 }
 
+// Started returns when the current (or last) round started.
+func (m *Machine) Started() time.Time { return m.started }
+
 // Deadline returns when the open round's deadline passes.
 func (m *Machine) Deadline() time.Time { return m.started.Add(m.cfg.Deadline) }
 
