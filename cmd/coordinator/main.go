@@ -54,13 +54,15 @@ func run(ctx context.Context, args []string) error {
 	keep := fs.Int("keep", 20, "checkpoints kept in the store, newest first (0: all)")
 	features := fs.String("features", "", "record width as a number, or the feature `names` comma-separated (required unless --spec-file)")
 	specFile := fs.String("spec-file", "", "JSON `file` holding a recon.v1.ModelSpec (instead of the model flags)")
-	model := cli.AddModelFlags(fs)
+	model := cli.AddModelFlagsWith(fs, coordinator.DefaultSpec)
 	lr := fs.Float64("lr", 1e-3, "Adam learning `rate`")
 	seed := fs.Uint64("seed", 1, "parameter initialization `seed`")
 	batch := fs.Int("batch", 256, "records per worker per round")
 	holdout := fs.Float64("holdout", 0.1, "`fraction` of each worker's records held out to set the threshold")
 	skip := fs.Bool("skip-anomalies", true, "workers skip training records scored above the threshold")
-	quantile := fs.Float64("quantile", 0.995, "alert threshold: this `quantile` of held-out scores")
+	rule := fs.String("threshold-rule", coordinator.RuleRobust, "how held-out scores set the alert threshold: robust (median times (Q75/Q25)^(sigmas/1.349): a log-normal fit to the bulk, unmoved by a few percent of anomalies in the stream) or quantile (the --quantile of held-out scores, for clean streams)")
+	sigmas := fs.Float64("sigmas", 4, "robust rule: `k` robust standard deviations of log score above the median")
+	quantile := fs.Float64("quantile", 0.995, "quantile rule: this `quantile` of held-out scores")
 	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")
 	minWorkers := fs.Int("min-workers", 1, "gradients needed to complete a round at its deadline")
 	deadline := fs.Duration("deadline", 5*time.Second, "round `deadline`")
@@ -77,7 +79,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := coordinator.Config{LR: *lr, Seed: *seed, Batch: *batch, Holdout: *holdout, SkipAnomalies: *skip,
-		Quantile: *quantile, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
+		ThresholdRule: *rule, Sigmas: *sigmas, Quantile: *quantile, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
 		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, MaxRounds: *maxRounds}
 	if *specFile != "" {
 		b, err := os.ReadFile(*specFile)

@@ -100,7 +100,12 @@ type ModelFlags struct {
 // AddModelFlags registers the model flags on fs, with fit.Default's model
 // as the defaults.
 func AddModelFlags(fs *flag.FlagSet) *ModelFlags {
-	def := fit.Default().Spec
+	return AddModelFlagsWith(fs, fit.Default().Spec)
+}
+
+// AddModelFlagsWith registers the model flags on fs with def's hidden and
+// output activations as the defaults.
+func AddModelFlagsWith(fs *flag.FlagSet, def ae.Spec) *ModelFlags {
 	return &ModelFlags{
 		variant:     fs.String("variant", "plain", "autoencoder `variant`: plain, denoising, sparse-l1, sparse-kl, contractive, variational"),
 		hidden:      fs.String("hidden", "auto", "encoder hidden layer `widths`, comma-separated, outermost first; \"\" for none; auto: one layer of clamp(p, 16, 128)"),

@@ -197,7 +197,7 @@ func TestMergedThresholdMatchesExactQuantile(t *testing.T) {
 	spec := ae.Spec{Input: p, Hidden: []int{8}, Code: 3, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
 	var mu sync.Mutex
 	var all []float64
-	cfg := Config{Spec: spec, LR: 1e-3, Batch: 200, Holdout: 0.3, Quantile: 0.99, MinWorkers: 4, MaxRounds: rounds,
+	cfg := Config{Spec: spec, LR: 1e-3, Batch: 200, Holdout: 0.3, ThresholdRule: RuleQuantile, Quantile: 0.99, MinWorkers: 4, MaxRounds: rounds,
 		SketchRounds: rounds, MinScores: 1, WarmupRecords: 300, Deadline: 20 * time.Second, CheckpointRounds: 1000}
 	cl := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
 	ctx, stop := context.WithCancel(context.Background())

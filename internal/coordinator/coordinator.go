@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -28,6 +29,20 @@ import (
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
+// DefaultSpec holds the streaming defaults of the activations: tanh hidden
+// and code layers as fit.Default, but a linear output. A bounded (tanh)
+// output caps reconstructions at one standard deviation, so on a stream the
+// ordinary records beyond it score high, the threshold rises and spikes go
+// unseen (recall 0.62 against 1.00 in internal/scorer's spike test); the
+// offline default keeps tanh, which ranks breast cancer's tumours better.
+var DefaultSpec = ae.Spec{Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
+
+// Threshold rules.
+const (
+	RuleRobust   = "robust"
+	RuleQuantile = "quantile"
+)
+
 // Config is a coordinator's model and training rules.
 type Config struct {
 	Spec     ae.Spec  // the model (Input must be set)
@@ -38,7 +53,13 @@ type Config struct {
 	Batch         int     // records per worker per round (default 256)
 	Holdout       float64 // fraction of each worker's records held out for the threshold (0: none, no threshold)
 	SkipAnomalies bool    // workers skip training records scored above the threshold
-	Quantile      float64 // threshold quantile of held-out scores (default 0.995)
+	// ThresholdRule is how held-out scores set the threshold: "robust"
+	// (default; Sigmas robust standard deviations of log score above the
+	// median, insensitive to anomalies in the training stream) or
+	// "quantile" (the Quantile of held-out scores, for clean streams).
+	ThresholdRule string
+	Sigmas        float64 // robust rule: log-scale robust standard deviations (default 4)
+	Quantile      float64 // quantile rule: quantile of held-out scores (default 0.995)
 	SketchRounds  int     // recent rounds whose sketches make the threshold (default 20)
 	MinScores     int     // held-out scores needed before a threshold is set (default 200)
 
@@ -70,6 +91,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Quantile == 0 {
 		c.Quantile = 0.995
+	}
+	if c.ThresholdRule == "" {
+		c.ThresholdRule = RuleRobust
+	}
+	if c.Sigmas == 0 {
+		c.Sigmas = 4
 	}
 	if c.SketchRounds == 0 {
 		c.SketchRounds = 20
@@ -108,6 +135,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("held-out fraction %v: must be in [0,1)", c.Holdout)
 	case !(c.Quantile > 0 && c.Quantile < 1):
 		return fmt.Errorf("quantile %v: must be in (0,1)", c.Quantile)
+	case c.ThresholdRule != RuleRobust && c.ThresholdRule != RuleQuantile:
+		return fmt.Errorf("threshold rule %q: want %s or %s", c.ThresholdRule, RuleRobust, RuleQuantile)
+	case !(c.Sigmas > 0) || math.IsInf(c.Sigmas, 0):
+		return fmt.Errorf("sigmas %v: must be positive", c.Sigmas)
 	case c.WarmupRecords < 0:
 		return fmt.Errorf("warm-up records %d: must not be negative", c.WarmupRecords)
 	}
@@ -404,7 +435,7 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 			merged.MergeWith(sk)
 		}
 		if merged.GetCount() >= float64(s.cfg.MinScores) {
-			if q, err := merged.GetValueAtQuantile(s.cfg.Quantile); err == nil && q > 0 {
+			if q, err := s.thresholdOf(merged); err == nil && q > 0 {
 				s.threshold = q
 				s.metrics.threshold.Set(q)
 			}
@@ -461,11 +492,30 @@ func (s *Server) endSession(id string) {
 	s.machine.Leave(id)
 }
 
+// thresholdOf applies the threshold rule to merged held-out scores.
+func (s *Server) thresholdOf(merged *ddsketch.DDSketch) (float64, error) {
+	if s.cfg.ThresholdRule == RuleQuantile {
+		return merged.GetValueAtQuantile(s.cfg.Quantile)
+	}
+	return sketch.Robust(merged, s.cfg.Sigmas)
+}
+
+// ruleText describes the threshold rule for checkpoints.
+func (c Config) ruleText() string {
+	if c.ThresholdRule == RuleQuantile {
+		return fmt.Sprintf("quantile %g", c.Quantile)
+	}
+	return fmt.Sprintf("robust %g", c.Sigmas)
+}
+
 // checkpointLocked writes and publishes the next version.
 func (s *Server) checkpointLocked(now time.Time) error {
 	c := checkpoint.Build(s.model, s.opt, s.norm, s.cfg.Features)
 	c.Version = s.version + 1
-	c.Threshold, c.Quantile = s.threshold, s.cfg.Quantile
+	c.Threshold, c.ThresholdRule = s.threshold, s.cfg.ruleText()
+	if s.cfg.ThresholdRule == RuleQuantile {
+		c.Quantile = s.cfg.Quantile
+	}
 	c.Round = s.latestRound()
 	c.CreatedAt = timestamppb.New(now)
 	c.Metadata = map[string]string{"tool": "coordinator"}

@@ -84,3 +84,21 @@ func Decode(b []byte) (*ddsketch.DDSketch, error) {
 	}
 	return s, nil
 }
+
+// Robust returns the robust threshold of the scores s holds: the median
+// times (Q75/Q25)^(k/1.349). On the log scale that is k robust standard
+// deviations (the interquartile range over 1.349) above the median, the
+// tail a log-normal fit to the bulk of the scores puts there. Unlike a high
+// quantile it barely moves when a few percent of the scores are anomalies,
+// which a training stream usually contains.
+func Robust(s *ddsketch.DDSketch, k float64) (float64, error) {
+	qs, err := s.GetValuesAtQuantiles([]float64{0.25, 0.5, 0.75})
+	if err != nil {
+		return 0, err
+	}
+	q25, q50, q75 := qs[0], qs[1], qs[2]
+	if !(q25 > 0 && q75 >= q25) {
+		return 0, fmt.Errorf("sketch: robust threshold: quartiles %v and %v", q25, q75)
+	}
+	return q50 * math.Pow(q75/q25, k/1.349), nil
+}

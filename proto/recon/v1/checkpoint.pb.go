@@ -436,18 +436,22 @@ func (x *TrainingState) GetRhoHat() []float64 {
 
 // Checkpoint is one version of a model.
 type Checkpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // grows by one per published checkpoint, never reused
-	Spec          *ModelSpec             `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	Params        []float64              `protobuf:"fixed64,3,rep,packed,name=params,proto3" json:"params,omitempty"` // the flat parameter vector, layout as ae.Model documents
-	Optimizer     *Optimizer             `protobuf:"bytes,4,opt,name=optimizer,proto3" json:"optimizer,omitempty"`    // absent in a scoring-only checkpoint
-	Normalizer    *Normalizer            `protobuf:"bytes,5,opt,name=normalizer,proto3" json:"normalizer,omitempty"`  // applied to records before the model
-	State         *TrainingState         `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
-	Threshold     float64                `protobuf:"fixed64,7,opt,name=threshold,proto3" json:"threshold,omitempty"` // alert when score > threshold; 0 while none is set
-	Quantile      float64                `protobuf:"fixed64,8,opt,name=quantile,proto3" json:"quantile,omitempty"`   // the held-out score quantile the threshold was set at
-	Round         uint64                 `protobuf:"varint,9,opt,name=round,proto3" json:"round,omitempty"`          // training round (offline fit: epochs run)
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	Metadata      map[string]string      `protobuf:"bytes,11,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Version    uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // grows by one per published checkpoint, never reused
+	Spec       *ModelSpec             `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	Params     []float64              `protobuf:"fixed64,3,rep,packed,name=params,proto3" json:"params,omitempty"` // the flat parameter vector, layout as ae.Model documents
+	Optimizer  *Optimizer             `protobuf:"bytes,4,opt,name=optimizer,proto3" json:"optimizer,omitempty"`    // absent in a scoring-only checkpoint
+	Normalizer *Normalizer            `protobuf:"bytes,5,opt,name=normalizer,proto3" json:"normalizer,omitempty"`  // applied to records before the model
+	State      *TrainingState         `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	Threshold  float64                `protobuf:"fixed64,7,opt,name=threshold,proto3" json:"threshold,omitempty"` // alert when score > threshold; 0 while none is set
+	Quantile   float64                `protobuf:"fixed64,8,opt,name=quantile,proto3" json:"quantile,omitempty"`   // the held-out score quantile the threshold was set at (0: another rule)
+	Round      uint64                 `protobuf:"varint,9,opt,name=round,proto3" json:"round,omitempty"`          // training round (offline fit: epochs run)
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Metadata   map[string]string      `protobuf:"bytes,11,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// How the threshold was set: "robust K" (K robust standard deviations of
+	// log score above the median of held-out scores), "quantile Q" (the Q
+	// quantile of held-out scores; quantile is Q too), or empty.
+	ThresholdRule string `protobuf:"bytes,12,opt,name=threshold_rule,json=thresholdRule,proto3" json:"threshold_rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -559,6 +563,13 @@ func (x *Checkpoint) GetMetadata() map[string]string {
 	return nil
 }
 
+func (x *Checkpoint) GetThresholdRule() string {
+	if x != nil {
+		return x.ThresholdRule
+	}
+	return ""
+}
+
 var File_recon_v1_checkpoint_proto protoreflect.FileDescriptor
 
 const file_recon_v1_checkpoint_proto_rawDesc = "" +
@@ -606,7 +617,7 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\x05state\x18\a \x03(\x01R\x05state\">\n" +
 	"\rTrainingState\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x17\n" +
-	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\x87\x04\n" +
+	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\xae\x04\n" +
 	"\n" +
 	"Checkpoint\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12'\n" +
@@ -623,7 +634,8 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12>\n" +
-	"\bmetadata\x18\v \x03(\v2\".recon.v1.Checkpoint.MetadataEntryR\bmetadata\x1a;\n" +
+	"\bmetadata\x18\v \x03(\v2\".recon.v1.Checkpoint.MetadataEntryR\bmetadata\x12%\n" +
+	"\x0ethreshold_rule\x18\f \x01(\tR\rthresholdRule\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B2Z0github.com/recon-ad/recon/proto/recon/v1;reconv1b\x06proto3"
