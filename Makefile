@@ -15,9 +15,10 @@ build:
 	@mkdir -p bin
 	$(SIMD) $(GO) build -o bin/ ./cmd/...
 
-## test: the race-enabled test suite, then pkg/ae again with the SIMD kernels
+## test: the race-enabled test suite, the whole-pipeline tests (too slow under -race), then pkg/ae with the SIMD kernels
 test:
 	$(GO) test -race $(PKGS)
+	$(GO) test ./internal/pipeline/
 	$(MAKE) --no-print-directory test-simd
 
 ## test-simd: pkg/ae built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on

@@ -63,12 +63,14 @@ func run(ctx context.Context, args []string) error {
 	rule := fs.String("threshold-rule", coordinator.RuleRobust, "how held-out scores set the alert threshold: robust (median times (Q75/Q25)^(sigmas/1.349): a log-normal fit to the bulk, unmoved by a few percent of anomalies in the stream) or quantile (the --quantile of held-out scores, for clean streams)")
 	sigmas := fs.Float64("sigmas", 4, "robust rule: `k` robust standard deviations of log score above the median")
 	quantile := fs.Float64("quantile", 0.995, "quantile rule: this `quantile` of held-out scores")
+	window := fs.Int("window-scores", 2000, "the threshold is computed from this many of the newest held-out `scores`")
+	settle := fs.Float64("settle", 0.03, "no threshold (no alerts) until the median held-out score falls by less than this `fraction` from one window to the next (negative: from the first window)")
 	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")
 	minWorkers := fs.Int("min-workers", 1, "gradients needed to complete a round at its deadline")
 	deadline := fs.Duration("deadline", 5*time.Second, "round `deadline`")
 	lease := fs.Duration("lease", 15*time.Second, "a worker silent this long is dropped")
-	ckRounds := fs.Int("checkpoint-rounds", 100, "checkpoint every this many rounds")
-	ckInterval := fs.Duration("checkpoint-interval", 30*time.Second, "and at least this often while training")
+	ckRounds := fs.Int("checkpoint-rounds", 1000, "checkpoint every this many rounds")
+	ckInterval := fs.Duration("checkpoint-interval", 10*time.Second, "and at least this often while training")
 	maxRounds := fs.Uint64("max-rounds", 0, "stop after this round (0: never)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
@@ -79,7 +81,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := coordinator.Config{LR: *lr, Seed: *seed, Batch: *batch, Holdout: *holdout, SkipAnomalies: *skip,
-		ThresholdRule: *rule, Sigmas: *sigmas, Quantile: *quantile, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
+		ThresholdRule: *rule, Sigmas: *sigmas, Quantile: *quantile, WindowScores: *window, Settle: *settle, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
 		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, MaxRounds: *maxRounds}
 	if *specFile != "" {
 		b, err := os.ReadFile(*specFile)

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	ks := strings.Split(*kinds, ",")
 	for _, k := range ks {
-		if k != "spike" && k != "off-subspace" && k != "scaled" {
+		if !slices.Contains(synth.Kinds, k) {
 			return cli.Usagef("--kinds: unknown kind %q", k)
 		}
 	}
@@ -112,18 +113,7 @@ func run(ctx context.Context, args []string) error {
 			truth := "normal"
 			if rng.Float64() < *anomalies {
 				truth = ks[rng.IntN(len(ks))]
-				switch truth {
-				case "spike":
-					rec[rng.IntN(*p)] += 8 + 4*rng.Float64()
-				case "off-subspace":
-					for j := range rec {
-						rec[j] += 2.5 * rng.NormFloat64()
-					}
-				case "scaled":
-					for j := range rec {
-						rec[j] *= 4
-					}
-				}
+				synth.Inject(rng, rec, truth)
 				injected++
 			}
 			key := strconv.FormatInt(sent+int64(i), 10)

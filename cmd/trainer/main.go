@@ -381,6 +381,8 @@ func runWorker(ctx context.Context, args []string) error {
 	basisSeed := fs.Uint64("synth-basis-seed", 1, "synth: seed of the subspace (the same for every worker of a stream)")
 	seed := fs.Uint64("seed", 0, "seed of this worker's records, held-out choice and noise (default: from the id)")
 	metricsAddr := fs.String("metrics-listen", "", "`address` for Prometheus /metrics (\"\" to disable)")
+	replay := fs.Float64("replay", 0.75, "`fraction` of each round's batch drawn from recent training records rather than new ones (0: each record once); lets the model learn a stream from less of it")
+	replaySize := fs.Int("replay-size", 16384, "recent training `records` replay draws from")
 	delay := fs.Duration("round-delay", 0, "delay every gradient by this long (to test slow workers)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := cli.Parse(fs, args); err != nil {
@@ -389,6 +391,9 @@ func runWorker(ctx context.Context, args []string) error {
 	log, err := cli.Logger(*logLevel)
 	if err != nil {
 		return err
+	}
+	if !(*replay >= 0 && *replay < 1) || *replaySize < 1 {
+		return cli.Usagef("--replay %v, --replay-size %d: want a fraction in [0, 1) and at least 1 record", *replay, *replaySize)
 	}
 	if *seed == 0 {
 		for _, c := range *id {
@@ -448,7 +453,7 @@ func runWorker(ctx context.Context, args []string) error {
 		return cli.Usagef("--coordinator %q: %v", *addr, err)
 	}
 	defer conn.Close()
-	w, err := worker.New(worker.Config{ID: *id, Conn: conn, Source: src, Log: log, Seed: *seed, RoundDelay: *delay, Metrics: worker.NewMetrics(reg)})
+	w, err := worker.New(worker.Config{ID: *id, Conn: conn, Source: src, Log: log, Seed: *seed, Replay: *replay, ReplaySize: *replaySize, RoundDelay: *delay, Metrics: worker.NewMetrics(reg)})
 	if err != nil {
 		return err
 	}

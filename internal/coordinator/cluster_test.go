@@ -196,22 +196,28 @@ func TestMergedThresholdMatchesExactQuantile(t *testing.T) {
 	const p, rounds = 12, 40
 	spec := ae.Spec{Input: p, Hidden: []int{8}, Code: 3, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
 	var mu sync.Mutex
-	var all []float64
+	all := map[uint64][]float64{}
 	cfg := Config{Spec: spec, LR: 1e-3, Batch: 200, Holdout: 0.3, ThresholdRule: RuleQuantile, Quantile: 0.99, MinWorkers: 4, MaxRounds: rounds,
-		SketchRounds: rounds, MinScores: 1, WarmupRecords: 300, Deadline: 20 * time.Second, CheckpointRounds: 1000}
+		WindowScores: blocksPerWindow, Settle: -1, WarmupRecords: 300, Deadline: 20 * time.Second, CheckpointRounds: 1000}
 	cl := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
 	ctx, stop := context.WithCancel(context.Background())
 	for i := 0; i < 4; i++ {
 		cl.workerCfg(ctx, worker.Config{ID: fmt.Sprintf("w%d", i), Seed: uint64(i + 1),
 			Source:  worker.NewSynth(1, uint64(i+1), p, 3, 0.3, 0.01),
-			HeldOut: func(_ uint64, s []float64) { mu.Lock(); all = append(all, s...); mu.Unlock() }})
+			HeldOut: func(r uint64, s []float64) { mu.Lock(); all[r] = append(all[r], s...); mu.Unlock() }})
 	}
 	cl.wait(60*time.Second, stop)
 	got := cl.srv.Status().Threshold
-	exact := fit.Quantile(all, 0.99)
+	// A block per round (each holds at least WindowScores/8 = 1 score):
+	// the threshold comes from the last 8 rounds' scores.
+	var window []float64
+	for r := uint64(rounds - blocksPerWindow + 1); r <= rounds; r++ {
+		window = append(window, all[r]...)
+	}
+	exact := fit.Quantile(window, 0.99)
 	rel := math.Abs(got-exact) / exact
-	t.Logf("%d held-out scores from 4 workers over %d rounds: merged threshold %.5f, exact 0.99-quantile %.5f, relative difference %.4f (sketch accuracy %v)",
-		len(all), rounds, got, exact, rel, sketch.RelativeAccuracy)
+	t.Logf("%d held-out scores from 4 workers over the last %d rounds: merged threshold %.5f, exact 0.99-quantile %.5f, relative difference %.4f (sketch accuracy %v)",
+		len(window), blocksPerWindow, got, exact, rel, sketch.RelativeAccuracy)
 	if rel > sketch.RelativeAccuracy {
 		t.Errorf("merged threshold %.5f differs from the exact quantile %.5f by %.4f > %v", got, exact, rel, sketch.RelativeAccuracy)
 	}

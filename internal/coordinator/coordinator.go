@@ -60,8 +60,17 @@ type Config struct {
 	ThresholdRule string
 	Sigmas        float64 // robust rule: log-scale robust standard deviations (default 4)
 	Quantile      float64 // quantile rule: quantile of held-out scores (default 0.995)
-	SketchRounds  int     // recent rounds whose sketches make the threshold (default 20)
-	MinScores     int     // held-out scores needed before a threshold is set (default 200)
+	// WindowScores is how many of the newest held-out scores the threshold
+	// is computed from (default 2000); they are kept as 8 blocks of
+	// sketches, and the threshold moves when a block fills.
+	WindowScores int
+	// Settle gates the first threshold: it is set once the median held-out
+	// score of the newest window is at least (1 - Settle) times that of the
+	// window before it, that is once the model has stopped improving
+	// quickly (default 0.03; negative: set it from the first full block).
+	// Until then nothing alerts: a model still learning would mostly raise
+	// false alarms.
+	Settle float64
 
 	WarmupRecords int // records each worker summarizes for the normalizer; 0 skips warm-up (identity normalizer)
 
@@ -69,8 +78,8 @@ type Config struct {
 	Deadline   time.Duration // round deadline (default 5 s)
 	Lease      time.Duration // silence after which a worker is dropped (default 3 x Deadline)
 
-	CheckpointRounds   int           // checkpoint every this many rounds (default 100; 0 with CheckpointInterval 0: only on stop)
-	CheckpointInterval time.Duration // and at least this often while training (default 30 s)
+	CheckpointRounds   int           // checkpoint every this many rounds (default 1000; 0 with CheckpointInterval 0: only on stop)
+	CheckpointInterval time.Duration // and at least this often while training (default 10 s)
 	MaxRounds          uint64        // stop training after this round (0: never); for tests and benchmarks
 
 	// OnRound, when set, is called (under the coordinator's lock) after each
@@ -98,11 +107,11 @@ func (c Config) withDefaults() Config {
 	if c.Sigmas == 0 {
 		c.Sigmas = 4
 	}
-	if c.SketchRounds == 0 {
-		c.SketchRounds = 20
+	if c.WindowScores == 0 {
+		c.WindowScores = 2000
 	}
-	if c.MinScores == 0 {
-		c.MinScores = 200
+	if c.Settle == 0 {
+		c.Settle = 0.03
 	}
 	if c.MinWorkers == 0 {
 		c.MinWorkers = 1
@@ -114,7 +123,7 @@ func (c Config) withDefaults() Config {
 		c.Lease = 3 * c.Deadline
 	}
 	if c.CheckpointRounds == 0 && c.CheckpointInterval == 0 {
-		c.CheckpointRounds, c.CheckpointInterval = 100, 30*time.Second
+		c.CheckpointRounds, c.CheckpointInterval = 1000, 10*time.Second
 	}
 	return c
 }
@@ -139,6 +148,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("threshold rule %q: want %s or %s", c.ThresholdRule, RuleRobust, RuleQuantile)
 	case !(c.Sigmas > 0) || math.IsInf(c.Sigmas, 0):
 		return fmt.Errorf("sigmas %v: must be positive", c.Sigmas)
+	case c.WindowScores < blocksPerWindow:
+		return fmt.Errorf("window of %d scores: must be at least %d", c.WindowScores, blocksPerWindow)
 	case c.WarmupRecords < 0:
 		return fmt.Errorf("warm-up records %d: must not be negative", c.WarmupRecords)
 	}
@@ -164,8 +175,10 @@ type Server struct {
 	warm      *ae.Normalizer // merging warm-up statistics
 	warmFrom  map[string]bool
 	sessions  map[string]*session
-	sketches  []*ddsketch.DDSketch // ring of recent rounds' merged sketches
+	blocks    []*ddsketch.DDSketch // closed blocks of held-out scores, oldest first
+	block     *ddsketch.DDSketch   // the filling block
 	roundSk   *ddsketch.DDSketch   // the open round's
+	medians   []float64            // window median at each block close, for Settle
 	threshold float64
 	version   uint64
 	latest    *reconv1.Checkpoint
@@ -425,21 +438,8 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 		s.model.Advance(nil)
 	}
 	if s.roundSk != nil {
-		s.sketches = append(s.sketches, s.roundSk)
-		if len(s.sketches) > s.cfg.SketchRounds {
-			s.sketches = s.sketches[1:]
-		}
+		s.addScores(s.roundSk)
 		s.roundSk = nil
-		merged := sketch.New()
-		for _, sk := range s.sketches {
-			merged.MergeWith(sk)
-		}
-		if merged.GetCount() >= float64(s.cfg.MinScores) {
-			if q, err := s.thresholdOf(merged); err == nil && q > 0 {
-				s.threshold = q
-				s.metrics.threshold.Set(q)
-			}
-		}
 	}
 	s.metrics.rounds.Inc()
 	s.metrics.loss.Set(res.Loss)
@@ -490,6 +490,61 @@ func (s *Server) endSession(id string) {
 		delete(s.sessions, id)
 	}
 	s.machine.Leave(id)
+}
+
+// blocksPerWindow is how many blocks of held-out scores make the window.
+const blocksPerWindow = 8
+
+// addScores adds a round's held-out scores to the window; when that fills a
+// block, the threshold is recomputed.
+func (s *Server) addScores(sk *ddsketch.DDSketch) {
+	if s.block == nil {
+		s.block = sketch.New()
+	}
+	s.block.MergeWith(sk)
+	if s.block.GetCount() < float64(s.cfg.WindowScores)/blocksPerWindow {
+		return
+	}
+	s.blocks = append(s.blocks, s.block)
+	s.block = nil
+	if len(s.blocks) > blocksPerWindow {
+		s.blocks = s.blocks[1:]
+	}
+	merged := sketch.New()
+	for _, b := range s.blocks {
+		merged.MergeWith(b)
+	}
+	if s.threshold == 0 && !s.settled(merged) {
+		return
+	}
+	if q, err := s.thresholdOf(merged); err == nil && q > 0 {
+		s.threshold = q
+		s.metrics.threshold.Set(q)
+	}
+}
+
+// settled reports whether training has settled enough for a first
+// threshold: the window's median held-out score has fallen by less than
+// Settle since the window before (blocksPerWindow blocks ago).
+func (s *Server) settled(merged *ddsketch.DDSketch) bool {
+	if s.cfg.Settle < 0 {
+		return true
+	}
+	med, err := merged.GetValueAtQuantile(0.5)
+	if err != nil || len(s.blocks) < blocksPerWindow {
+		return false
+	}
+	s.medians = append(s.medians, med)
+	if len(s.medians) <= blocksPerWindow {
+		return false
+	}
+	before := s.medians[len(s.medians)-1-blocksPerWindow]
+	s.medians = s.medians[1:]
+	if med >= (1-s.cfg.Settle)*before {
+		s.log.Info("training settled: setting the first threshold", "median_held_out", med, "window_before", before)
+		return true
+	}
+	return false
 }
 
 // thresholdOf applies the threshold rule to merged held-out scores.

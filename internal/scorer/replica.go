@@ -245,3 +245,11 @@ func (r *Replica) watch(ctx context.Context) {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// Threshold returns the threshold scored with (0: no model or none yet).
+func (r *Replica) Threshold() float64 {
+	if m := r.model.Load(); m != nil {
+		return m.Threshold
+	}
+	return 0
+}

@@ -2,15 +2,20 @@ package scorer
 
 import (
 	"context"
+	"errors"
+	"net"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
@@ -136,4 +141,144 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 		t.Errorf("replica at version %d", rep.Version())
 	}
 	t.Logf("%d records: %d dead-lettered, the rest scored; replica at version %d; coordinator %+v", n, len(wantReason), rep.Version(), srv.Status().Round)
+}
+
+// TestReplicaWithoutCoordinator: with the coordinator unreachable, a
+// replica with no model at all consumes and commits nothing; a replica
+// started from a cache that holds a checkpoint scores every record, all of
+// them, since the first committed none.
+func TestReplicaWithoutCoordinator(t *testing.T) {
+	const p, n = 8, 300
+	log := testenv.Quiet()
+	brokers := testenv.Kafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 1}); err != nil {
+		t.Fatal(err)
+	}
+	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
+	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
+	wr, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kafka.Message
+	rec := make([]float64, p)
+	for i := 0; i < n; i++ {
+		src.Read(rec)
+		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: codec.Encode(nil, rec)})
+	}
+	if err := wr.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	wr.Close()
+	// Nothing listens on a port just closed.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	conn, err := grpc.NewClient(dead, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	replica := func(cache string) *Replica {
+		store, err := checkpoint.Open(cache, checkpoint.Options{Keep: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		r, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq", ScoresTopic: "scores",
+			Format: stream.JSONArray, Coordinator: conn, Cache: store, Log: log, MaxWait: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	// No model: nothing consumed, nothing committed.
+	empty := replica(filepath.Join(t.TempDir(), "empty.db"))
+	ctx1, stop1 := context.WithTimeout(ctx, 1500*time.Millisecond)
+	empty.Run(ctx1)
+	stop1()
+	if got := empty.Processed.Load(); got != 0 {
+		t.Errorf("a replica with no model processed %d records", got)
+	}
+	if committed := committedOffsets(t, ctx, brokers, "recon-scorer", "events", 2); committed != 0 {
+		t.Errorf("a replica with no model committed offsets up to %d records", committed)
+	}
+
+	// A cached checkpoint: scores everything with it.
+	cachePath := filepath.Join(t.TempDir(), "cached.db")
+	store, err := checkpoint.Open(cachePath, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	train := make([]float64, 2000*p)
+	src.Read(train)
+	cfg := fit.Default()
+	cfg.Spec.Output, cfg.Epochs = ae.Linear, 5
+	res, err := fit.Fit(ctx, cfg, train, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := checkpoint.Build(res.Model, nil, res.Normalizer, nil)
+	c.Version, c.Threshold = 3, res.Threshold
+	if err := store.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	cached := replica(cachePath)
+	if cached.Version() != 3 {
+		t.Fatalf("replica started at version %d, want the cached 3", cached.Version())
+	}
+	ctx2, stop2 := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cached.Run(ctx2) }()
+	for cached.Processed.Load() < n && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop2()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := cached.Processed.Load(); got != n {
+		t.Errorf("the cached replica processed %d records, want all %d", got, n)
+	}
+	if committed := committedOffsets(t, ctx, brokers, "recon-scorer", "events", 2); committed != n {
+		t.Errorf("committed offsets cover %d records, want %d", committed, n)
+	}
+}
+
+// committedOffsets sums group's committed offsets over topic's partitions
+// (a partition with none counts 0).
+func committedOffsets(t *testing.T, ctx context.Context, brokers []string, group, topic string, partitions int) int64 {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	resp, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return 0 // the group never joined, let alone committed
+	}
+	if resp.Error != nil {
+		t.Fatal(resp.Error)
+	}
+	var sum int64
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			t.Fatal(p.Error)
+		}
+		if p.CommittedOffset > 0 {
+			sum += p.CommittedOffset
+		}
+	}
+	return sum
 }

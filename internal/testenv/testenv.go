@@ -22,8 +22,14 @@ import (
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
-// Quiet returns a logger that discards everything.
-func Quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// Quiet returns a logger that discards everything, or logs to standard
+// error at debug level when RECON_TEST_LOG is set (for debugging a test).
+func Quiet() *slog.Logger {
+	if os.Getenv("RECON_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // Kafka returns bootstrap addresses: RECON_TEST_BROKERS when set, else an
 // in-process one-broker kfake cluster closed at cleanup.

@@ -32,6 +32,8 @@ type Kafka struct {
 	buf     []kafka.Message // fetched, not yet handed out
 	handed  []kafka.Message // handed out since the last Sent
 	pending map[uint64][]kafka.Message
+	batches chan []kafka.Message // prefetched; closed when fetching stops
+	err     error                // why fetching stopped (read after batches closes)
 	// Skipped counts records that did not decode.
 	Skipped int
 	// Committed counts records whose offsets were committed.
@@ -39,8 +41,69 @@ type Kafka struct {
 }
 
 // NewKafka returns a Kafka source; ctx bounds its fetches.
+// A goroutine prefetches batches until ctx ends.
 func NewKafka(ctx context.Context, r *stream.Reader, codec *stream.Codec, log *slog.Logger) *Kafka {
-	return &Kafka{ctx: ctx, r: r, codec: codec, log: log, pending: map[uint64][]kafka.Message{}}
+	k := &Kafka{ctx: ctx, r: r, codec: codec, log: log, pending: map[uint64][]kafka.Message{}, batches: make(chan []kafka.Message, 4)}
+	go k.prefetch()
+	return k
+}
+
+func (k *Kafka) prefetch() {
+	defer close(k.batches)
+	for {
+		b, err := k.r.Batch(k.ctx)
+		if err == nil {
+			select {
+			case k.batches <- b:
+				continue
+			case <-k.ctx.Done():
+				err = k.ctx.Err()
+			}
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			err = errors.Join(err, errStop)
+		}
+		k.err = err // published by closing batches
+		return
+	}
+}
+
+// take moves one prefetched batch into buf, waiting for it when wait is
+// set; it reports false when there was none, with the error when fetching
+// has stopped.
+func (k *Kafka) take(wait bool) (bool, error) {
+	var b []kafka.Message
+	var ok bool
+	if wait {
+		b, ok = <-k.batches
+	} else {
+		select {
+		case b, ok = <-k.batches:
+		default:
+			return false, nil
+		}
+	}
+	if !ok {
+		return false, k.err
+	}
+	k.mu.Lock()
+	k.buf = append(k.buf, b...)
+	k.mu.Unlock()
+	return true, nil
+}
+
+// TryRead is Read without waiting: it fills dst from what has been
+// prefetched and may return 0.
+func (k *Kafka) TryRead(dst []float64) (int, error) {
+	k.mu.Lock()
+	empty := len(k.buf) == 0
+	k.mu.Unlock()
+	if empty {
+		if ok, err := k.take(false); !ok {
+			return 0, err
+		}
+	}
+	return k.fill(dst, 0), nil
 }
 
 // Width implements Source.
@@ -60,31 +123,32 @@ func (k *Kafka) Read(dst []float64) (int, error) {
 			if n > 0 {
 				return n, nil // hand out what there is; the round should not wait
 			}
-			b, err := k.r.Batch(k.ctx)
-			if err != nil {
-				if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-					return n, errors.Join(err, errStop)
-				}
+			if _, err := k.take(true); err != nil {
 				return n, err
 			}
-			k.mu.Lock()
-			k.buf = append(k.buf, b...)
-			k.mu.Unlock()
 		}
-		k.mu.Lock()
-		for n < want && len(k.buf) > 0 {
-			m := k.buf[0]
-			k.buf = k.buf[1:]
-			k.handed = append(k.handed, m)
-			if err := k.codec.Decode(dst[n*p:(n+1)*p], m.Value); err != nil {
-				k.Skipped++
-				continue
-			}
-			n++
-		}
-		k.mu.Unlock()
+		n = k.fill(dst, n)
 	}
 	return n, nil
+}
+
+// fill decodes buffered records into dst from record n on.
+func (k *Kafka) fill(dst []float64, n int) int {
+	p := k.codec.Width()
+	want := len(dst) / p
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for n < want && len(k.buf) > 0 {
+		m := k.buf[0]
+		k.buf = k.buf[1:]
+		k.handed = append(k.handed, m)
+		if err := k.codec.Decode(dst[n*p:(n+1)*p], m.Value); err != nil {
+			k.Skipped++
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 var errStop = errors.New("kafka source stopped")

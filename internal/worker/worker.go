@@ -34,6 +34,13 @@ type Source interface {
 	Read(dst []float64) (int, error)
 }
 
+// TryReader is a Source that can also hand out only what it has at hand,
+// without waiting; with replay on, a worker uses it to keep training while
+// the stream is slower than it.
+type TryReader interface {
+	TryRead(dst []float64) (int, error)
+}
+
 // Config is a worker's identity and wiring.
 type Config struct {
 	ID         string                   // unique per worker process; kept across reconnects
@@ -45,6 +52,15 @@ type Config struct {
 	MaxBackoff time.Duration            // largest reconnect delay (default 5 s)
 	// RoundDelay delays every gradient, for tests of slow workers.
 	RoundDelay time.Duration
+	// Replay is the fraction of each round's batch drawn from recently
+	// trained records instead of new ones (0: every record once). A stream
+	// has each record once; replay lets a model learn from it several times
+	// over (about Replay/(1-Replay) extra uses per record), so it converges
+	// on far less of the stream. Held-out records are never replayed.
+	Replay float64
+	// ReplaySize is how many recent training records replay draws from
+	// (default 16384).
+	ReplaySize int
 	// HeldOut, when set, receives every round's held-out scores (tests).
 	HeldOut func(round uint64, scores []float64)
 	// Metrics, when set, counts the worker's work.
@@ -90,6 +106,8 @@ type Worker struct {
 	grad    []float64
 	buf     []float64
 	held    []float64
+	ring    []float64 // recent standardized training records, for replay
+	ringAt  int       // next slot to overwrite once the ring is full
 }
 
 // New returns a worker.
@@ -108,6 +126,12 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
+	}
+	if !(cfg.Replay >= 0 && cfg.Replay < 1) {
+		return nil, fmt.Errorf("worker: replay fraction %v: must be in [0, 1)", cfg.Replay)
+	}
+	if cfg.ReplaySize == 0 {
+		cfg.ReplaySize = 16384
 	}
 	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017))}, nil
 }
@@ -166,6 +190,7 @@ func (w *Worker) session(ctx context.Context) error {
 		switch m := msg.GetMsg().(type) {
 		case *reconv1.CoordinatorMessage_Welcome:
 			welcome = m.Welcome
+			w.ring, w.ringAt = w.ring[:0], 0 // its normalizer may differ
 			spec, err := checkpoint.SpecFromProto(welcome.GetSpec())
 			if err != nil {
 				return fmt.Errorf("coordinator sent a bad model spec: %w", err)
@@ -266,6 +291,20 @@ func readFull(src Source, dst []float64) (int, error) {
 	return total, nil
 }
 
+// remember keeps training records in the replay ring.
+func (w *Worker) remember(train []float64) {
+	p := w.cfg.Source.Width()
+	for r := 0; r < len(train)/p; r++ {
+		rec := train[r*p : (r+1)*p]
+		if len(w.ring) < w.cfg.ReplaySize*p {
+			w.ring = append(w.ring, rec...)
+			continue
+		}
+		copy(w.ring[w.ringAt*p:(w.ringAt+1)*p], rec)
+		w.ringAt = (w.ringAt + 1) % w.cfg.ReplaySize
+	}
+}
+
 // round computes this worker's gradient for a round: nil when there is
 // nothing to train on.
 func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundStart) (*reconv1.RoundGradient, error) {
@@ -287,9 +326,13 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		return nil, fmt.Errorf("round %d: bad normalizer: %w", rs.GetRound(), err)
 	}
 	p := w.cfg.Source.Width()
-	batch := int(welcome.GetBatch())
-	if cap(w.buf) < batch*p {
-		w.buf = make([]float64, batch*p)
+	full := int(welcome.GetBatch())
+	if cap(w.buf) < full*p {
+		w.buf = make([]float64, full*p)
+	}
+	batch := full // new records this round
+	if w.cfg.Replay > 0 && len(w.ring) > 0 {
+		batch = max(1, full-int(math.Round(w.cfg.Replay*float64(full))))
 	}
 	raw := w.buf[:batch*p]
 	n := 0
@@ -298,7 +341,15 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		copy(raw, w.pending[:n*p])
 		w.pending = w.pending[n*p:]
 	}
-	if n < batch {
+	if tr, ok := w.cfg.Source.(TryReader); ok && n < batch && w.cfg.Replay > 0 && len(w.ring) >= full*p {
+		// Enough to replay: train at the speed of computing, on what new
+		// records there are (maybe none), rather than at the stream's.
+		got, err := tr.TryRead(raw[n*p:])
+		n += got
+		if err != nil {
+			return nil, err
+		}
+	} else if n < batch {
 		got, err := readFull(w.cfg.Source, raw[n*p:])
 		n += got
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -342,6 +393,15 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 			kept = append(kept, train[r*p:(r+1)*p]...)
 		}
 		train = kept
+	}
+	if w.cfg.Replay > 0 {
+		w.remember(train)
+		// Top the batch up with replayed records: train may grow past
+		// raw's slice, into the rest of w.buf.
+		for draws := full - n; draws > 0 && len(w.ring) > 0; draws-- {
+			r := w.rng.IntN(len(w.ring) / p)
+			train = append(train, w.ring[r*p:(r+1)*p]...)
+		}
 	}
 	g := &reconv1.RoundGradient{Round: rs.GetRound(), Skipped: uint64(w.stats.Skipped)}
 	if len(held) > 0 {

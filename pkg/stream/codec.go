@@ -262,6 +262,9 @@ func (c *Codec) decodeArray(dst []float64, value []byte) error {
 				if isLiteral(tok) {
 					return fail(ReasonNotANumber, "%s (element %d): %s is not a number", c.names[n], n, clip(string(tok)))
 				}
+				if nonFiniteToken(tok) {
+					return fail(ReasonNonFinite, "%s (element %d): %s is not finite (nor valid JSON)", c.names[n], n, clip(string(tok)))
+				}
 				return fail(ReasonBadJSON, "element %d: %s is not a JSON value", n, clip(string(tok)))
 			}
 			v, err := number(unsafeString(tok), c.names[n])
@@ -341,6 +344,16 @@ func jsonNumber(tok []byte) bool {
 
 // decodeObject uses encoding/json: object keys may be escaped and values of
 // keys recon does not use may be anything.
+// nonFiniteToken reports whether tok is how Python and JavaScript write a
+// non-finite number (NaN, Infinity, -Infinity): not JSON, but meant as one.
+func nonFiniteToken(tok []byte) bool {
+	switch string(tok) {
+	case "NaN", "Infinity", "-Infinity", "+Infinity", "nan", "inf", "-inf":
+		return true
+	}
+	return false
+}
+
 func (c *Codec) decodeObject(dst []float64, value []byte) error {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(value, &obj); err != nil {

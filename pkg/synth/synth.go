@@ -79,3 +79,32 @@ func Demo(rng *rand.Rand) (x []float64, n, p int) {
 	Center(x, p)
 	return x, n, p
 }
+
+// Anomaly kinds Inject knows.
+const (
+	Spike       = "spike"        // one feature pushed 8 to 12 units
+	OffSubspace = "off-subspace" // every feature pushed off the subspace (sd 2.5)
+	Scaled      = "scaled"       // the whole record multiplied by 4
+)
+
+// Kinds lists the anomaly kinds.
+var Kinds = []string{Spike, OffSubspace, Scaled}
+
+// Inject turns record rec into an anomaly of the given kind, in place. It
+// panics on an unknown kind.
+func Inject(rng *rand.Rand, rec []float64, kind string) {
+	switch kind {
+	case Spike:
+		rec[rng.IntN(len(rec))] += 8 + 4*rng.Float64()
+	case OffSubspace:
+		for j := range rec {
+			rec[j] += 2.5 * rng.NormFloat64()
+		}
+	case Scaled:
+		for j := range rec {
+			rec[j] *= 4
+		}
+	default:
+		panic(fmt.Sprintf("synth: unknown anomaly kind %q", kind))
+	}
+}
