@@ -22,7 +22,7 @@ type ReaderConfig struct {
 	// StartFirst makes a group with no committed offsets start at the
 	// oldest record (default: the newest).
 	StartFirst bool
-	Logger     *slog.Logger // optional; kafka-go's errors go here at debug level
+	Logger     *slog.Logger // optional: where outages are reported (one line per burst of failed attempts)
 }
 
 // Reader hands out batches of a consumer group's records and commits only
@@ -31,6 +31,7 @@ type ReaderConfig struct {
 type Reader struct {
 	r   *kafka.Reader
 	cfg ReaderConfig
+	out *outage
 }
 
 // NewReader joins cfg.Group on cfg.Topic.
@@ -54,11 +55,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if cfg.StartFirst {
 		rc.StartOffset = kafka.FirstOffset
 	}
-	if cfg.Logger != nil {
-		l := cfg.Logger
-		rc.ErrorLogger = kafka.LoggerFunc(func(msg string, a ...any) { l.Debug("kafka reader", "msg", fmt.Sprintf(msg, a...)) })
-	}
-	return &Reader{r: kafka.NewReader(rc), cfg: cfg}, nil
+	out := newOutage(cfg.Logger, "reader "+cfg.Topic, cfg.Brokers)
+	rc.ErrorLogger = kafka.LoggerFunc(out.logf)
+	return &Reader{r: kafka.NewReader(rc), cfg: cfg, out: out}, nil
 }
 
 // Batch returns the next records: it blocks for the first, then gathers
@@ -68,6 +67,7 @@ func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.out.ok()
 	batch := []kafka.Message{first}
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
@@ -108,12 +108,13 @@ type WriterConfig struct {
 	Topic        string        // topic to write
 	BatchTimeout time.Duration // longest a record waits to be batched (default 5 ms; kafka-go's 1 s default is far too slow for alerts)
 	MaxAttempts  int           // tries per batch before an error (default 10)
-	Logger       *slog.Logger  // optional
+	Logger       *slog.Logger  // optional: where outages are reported (one line per burst of failed attempts)
 }
 
 // Writer produces records with acknowledgement from all in-sync replicas.
 type Writer struct {
-	w *kafka.Writer
+	w   *kafka.Writer
+	out *outage
 }
 
 // NewWriter returns a writer to cfg.Topic; records with the same key go to
@@ -133,19 +134,21 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		RequiredAcks: kafka.RequireAll, BatchTimeout: cfg.BatchTimeout, MaxAttempts: cfg.MaxAttempts,
 		BatchSize: 1000, AllowAutoTopicCreation: false,
 	}
-	if cfg.Logger != nil {
-		l := cfg.Logger
-		w.ErrorLogger = kafka.LoggerFunc(func(msg string, a ...any) { l.Debug("kafka writer", "msg", fmt.Sprintf(msg, a...)) })
-	}
-	return &Writer{w: w}, nil
+	out := newOutage(cfg.Logger, "writer "+cfg.Topic, cfg.Brokers)
+	w.ErrorLogger = kafka.LoggerFunc(out.logf)
+	return &Writer{w: w, out: out}, nil
 }
 
 // Write produces msgs and returns once the brokers have acknowledged all
 // of them (or with the error of the first that failed).
 func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 	if err := w.w.WriteMessages(ctx, msgs...); err != nil {
+		if ctx.Err() == nil {
+			w.out.fail(err.Error())
+		}
 		return fmt.Errorf("write %d records to %s: %w", len(msgs), w.w.Topic, err)
 	}
+	w.out.ok()
 	return nil
 }
 
