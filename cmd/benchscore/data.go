@@ -187,40 +187,56 @@ func (u cpuUse) String() string {
 	return fmt.Sprintf("bench %s + devkafka %s cores", f(u.bench), f(u.broker))
 }
 
-// clientLog is the slog handler given to the scorer and the raw consumer:
-// it prints warnings and errors and counts kafka-go's debug-level error
-// reports (pkg/stream logs them at debug), by kind with numbers masked, so
-// a phase can say how often the client timed out or reconnected.
+// clientLog is the slog handler given to the scorer and the consumers. It
+// counts kafka-go's error reports (i/o timeouts, reconnects) by kind, with
+// numbers masked: pkg/stream's outage warnings (their err and
+// failed_attempts; a lower bound, as pkg/stream reports an outage's
+// attempts only when it warns) and the debug lines of this program's own
+// kafka-go readers. Other warnings and errors are printed.
 type clientLog struct {
 	mu     sync.Mutex
 	counts map[string]int
 	warn   slog.Handler
 }
 
+// outageWarning is the message of pkg/stream's outage warnings.
+const outageWarning = "cannot reach Kafka; kafka-go retries with backoff"
+
 func newClientLog() *clientLog {
 	return &clientLog{counts: map[string]int{}, warn: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})}
 }
 
 func (l *clientLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *clientLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *clientLog) WithGroup(string) slog.Handler            { return l }
+func (l *clientLog) WithAttrs([]slog.Attr) slog.Handler        { return l }
+func (l *clientLog) WithGroup(string) slog.Handler             { return l }
 
 func (l *clientLog) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn {
-		return l.warn.Handle(ctx, r)
-	}
-	var msg string
+	var msg, errText string
+	attempts := 1
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "msg" {
+		switch a.Key {
+		case "msg":
 			msg = a.Value.String()
+		case "err":
+			errText = a.Value.String()
+		case "failed_attempts":
+			if n, ok := a.Value.Any().(int64); ok {
+				attempts = int(n)
+			}
 		}
 		return true
 	})
+	switch {
+	case r.Message == outageWarning:
+		msg = errText
+	case r.Level >= slog.LevelWarn:
+		return l.warn.Handle(ctx, r)
+	}
 	if msg == "" {
 		return nil
 	}
 	l.mu.Lock()
-	l.counts[maskNumbers(msg)]++
+	l.counts[maskNumbers(msg)] += max(attempts, 1)
 	l.mu.Unlock()
 	return nil
 }

@@ -164,17 +164,9 @@ func (c *cluster) scorer(ctx context.Context, cache string) *scorer.Replica {
 	return r
 }
 
-// score is one line of the scores topic.
-type score struct {
-	ID      string  `json:"id"`
-	Score   float64 `json:"score"`
-	Alert   bool    `json:"alert"`
-	Version uint64  `json:"version"`
-}
-
 // outcome collects, per record key, what came out of the scorers.
 type outcome struct {
-	scored   map[string]score
+	scored   map[string]scorer.ScoreRecord
 	dead     map[string]string // key -> reason
 	alerts   map[string][]scorer.Alert
 	alertIDs map[string]int // alert id -> copies
@@ -184,7 +176,7 @@ type outcome struct {
 // collect reads the scores, dead-letter and alerts topics until every key
 // in want has come out on scores or dead letters, or ctx ends.
 func (c *cluster) collect(ctx context.Context, want map[string]bool) *outcome {
-	o := &outcome{scored: map[string]score{}, dead: map[string]string{}, alerts: map[string][]scorer.Alert{}, alertIDs: map[string]int{}}
+	o := &outcome{scored: map[string]scorer.ScoreRecord{}, dead: map[string]string{}, alerts: map[string][]scorer.Alert{}, alertIDs: map[string]int{}}
 	var mu sync.Mutex
 	done := func() bool {
 		mu.Lock()
@@ -220,7 +212,7 @@ func (c *cluster) collect(ctx context.Context, want map[string]bool) *outcome {
 		}
 	}
 	go read("scores", func(m kafka.Message) {
-		var s score
+		var s scorer.ScoreRecord
 		if err := json.Unmarshal(m.Value, &s); err != nil {
 			c.t.Errorf("scores topic: %v", err)
 		}

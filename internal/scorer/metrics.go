@@ -1,9 +1,11 @@
 package scorer
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 )
 
 // Metrics are a scorer replica's Prometheus metrics.
@@ -14,7 +16,7 @@ type Metrics struct {
 	version     prometheus.Gauge
 	batch       prometheus.Histogram
 	latency     prometheus.Histogram
-	lag         prometheus.Gauge
+	lag         *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered).
@@ -28,7 +30,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_scorer_event_to_alert_seconds", Help: "From a record's Kafka timestamp to its alert's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_consumer_lag", Help: "Records behind the end of the topic, as the reader last saw."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "recon_scorer_consumer_lag",
+			Help: "Records behind the end of each partition this replica consumes, as of its last committed batch."}, []string{"partition"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag)
@@ -37,7 +40,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // observe records one committed batch.
-func (m *Metrics) observe(out Output, n int, scoring time.Duration, acked time.Time, lag int64, version uint64) {
+func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duration, acked time.Time, version uint64) {
+	n := len(msgs)
 	m.records.Add(float64(n))
 	m.alerts.Add(float64(len(out.Alerts)))
 	for _, d := range out.DeadLetters {
@@ -49,8 +53,18 @@ func (m *Metrics) observe(out Output, n int, scoring time.Duration, acked time.T
 			m.latency.Observe(acked.Sub(s.Msg.Time).Seconds())
 		}
 	}
-	if lag >= 0 {
-		m.lag.Set(float64(lag))
+	// A fetched record carries its partition's high watermark: the lag
+	// after it is the records between.
+	last := map[int]kafka.Message{}
+	for _, msg := range msgs {
+		if o, ok := last[msg.Partition]; !ok || msg.Offset > o.Offset {
+			last[msg.Partition] = msg
+		}
+	}
+	for part, msg := range last {
+		if msg.HighWaterMark > 0 {
+			m.lag.WithLabelValues(strconv.Itoa(part)).Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
+		}
 	}
 	m.version.Set(float64(version))
 }

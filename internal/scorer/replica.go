@@ -39,6 +39,16 @@ type ReplicaConfig struct {
 	Metrics *Metrics
 }
 
+// ScoreRecord is the JSON value of a scores-topic record (key: the source
+// record's key): one per scored record.
+type ScoreRecord struct {
+	ID        string  `json:"id"`        // "topic/partition/offset" of the source record, as in alerts
+	Score     float64 `json:"score"`     // its score
+	Threshold float64 `json:"threshold"` // the threshold it was compared with (0: none yet)
+	Alert     bool    `json:"alert"`     // whether it raised an alert
+	Version   uint64  `json:"version"`   // checkpoint version that scored it
+}
+
 // Replica consumes records, scores them with the latest checkpoint and
 // produces alerts, dead letters and scores; it commits a batch's offsets only
 // after all of that batch's output is acknowledged. With no model at all it
@@ -155,7 +165,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			return err
 		}
 		r.Processed.Add(int64(len(msgs)))
-		r.cfg.Metrics.observe(out, len(msgs), scoring, time.Now(), rd.Lag(), b.Model().Version)
+		r.cfg.Metrics.observe(out, msgs, scoring, time.Now(), b.Model().Version)
 	}
 }
 
@@ -165,12 +175,8 @@ func (r *Replica) publish(ctx context.Context, out Output, alerts, dlq, scores *
 	var sc []kafka.Message
 	if scores != nil {
 		for _, s := range out.Scores {
-			v, _ := json.Marshal(struct {
-				ID      string  `json:"id"`
-				Score   float64 `json:"score"`
-				Alert   bool    `json:"alert"`
-				Version uint64  `json:"version"`
-			}{fmt.Sprintf("%s/%d/%d", s.Msg.Topic, s.Msg.Partition, s.Msg.Offset), s.Score, s.Alert, m.Version})
+			v, _ := json.Marshal(ScoreRecord{ID: fmt.Sprintf("%s/%d/%d", s.Msg.Topic, s.Msg.Partition, s.Msg.Offset),
+				Score: s.Score, Threshold: m.Threshold, Alert: s.Alert, Version: m.Version})
 			sc = append(sc, kafka.Message{Key: s.Msg.Key, Value: v})
 		}
 	}
