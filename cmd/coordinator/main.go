@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,9 +28,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cli.Exit("coordinator", run(ctx, os.Args[1:]))
+	cli.Exit("coordinator", run(cli.Signals("coordinator"), os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {

@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -22,9 +20,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cli.Exit("devkafka", run(ctx, os.Args[1:]))
+	cli.Exit("devkafka", run(cli.Signals("devkafka"), os.Args[1:]))
 }
 
 // topicSpec is one --topics entry.

@@ -11,11 +11,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -29,9 +27,7 @@ import (
 const TruthHeader = "recon-truth"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cli.Exit("loadgen", run(ctx, os.Args[1:]))
+	cli.Exit("loadgen", run(cli.Signals("loadgen"), os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {

@@ -207,7 +207,7 @@ type Command struct {
 }
 
 // Dispatch runs the subcommand named by os.Args[1] with a context ended by
-// SIGINT or SIGTERM, printing usage for no command or -h, and exits with
+// SIGINT or SIGTERM (see Signals), printing usage for no command or -h, and exits with
 // Exit's conventions.
 func Dispatch(binary, usage string, cmds ...Command) {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
@@ -217,8 +217,7 @@ func Dispatch(binary, usage string, cmds ...Command) {
 		}
 		return
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := Signals(binary)
 	var names []string
 	for _, c := range cmds {
 		if c.Name == os.Args[1] {
@@ -227,4 +226,30 @@ func Dispatch(binary, usage string, cmds ...Command) {
 		names = append(names, c.Name)
 	}
 	Exit(binary, Usagef("unknown command %q (want %s)", os.Args[1], strings.Join(names, ", ")))
+}
+
+// Signals returns a context ended by the first SIGINT or SIGTERM: the
+// process then shuts down gracefully (final checkpoint, committed offsets).
+// A second signal during that shutdown is acknowledged on standard error
+// and otherwise ignored, so the graceful work still finishes; a third exits
+// at once with status 130, losing what was unfinished.
+func Signals(binary string) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 3)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		for n := 1; ; n++ {
+			sig := <-ch
+			switch n {
+			case 1:
+				cancel()
+			case 2:
+				fmt.Fprintf(os.Stderr, "%s: %v again: already shutting down (once more to exit at once)\n", binary, sig)
+			default:
+				fmt.Fprintf(os.Stderr, "%s: %v a third time: exiting without finishing shutdown\n", binary, sig)
+				os.Exit(130)
+			}
+		}
+	}()
+	return ctx
 }

@@ -143,16 +143,18 @@ func (c *cluster) trainer(ctx context.Context, id string) {
 	go w.Run(ctx)
 }
 
-// scorer starts a replica with its own cache file; cancel stops it
-// without committing what it has not finished.
-func (c *cluster) scorer(ctx context.Context, cache string) *scorer.Replica {
+// scorer starts a replica with its own cache file; when ctx ends it
+// publishes and commits the batch in hand for up to drain (1 ns: it stops
+// without committing what it has not finished, as if it crashed).
+func (c *cluster) scorer(ctx context.Context, cache string, drain time.Duration) *scorer.Replica {
 	store, err := checkpoint.Open(cache, checkpoint.Options{Keep: 2})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { store.Close() })
 	r, err := scorer.NewReplica(scorer.ReplicaConfig{Brokers: c.brokers, Topic: eventTopic, AlertsTopic: "alerts", DLQTopic: "dlq",
-		ScoresTopic: "scores", Format: stream.JSONArray, Coordinator: c.co.Conn, Cache: store, Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond})
+		ScoresTopic: "scores", Format: stream.JSONArray, Coordinator: c.co.Conn, Cache: store, Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond,
+		DrainTimeout: drain})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -302,10 +304,10 @@ func TestPipeline100k(t *testing.T) {
 	c.trainer(ctx, "t1")
 	c.trainer(ctx, "t2")
 	dir := t.TempDir()
-	s1 := c.scorer(ctx, filepath.Join(dir, "s1.db"))
+	s1 := c.scorer(ctx, filepath.Join(dir, "s1.db"), 0)
 	ctx2, stop2 := context.WithCancel(ctx)
 	defer stop2()
-	s2 := c.scorer(ctx2, filepath.Join(dir, "s2.db"))
+	s2 := c.scorer(ctx2, filepath.Join(dir, "s2.db"), time.Nanosecond)
 	replicas := []*scorer.Replica{s1, s2}
 	var lag lagWatch
 	go lag.run(ctx, c.co.Server, func() []*scorer.Replica { lag.mu.Lock(); defer lag.mu.Unlock(); return replicas })
@@ -329,7 +331,7 @@ func TestPipeline100k(t *testing.T) {
 			// Stop a scorer mid-stream without committing what it holds,
 			// and start a replacement with its own cache.
 			stop2()
-			s3 := c.scorer(ctx, filepath.Join(dir, "s3.db"))
+			s3 := c.scorer(ctx, filepath.Join(dir, "s3.db"), 0)
 			lag.mu.Lock()
 			replicas = []*scorer.Replica{s1, s3}
 			lag.mu.Unlock()

@@ -29,6 +29,9 @@ type ReplicaConfig struct {
 	TopK        int           // features listed per alert (default 3)
 	MaxBatch    int           // records per batch (default 500)
 	MaxWait     time.Duration // batch fill wait (default 20 ms)
+	// DrainTimeout bounds how long a stopping replica keeps publishing and
+	// committing the batch in hand (default 3 s).
+	DrainTimeout time.Duration
 	// Coordinator streams new checkpoints; nil scores with the cached one only.
 	Coordinator grpc.ClientConnInterface
 	// Cache is the replica's own checkpoint store: it starts from it when
@@ -70,6 +73,9 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	}
 	if cfg.TopK == 0 {
 		cfg.TopK = 3
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 3 * time.Second
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
@@ -135,14 +141,34 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		defer scores.Close()
 	}
+	// Stopping: the batch in hand is still published and committed, for
+	// up to DrainTimeout after ctx ends; only then is it abandoned (and
+	// re-delivered to the group).
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-work.Done():
+			return
+		}
+		select {
+		case <-time.After(r.cfg.DrainTimeout):
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
 	var b *Batch
-	for {
+	for ctx.Err() == nil {
 		msgs, err := rd.Batch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
+		}
+		if len(msgs) == 0 {
+			continue
 		}
 		if m := r.model.Load(); b == nil || b.Model() != m {
 			if b, err = NewBatch(m, r.cfg.Format, r.cfg.TopK); err != nil {
@@ -152,14 +178,14 @@ func (r *Replica) Run(ctx context.Context) error {
 		t0 := time.Now()
 		out := b.Process(msgs, t0)
 		scoring := time.Since(t0)
-		if err := r.publish(ctx, out, alerts, dlq, scores, b.Model()); err != nil {
-			if ctx.Err() != nil {
+		if err := r.publish(work, out, alerts, dlq, scores, b.Model()); err != nil {
+			if work.Err() != nil {
 				return nil // not committed: the next member scores these again
 			}
 			return err
 		}
-		if err := rd.Commit(ctx, msgs...); err != nil {
-			if ctx.Err() != nil {
+		if err := rd.Commit(work, msgs...); err != nil {
+			if work.Err() != nil {
 				return nil
 			}
 			return err
@@ -167,6 +193,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		r.Processed.Add(int64(len(msgs)))
 		r.cfg.Metrics.observe(out, msgs, scoring, time.Now(), b.Model().Version)
 	}
+	return nil
 }
 
 // publish writes a batch's output, retrying with backoff until it is

@@ -1,0 +1,197 @@
+// Package procs starts and stops recon's binaries as separate processes,
+// each with its own log file: the demo and the end-to-end tests run the
+// whole pipeline with it. It only ever signals processes it started, by
+// PID.
+package procs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Proc is one binary with fixed arguments, started and restarted at will.
+type Proc struct {
+	Name string   // for logs and messages: "scorer-1"
+	Bin  string   // path of the executable
+	Args []string // its arguments
+	Dir  string   // working directory
+	Log  string   // log file (stdout and stderr, appended across restarts)
+	Env  []string // extra environment, KEY=value
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the current process has exited
+	exitErr  error
+	Restarts int // times started after the first
+}
+
+// Start starts the process; an already running one is an error.
+func (p *Proc) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && !isClosed(p.done) {
+		return fmt.Errorf("%s is already running (pid %d)", p.Name, p.cmd.Process.Pid)
+	}
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(p.Bin, p.Args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = p.Dir, f, f
+	cmd.Env = append(os.Environ(), p.Env...)
+	// Its own process group: a Ctrl-C in the terminal reaches the
+	// supervisor only, which then stops every process in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	if p.cmd != nil {
+		p.Restarts++
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	done := p.done
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.exitErr = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// Running reports whether the process is running.
+func (p *Proc) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil && !isClosed(p.done)
+}
+
+// PID returns the running process's id (0: none).
+func (p *Proc) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || isClosed(p.done) {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Kill ends the process with SIGKILL and waits for it.
+func (p *Proc) Kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil || isClosed(done) {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// ErrKilled is returned by Stop when the process outlived its grace time
+// and was killed.
+var ErrKilled = errors.New("did not stop in time; killed")
+
+// Stop sends SIGTERM and waits up to grace for the process to exit, then
+// kills it. It returns how long the exit took and the process's exit error
+// (nil for a clean exit; ErrKilled when it had to be killed).
+func (p *Proc) Stop(grace time.Duration) (time.Duration, error) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil || isClosed(done) {
+		return 0, nil
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return time.Since(start), p.exitErr
+	case <-time.After(grace):
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		return time.Since(start), ErrKilled
+	}
+}
+
+// Signal sends sig to the running process.
+func (p *Proc) Signal(sig os.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || isClosed(p.done) {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// Exited returns a channel closed when the current process exits.
+func (p *Proc) Exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return p.done
+}
+
+// LogText returns the log file's contents.
+func (p *Proc) LogText() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+// StopAll stops every process at once (SIGTERM, then SIGKILL after
+// grace) and returns the first error, naming the process.
+func StopAll(grace time.Duration, ps ...*Proc) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if d, err := p.Stop(grace); err != nil {
+				errs[i] = fmt.Errorf("%s: %w (after %v)", p.Name, err, d.Round(time.Millisecond))
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port free at the time of
+// the call.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// New returns a Proc for binary name in binDir, logging to dir/name.log.
+func New(binDir, dir, name, bin string, args ...string) *Proc {
+	return &Proc{Name: name, Bin: filepath.Join(binDir, bin), Args: args, Dir: dir, Log: filepath.Join(dir, name+".log")}
+}
