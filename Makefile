@@ -81,13 +81,10 @@ eval:
 		apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null || { apt-get update -q && apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null; }; fi
 	$(SIMD) $(GO) run ./cmd/eval $(EVAL_FLAGS)
 
-## demo: the whole pipeline on the embedded broker (not wired yet)
-demo:
-	@echo "make demo: the Kafka pipeline (devkafka, coordinator, trainers, scorers, alerts) is not wired yet;"
-	@echo "it arrives with the Kafka and demo issues. What runs today (after make build):"
-	@echo "  bin/trainer sweep-k --demo --plot sweep.png      # find the code width of the seed's data"
-	@echo "  bin/coordinator --features 30 & bin/trainer run --id w1 & bin/trainer run --id w2   # distributed training"
-	@echo "  bin/devkafka                                     # the embedded broker"
+DEMO_SECONDS ?=
+## demo: the whole pipeline on the embedded broker with a live view (DEMO_SECONDS=N: a bounded run ending in a summary)
+demo: build
+	bin/demo --bin bin --dir demo-run $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS),)
 
 clean:
-	rm -rf bin
+	rm -rf bin demo-run

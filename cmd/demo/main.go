@@ -1,0 +1,500 @@
+// Command demo runs the whole recon pipeline on one machine and shows it
+// working: devkafka, a coordinator, two trainers and two scorers as separate
+// processes on loopback ports, and loadgen streaming records near a low-rank
+// subspace with injected anomalies (off-subspace points, single-feature
+// spikes, scaled records). A live view shows records in, the training round
+// and loss, the model version and threshold, alerts, the newest alerts, and
+// precision and recall against the injected truth. Ctrl-C (or --seconds)
+// stops every process cleanly and prints a summary; `make demo` runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/recon-ad/recon/internal/cli"
+	"github.com/recon-ad/recon/internal/procs"
+	"github.com/recon-ad/recon/internal/scorer"
+	"github.com/recon-ad/recon/pkg/stream"
+)
+
+func main() {
+	cli.Exit("demo", run(cli.Signals("demo"), os.Args[1:], os.Stdout))
+}
+
+// config is the demo's flags.
+type config struct {
+	bin, dir        string
+	seconds         int
+	rate, anomalies float64
+	features        int
+	interval        time.Duration
+	minQuality      float64
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: demo [flags]\n\n"+
+			"Starts devkafka, a coordinator, two trainers, two scorers and loadgen as separate\n"+
+			"processes on loopback ports and shows the pipeline learning the stream and raising\n"+
+			"alerts, with precision and recall against the injected truth. Ctrl-C stops every\n"+
+			"process cleanly; --seconds N (DEMO_SECONDS=N with make demo) gives a bounded run\n"+
+			"that ends with a summary and exits 0 only if precision and recall reach\n"+
+			"--min-quality. Each process logs to a file in --dir.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	exe, _ := os.Executable()
+	var c config
+	fs.StringVar(&c.bin, "bin", filepath.Dir(exe), "`directory` holding the recon binaries (make build puts them in bin/)")
+	fs.StringVar(&c.dir, "dir", "demo-run", "`directory` for logs, checkpoint stores and broker data (emptied at start)")
+	fs.IntVar(&c.seconds, "seconds", 0, "stop after this many `seconds` and print the summary (0: run until Ctrl-C)")
+	fs.Float64Var(&c.rate, "rate", 4000, "records per second loadgen produces")
+	fs.Float64Var(&c.anomalies, "anomalies", 0.01, "`fraction` of injected anomalies")
+	fs.IntVar(&c.features, "features", 30, "record width")
+	fs.DurationVar(&c.interval, "interval", 2*time.Second, "live view refresh `interval`")
+	fs.Float64Var(&c.minQuality, "min-quality", 0.9, "a bounded run fails unless precision and recall both reach this")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if c.seconds < 0 || c.rate <= 0 || c.features < 4 || c.interval <= 0 || !(c.anomalies > 0 && c.anomalies < 0.5) {
+		return cli.Usagef("want --seconds >= 0, --rate > 0, --features >= 4, --interval > 0, --anomalies in (0, 0.5)")
+	}
+	for _, b := range []string{"devkafka", "coordinator", "trainer", "scorer", "loadgen"} {
+		if _, err := os.Stat(filepath.Join(c.bin, b)); err != nil {
+			return fmt.Errorf("%s not found in %s (run make build, or pass --bin)", b, c.bin)
+		}
+	}
+	d, err := start(c)
+	if err != nil {
+		if d != nil {
+			procs.StopAll(5*time.Second, d.all...)
+		}
+		return err
+	}
+	return d.watch(ctx, stdout)
+}
+
+// demo is a running pipeline and what the view knows of it.
+type demo struct {
+	cfg                  config
+	kafka                string
+	coordMetrics         string
+	scorerMetrics        []string
+	devkafka, coord      *procs.Proc
+	loadgen              *procs.Proc
+	all                  []*procs.Proc // in start order
+	started, firstAlert  time.Time
+	truth                *tally
+	prevIn, prevAlerts   float64
+	prevAt               time.Time
+	stopTimes            map[string]time.Duration
+	finalRound, finalVer float64
+}
+
+// start launches every process in order, waiting for each to listen.
+func start(c config) (*demo, error) {
+	if err := os.RemoveAll(c.dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return nil, err
+	}
+	dir, _ := filepath.Abs(c.dir)
+	addrs := make([]string, 8)
+	for i := range addrs {
+		a, err := procs.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = a
+	}
+	d := &demo{cfg: c, kafka: addrs[0], coordMetrics: addrs[2], scorerMetrics: addrs[5:7], started: time.Now(), truth: newTally(), stopTimes: map[string]time.Duration{}}
+	p := strconv.Itoa(c.features)
+	d.devkafka = procs.New(c.bin, dir, "devkafka", "devkafka", "--listen", addrs[0], "--data-dir", filepath.Join(dir, "devkafka-data"))
+	d.coord = procs.New(c.bin, dir, "coordinator", "coordinator", "--features", p, "--listen", addrs[1], "--metrics-listen", addrs[2],
+		"--store", filepath.Join(dir, "coordinator.db"), "--window-scores", "1000")
+	trainers := []*procs.Proc{}
+	for i := 1; i <= 2; i++ {
+		trainers = append(trainers, procs.New(c.bin, dir, fmt.Sprintf("trainer-%d", i), "trainer", "run", "--source", "kafka", "--brokers", addrs[0],
+			"--features", p, "--coordinator", addrs[1], "--id", fmt.Sprintf("trainer-%d", i), "--metrics-listen", addrs[2+i]))
+	}
+	scorers := []*procs.Proc{}
+	for i := 1; i <= 2; i++ {
+		scorers = append(scorers, procs.New(c.bin, dir, fmt.Sprintf("scorer-%d", i), "scorer", "run", "--brokers", addrs[0],
+			"--coordinator", addrs[1], "--cache", filepath.Join(dir, fmt.Sprintf("scorer-%d.db", i)), "--scores-topic", "recon-scores",
+			"--metrics-listen", addrs[4+i]))
+	}
+	d.loadgen = procs.New(c.bin, dir, "loadgen", "loadgen", "--brokers", addrs[0], "--rate", strconv.FormatFloat(c.rate, 'f', -1, 64),
+		"--features", p, "--anomalies", strconv.FormatFloat(c.anomalies, 'f', -1, 64))
+	d.all = append([]*procs.Proc{d.devkafka, d.coord}, append(trainers, scorers...)...)
+	d.all = append(d.all, d.loadgen)
+	if err := d.devkafka.Start(); err != nil {
+		return d, err
+	}
+	if err := waitListening(addrs[0], d.devkafka); err != nil {
+		return d, err
+	}
+	if err := d.coord.Start(); err != nil {
+		return d, err
+	}
+	if err := waitListening(addrs[1], d.coord); err != nil {
+		return d, err
+	}
+	for _, pr := range d.all[2:] {
+		if err := pr.Start(); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// waitListening waits up to 15 s for addr to accept connections.
+func waitListening(addr string, p *procs.Proc) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		if !p.Running() {
+			return fmt.Errorf("%s exited at start; see %s", p.Name, p.Log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s is not listening on %s after 15 s; see %s", p.Name, addr, p.Log)
+}
+
+// watch consumes the topics, refreshes the view until the run ends, stops
+// everything and prints the summary.
+func (d *demo) watch(ctx context.Context, stdout io.Writer) error {
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	var wg sync.WaitGroup
+	group := "recon-demo-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	for _, topic := range []string{"recon-events", "recon-scores", "recon-alerts", "recon-dlq"} {
+		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: []string{d.kafka}, Topic: topic, Group: group, StartFirst: true, MaxWait: 10 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer rd.Close()
+			for {
+				b, err := rd.Batch(wctx)
+				if err != nil {
+					return
+				}
+				d.truth.add(topic, b)
+			}
+		}()
+	}
+	var deadline <-chan time.Time
+	if d.cfg.seconds > 0 {
+		deadline = time.After(time.Duration(d.cfg.seconds) * time.Second)
+	}
+	tick := time.NewTicker(d.cfg.interval)
+	defer tick.Stop()
+	tty := isTerminal(stdout)
+	interrupted := false
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			interrupted = true
+			break loop
+		case <-deadline:
+			break loop
+		case <-tick.C:
+			d.render(stdout, tty)
+			for _, p := range d.all {
+				if !p.Running() {
+					fmt.Fprintf(stdout, "demo: %s exited unexpectedly; see %s\n", p.Name, p.Log)
+					procs.StopAll(5*time.Second, d.all...)
+					return fmt.Errorf("%s exited", p.Name)
+				}
+			}
+		}
+	}
+	fmt.Fprintln(stdout, "demo: stopping loadgen, letting the scorers catch up, then stopping every process (SIGTERM)")
+	d.stop(d.loadgen)
+	d.finalRound, d.finalVer = scrape(d.coordMetrics, "recon_coordinator_round"), scrape(d.coordMetrics, "recon_coordinator_checkpoint_version")
+	catchUp := time.Now().Add(10 * time.Second)
+	for time.Now().Before(catchUp) && !d.truth.caughtUp() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	var wg2 sync.WaitGroup
+	for _, p := range d.all[2:6] { // trainers and scorers at once
+		wg2.Add(1)
+		go func() { defer wg2.Done(); d.stop(p) }()
+	}
+	wg2.Wait()
+	d.stop(d.coord)
+	stopWatch()
+	wg.Wait()
+	d.stop(d.devkafka)
+	ok := d.summary(stdout)
+	switch {
+	case interrupted:
+		return nil
+	case !ok:
+		return fmt.Errorf("precision or recall below %.2f (see the summary)", d.cfg.minQuality)
+	}
+	return nil
+}
+
+// stop stops one process with a 5 s grace and notes how long it took.
+func (d *demo) stop(p *procs.Proc) {
+	t, err := p.Stop(5 * time.Second)
+	d.stopTimes[p.Name] = t
+	if err != nil {
+		d.stopTimes[p.Name] = -1
+	}
+}
+
+// render draws the live view.
+func (d *demo) render(w io.Writer, tty bool) {
+	now := time.Now()
+	s := d.truth.snapshot()
+	round := scrape(d.coordMetrics, "recon_coordinator_round")
+	loss := scrape(d.coordMetrics, "recon_coordinator_loss")
+	version := scrape(d.coordMetrics, "recon_coordinator_checkpoint_version")
+	threshold := scrape(d.coordMetrics, "recon_coordinator_threshold")
+	var scored, alerts float64
+	for _, a := range d.scorerMetrics {
+		scored += max(scrape(a, "recon_scorer_records_total"), 0)
+		alerts += max(scrape(a, "recon_scorer_alerts_total"), 0)
+	}
+	inRate, alertRate := 0.0, 0.0
+	if !d.prevAt.IsZero() {
+		dt := now.Sub(d.prevAt).Seconds()
+		inRate, alertRate = (float64(s.produced)-d.prevIn)/dt, (alerts-d.prevAlerts)/dt
+	}
+	d.prevIn, d.prevAlerts, d.prevAt = float64(s.produced), alerts, now
+	if d.firstAlert.IsZero() && s.alerts > 0 {
+		d.firstAlert = now
+	}
+	var b strings.Builder
+	if tty {
+		b.WriteString("\033[H\033[2J")
+	}
+	fmt.Fprintf(&b, "recon demo  %5.0fs   (Ctrl-C stops every process; logs in %s)\n", now.Sub(d.started).Seconds(), d.cfg.dir)
+	fmt.Fprintf(&b, "  records in   %8.0f/s   produced %d, scored %.0f, dead-lettered %d\n", inRate, s.produced, scored, s.dead)
+	fmt.Fprintf(&b, "  training     round %.0f, loss %.4g\n", round, loss)
+	if threshold > 0 {
+		fmt.Fprintf(&b, "  model        version %.0f, threshold %.4g\n", version, threshold)
+	} else {
+		fmt.Fprintf(&b, "  model        version %.0f, no threshold yet (training has not settled: no alerts)\n", version)
+	}
+	fmt.Fprintf(&b, "  alerts       %8.1f/s   total %d\n", alertRate, s.alerts)
+	if s.readyScored > 0 {
+		fmt.Fprintf(&b, "  quality      precision %.3f  recall %.3f   over %d records scored with a threshold (%d anomalies)\n",
+			s.precision(), s.recall(), s.readyScored, s.tp+s.fn)
+	}
+	if len(s.newest) > 0 {
+		b.WriteString("  newest alerts:\n")
+		for _, a := range s.newest {
+			top := ""
+			if len(a.alert.Features) > 0 {
+				f := a.alert.Features[0]
+				top = fmt.Sprintf("%s=%.3g (expected %.3g)", f.Name, f.Value, f.Reconstruction)
+			}
+			fmt.Fprintf(&b, "    %-22s score %8.3g  top %-28s truth %s\n", a.alert.ID, a.alert.Score, top, a.truth)
+		}
+	}
+	if !tty {
+		b.WriteString("\n")
+	}
+	io.WriteString(w, b.String())
+}
+
+// summary prints the final table and reports whether quality was reached.
+func (d *demo) summary(w io.Writer) bool {
+	s := d.truth.snapshot()
+	ok := s.readyScored > 0 && s.precision() >= d.cfg.minQuality && s.recall() >= d.cfg.minQuality
+	fmt.Fprintf(w, "\nrecon demo summary (%.0f s)\n", time.Since(d.started).Seconds())
+	row := func(k string, v any) { fmt.Fprintf(w, "  %-34s %v\n", k, v) }
+	row("records produced", s.produced)
+	row("records scored", s.scored)
+	row("records dead-lettered", s.dead)
+	row("injected anomalies", s.anomalies)
+	row("scored with a threshold", s.readyScored)
+	row("  anomalies among them", s.tp+s.fn)
+	row("  alerts (true / false)", fmt.Sprintf("%d / %d", s.tp, s.fp))
+	row("  precision", fmt.Sprintf("%.3f", s.precision()))
+	row("  recall", fmt.Sprintf("%.3f", s.recall()))
+	row("distinct alert ids / alert records", fmt.Sprintf("%d / %d", s.alertIDs, s.alerts))
+	if !d.firstAlert.IsZero() {
+		row("first alert after", d.firstAlert.Sub(d.started).Round(time.Second))
+	}
+	row("training rounds, checkpoint version", fmt.Sprintf("%.0f, %.0f", d.finalRound, d.finalVer))
+	fmt.Fprintln(w, "  shutdown (SIGTERM to exit):")
+	for _, p := range d.all {
+		t := d.stopTimes[p.Name]
+		st := t.Round(time.Millisecond).String()
+		if t < 0 {
+			st = "FAILED (killed or error)"
+		}
+		fmt.Fprintf(w, "    %-12s %-10s log %s\n", p.Name, st, p.Log)
+	}
+	if ok {
+		fmt.Fprintf(w, "precision and recall at least %.2f: ok\n", d.cfg.minQuality)
+	} else {
+		fmt.Fprintf(w, "precision or recall below %.2f\n", d.cfg.minQuality)
+	}
+	return ok
+}
+
+// tally joins the events' truth headers with scores and alerts.
+type tally struct {
+	mu        sync.Mutex
+	truth     map[string]string // record key -> truth
+	scores    map[string]scorer.ScoreRecord
+	alerted   map[string]bool
+	ids       map[string]bool
+	produced  int
+	dead      int
+	alerts    int
+	endOffset map[string]int64 // events partition -> newest offset seen
+	newest    []shownAlert
+}
+
+type shownAlert struct {
+	key   string
+	alert scorer.Alert
+	truth string
+}
+
+func newTally() *tally {
+	return &tally{truth: map[string]string{}, scores: map[string]scorer.ScoreRecord{}, alerted: map[string]bool{}, ids: map[string]bool{}, endOffset: map[string]int64{}}
+}
+
+func (t *tally) add(topic string, b []kafka.Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range b {
+		k := string(m.Key)
+		switch topic {
+		case "recon-events":
+			if _, dup := t.truth[k]; !dup {
+				t.produced++
+			}
+			t.truth[k] = "normal"
+			for _, h := range m.Headers {
+				if h.Key == "recon-truth" {
+					t.truth[k] = string(h.Value)
+				}
+			}
+		case "recon-scores":
+			var s scorer.ScoreRecord
+			if json.Unmarshal(m.Value, &s) == nil {
+				t.scores[k] = s
+			}
+		case "recon-dlq":
+			t.dead++
+		case "recon-alerts":
+			var a scorer.Alert
+			if json.Unmarshal(m.Value, &a) != nil {
+				continue
+			}
+			t.alerts++
+			t.ids[a.ID] = true
+			t.alerted[k] = true
+			t.newest = append(t.newest, shownAlert{key: k, alert: a})
+			if len(t.newest) > 5 {
+				t.newest = t.newest[1:]
+			}
+		}
+	}
+}
+
+// caughtUp reports whether every produced record has been scored or
+// dead-lettered.
+func (t *tally) caughtUp() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.produced > 0 && len(t.scores)+t.dead >= t.produced
+}
+
+// stats is a snapshot of the tally.
+type stats struct {
+	produced, scored, dead, alerts, alertIDs, anomalies int
+	readyScored, tp, fp, fn                             int
+	newest                                              []shownAlert
+}
+
+func (s stats) precision() float64 { return float64(s.tp) / float64(max(s.tp+s.fp, 1)) }
+func (s stats) recall() float64    { return float64(s.tp) / float64(max(s.tp+s.fn, 1)) }
+
+func (t *tally) snapshot() stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := stats{produced: t.produced, scored: len(t.scores), dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), newest: slices.Clone(t.newest)}
+	for k, tr := range t.truth {
+		if tr != "normal" {
+			s.anomalies++
+		}
+		sc, ok := t.scores[k]
+		if !ok || sc.Threshold == 0 {
+			continue
+		}
+		s.readyScored++
+		switch {
+		case tr != "normal" && sc.Alert:
+			s.tp++
+		case tr != "normal":
+			s.fn++
+		case sc.Alert:
+			s.fp++
+		}
+	}
+	for i := range s.newest {
+		s.newest[i].truth = t.truth[s.newest[i].key]
+	}
+	return s
+}
+
+// scrape reads one unlabelled sample from a /metrics endpoint (-1: none).
+func scrape(addr, name string) float64 {
+	cl := http.Client{Timeout: time.Second}
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
