@@ -5,7 +5,7 @@ PKGS := ./...
 # the default Go build stays portable.
 SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build test test-simd verify verify-proto proto bench bench-train eval fuzz demo clean
+.PHONY: all build test test-simd e2e verify verify-proto proto bench bench-train eval fuzz demo clean
 
 all: build
 
@@ -20,6 +20,10 @@ test:
 	$(GO) test -race $(PKGS)
 	$(GO) test ./internal/pipeline/
 	$(MAKE) --no-print-directory test-simd
+
+## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream
+e2e:
+	$(GO) test -count=1 -v ./e2e/
 
 ## test-simd: pkg/ae built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on
 test-simd:

@@ -73,7 +73,11 @@ func run(ctx context.Context, args []string) error {
 		names = append(names, "f"+strconv.Itoa(i))
 	}
 	codec, _ := stream.NewCodec(f, names)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic})
+	log, err := cli.Logger("info")
+	if err != nil {
+		return err
+	}
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -117,11 +121,22 @@ func run(ctx context.Context, args []string) error {
 				Headers: []kafka.Header{{Key: TruthHeader, Value: []byte(truth)}}})
 		}
 		if len(msgs) > 0 {
-			if err := w.Write(ctx, msgs...); err != nil {
-				if ctx.Err() != nil {
+			// An unreachable broker is retried with backoff (the writer
+			// logs one line per burst): records are never skipped.
+			backoff := 100 * time.Millisecond
+			for {
+				err := w.Write(ctx, msgs...)
+				if err == nil || ctx.Err() != nil {
 					break
 				}
-				return err
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+			}
+			if ctx.Err() != nil {
+				break
 			}
 			sent += int64(len(msgs))
 		}

@@ -459,6 +459,14 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	log.Info("worker starting", "id", *id, "coordinator", *addr, "source", *source)
 	err = w.Run(ctx)
+	if k, ok := src.(*worker.Kafka); ok {
+		// Commit the offsets of every accepted gradient's records.
+		if !k.Drain(3 * time.Second) {
+			log.Warn("stopping with commits still queued; those records will be re-delivered")
+		}
+		c, sk := k.Stats()
+		log.Info("kafka source", "committed", c, "undecodable", sk)
+	}
 	st := w.Stats()
 	log.Info("worker stopped", "id", *id, "rounds", st.Rounds, "rejected", st.Rejected, "sessions", st.Sessions, "skipped", st.Skipped)
 	return err

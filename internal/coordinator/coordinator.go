@@ -381,6 +381,7 @@ func (s *Server) step(now time.Time) (bool, error) {
 	if res != nil {
 		s.apply(res, now)
 	}
+	s.endExpired()
 	if abandoned {
 		r, _ := s.machine.Round()
 		s.metrics.abandoned.Inc()
@@ -402,6 +403,26 @@ func (s *Server) step(now time.Time) (bool, error) {
 	}
 	s.metrics.members.Set(float64(len(s.machine.Workers())))
 	return false, nil
+}
+
+// endExpired ends the sessions of workers whose lease ran out (silent for
+// Lease, say blocked on an unreachable broker): the round machine no
+// longer counts them, so they must rejoin to take part again, and ending
+// the session makes them reconnect.
+func (s *Server) endExpired() {
+	if len(s.sessions) == 0 {
+		return
+	}
+	known := map[string]bool{}
+	for _, id := range s.machine.Workers() {
+		known[id] = true
+	}
+	for id := range s.sessions {
+		if !known[id] {
+			s.log.Warn("worker's lease expired: ending its session (it reconnects and rejoins)", "worker", id, "lease", s.cfg.Lease)
+			s.endSession(id)
+		}
+	}
 }
 
 func (s *Server) latestRound() uint64 {

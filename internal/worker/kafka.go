@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -33,7 +34,11 @@ type Kafka struct {
 	handed  []kafka.Message // handed out since the last Sent
 	pending map[uint64][]kafka.Message
 	batches chan []kafka.Message // prefetched; closed when fetching stops
-	err     error                // why fetching stopped (read after batches closes)
+	// Accepted rounds' records wait here for the commit goroutine.
+	toCommit   [][]kafka.Message
+	committing bool
+	idle       chan struct{} // closed when the commit goroutine ends
+	err        error         // why fetching stopped (read after batches closes)
 	// Skipped counts records that did not decode.
 	Skipped int
 	// Committed counts records whose offsets were committed.
@@ -50,15 +55,31 @@ func NewKafka(ctx context.Context, r *stream.Reader, codec *stream.Codec, log *s
 
 func (k *Kafka) prefetch() {
 	defer close(k.batches)
+	backoff := 100 * time.Millisecond
 	for {
 		b, err := k.r.Batch(k.ctx)
 		if err == nil {
+			backoff = 100 * time.Millisecond
 			select {
 			case k.batches <- b:
 				continue
 			case <-k.ctx.Done():
 				err = k.ctx.Err()
 			}
+		}
+		if k.ctx.Err() == nil {
+			// The broker went away: kafka-go retries inside; this is
+			// what got through. Keep going.
+			k.log.Warn("fetching training records failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-k.ctx.Done():
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			if k.ctx.Err() == nil {
+				continue
+			}
+			err = k.ctx.Err()
 		}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			err = errors.Join(err, errStop)
@@ -161,9 +182,13 @@ func (k *Kafka) Sent(round uint64) {
 	k.handed = nil
 }
 
-// Accepted implements Acker: it commits the offsets of round's records.
+// Accepted implements Acker: it queues the commit of round's records and
+// returns at once; a goroutine commits in order. A commit can block for
+// as long as the group rebalances (a member was killed), and training must
+// not wait for that.
 func (k *Kafka) Accepted(ctx context.Context, round uint64) error {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	msgs := k.pending[round]
 	delete(k.pending, round)
 	// Rounds before this one that were never accepted are dropped: their
@@ -174,12 +199,67 @@ func (k *Kafka) Accepted(ctx context.Context, round uint64) error {
 			delete(k.pending, r)
 		}
 	}
-	k.mu.Unlock()
-	if err := k.r.Commit(ctx, msgs...); err != nil {
-		return err
+	if len(msgs) == 0 {
+		return nil
 	}
-	k.mu.Lock()
-	k.Committed += len(msgs)
-	k.mu.Unlock()
+	k.toCommit = append(k.toCommit, msgs)
+	if !k.committing {
+		k.committing = true
+		k.idle = make(chan struct{})
+		go k.commitLoop()
+	}
 	return nil
+}
+
+func (k *Kafka) commitLoop() {
+	ctx := context.WithoutCancel(k.ctx)
+	for {
+		k.mu.Lock()
+		if len(k.toCommit) == 0 {
+			k.committing = false
+			close(k.idle)
+			k.mu.Unlock()
+			return
+		}
+		msgs := k.toCommit[0]
+		k.toCommit = k.toCommit[1:]
+		k.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := k.r.Commit(cctx, msgs...)
+		cancel()
+		k.mu.Lock()
+		if err != nil {
+			k.log.Warn("committing trained records failed; they will be re-delivered", "records", len(msgs), "err", err)
+		} else {
+			k.Committed += len(msgs)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// Drain waits up to timeout for queued commits to finish, and reports
+// whether they did: a stopping trainer calls it so that the offsets of
+// everything accepted are committed.
+func (k *Kafka) Drain(timeout time.Duration) bool {
+	k.mu.Lock()
+	idle := k.idle
+	busy := k.committing
+	k.mu.Unlock()
+	if !busy {
+		return true
+	}
+	select {
+	case <-idle:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Stats returns how many records were committed and how many skipped as
+// undecodable.
+func (k *Kafka) Stats() (committed, skipped int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.Committed, k.Skipped
 }

@@ -70,11 +70,14 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	}
 	stopWorker()
 	<-done
+	if !ks.Drain(10 * time.Second) {
+		t.Fatal("queued commits did not finish")
+	}
 	rd.Close()
 	if st := srv.Status(); st.Round != rounds {
 		t.Fatalf("coordinator at round %d", st.Round)
 	}
-	committed := ks.Committed
+	committed, _ := ks.Stats()
 	t.Logf("%d rounds of %d records trained from Kafka; %d records committed, %d skipped as undecodable", rounds, batch, committed, ks.Skipped)
 	if committed < rounds*batch {
 		t.Fatalf("committed %d records, at least the %d in accepted gradients expected", committed, rounds*batch)

@@ -34,6 +34,11 @@ type Source interface {
 	Read(dst []float64) (int, error)
 }
 
+// errExhausted ends a session because the source has no more records. It
+// is not io.EOF, which gRPC streams also return when the coordinator goes
+// away; that must reconnect, not stop.
+var errExhausted = errors.New("worker: source exhausted")
+
 // TryReader is a Source that can also hand out only what it has at hand,
 // without waiting; with replay on, a worker uses it to keep training while
 // the stream is slower than it.
@@ -149,7 +154,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, errExhausted) {
 			return nil // the source is exhausted
 		}
 		if time.Since(start) > 10*w.cfg.MaxBackoff {
@@ -356,7 +361,7 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 			return nil, err
 		}
 		if n == 0 && err != nil {
-			return nil, io.EOF
+			return nil, errExhausted
 		}
 	}
 	raw = raw[:n*p]

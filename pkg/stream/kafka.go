@@ -47,10 +47,18 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	rc := kafka.ReaderConfig{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, GroupID: cfg.Group,
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: cfg.MaxWait,
+		// MaxWait here is the broker's long-poll and, in kafka-go, also the
+		// fetch's socket deadline: at the batch-fill wait (milliseconds) an
+		// idle topic or a large fetch times the connection out, and kafka-go
+		// redials and retries forever. With MinBytes 1 the broker answers
+		// as soon as a record exists, so a long poll costs no latency.
+		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: time.Second,
 		CommitInterval: 0, // synchronous commits: only what the caller finished
 		StartOffset:    kafka.LastOffset,
 		QueueCapacity:  max(cfg.MaxBatch, 100),
+		// A member that dies without leaving holds its partitions until
+		// the session times out: 10 s rather than kafka-go's 30 s.
+		SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second, HeartbeatInterval: time.Second,
 	}
 	if cfg.StartFirst {
 		rc.StartOffset = kafka.FirstOffset
