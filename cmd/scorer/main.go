@@ -218,7 +218,7 @@ func runReplica(ctx context.Context, args []string) error {
 	coord := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address` to follow checkpoints from (\"\": the cache only)")
 	cache := fs.String("cache", "scorer.db", "this replica's checkpoint cache `file` (bbolt)")
 	top := fs.Int("top", 3, "features listed per alert")
-	maxBatch := fs.Int("max-batch", 500, "most records per batch")
+	maxBatch := fs.Int("max-batch", 2000, "most records per batch")
 	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9091", "`address` for Prometheus /metrics (\"\" to disable)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")

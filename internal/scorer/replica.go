@@ -27,7 +27,7 @@ type ReplicaConfig struct {
 	ScoresTopic string        // every score, when set
 	Format      stream.Format // record format
 	TopK        int           // features listed per alert (default 3)
-	MaxBatch    int           // records per batch (default 500)
+	MaxBatch    int           // records per batch (default 2000)
 	MaxWait     time.Duration // batch fill wait (default 20 ms)
 	// DrainTimeout bounds how long a stopping replica keeps publishing and
 	// committing the batch in hand (default 3 s).
@@ -73,6 +73,9 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	}
 	if cfg.TopK == 0 {
 		cfg.TopK = 3
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 2000
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 3 * time.Second
@@ -122,7 +125,9 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 	defer rd.Close()
 	writer := func(topic string) (*stream.Writer, error) {
-		return stream.NewWriter(stream.WriterConfig{Brokers: r.cfg.Brokers, Topic: topic, Logger: r.cfg.Log})
+		// A batch's whole output goes in one call: nothing more is coming
+		// to wait for, so the writer's batch timer is kept tiny.
+		return stream.NewWriter(stream.WriterConfig{Brokers: r.cfg.Brokers, Topic: topic, Logger: r.cfg.Log, BatchTimeout: 200 * time.Microsecond})
 	}
 	alerts, err := writer(r.cfg.AlertsTopic)
 	if err != nil {
@@ -158,42 +163,73 @@ func (r *Replica) Run(ctx context.Context) error {
 		case <-work.Done():
 		}
 	}()
+	// Two stages: this loop fetches and scores batch k+1 while a publisher
+	// goroutine writes batch k's output and then commits it, strictly in
+	// order, so a crash still re-delivers everything not committed.
+	type job struct {
+		msgs    []kafka.Message
+		out     Output
+		model   *Model
+		scoring time.Duration
+	}
+	jobs := make(chan job, 1)
+	published := make(chan error, 1) // the publisher's result, once jobs is closed
+	failed := make(chan struct{})    // closed when the publisher fails
+	go func() {
+		var err error
+		for j := range jobs {
+			if err != nil {
+				continue // a failed stage drops the rest, uncommitted
+			}
+			if err = r.publish(work, j.out, alerts, dlq, scores, j.model); err == nil {
+				err = rd.Commit(work, j.msgs...)
+			}
+			if err != nil {
+				close(failed)
+				continue
+			}
+			r.Processed.Add(int64(len(j.msgs)))
+			r.cfg.Metrics.observe(j.out, j.msgs, j.scoring, time.Now(), j.model.Version)
+		}
+		if work.Err() != nil {
+			err = nil // stopping: not committed, the next member scores these again
+		}
+		published <- err
+	}()
 	var b *Batch
+	var loopErr error
 	for ctx.Err() == nil {
 		msgs, err := rd.Batch(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if ctx.Err() == nil {
+				loopErr = fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
 			}
-			return fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
+			break
 		}
 		if len(msgs) == 0 {
 			continue
 		}
 		if m := r.model.Load(); b == nil || b.Model() != m {
 			if b, err = NewBatch(m, r.cfg.Format, r.cfg.TopK); err != nil {
-				return err
+				loopErr = err
+				break
 			}
 		}
 		t0 := time.Now()
 		out := b.Process(msgs, t0)
-		scoring := time.Since(t0)
-		if err := r.publish(work, out, alerts, dlq, scores, b.Model()); err != nil {
-			if work.Err() != nil {
-				return nil // not committed: the next member scores these again
-			}
-			return err
+		j := job{msgs: msgs, out: out, model: b.Model(), scoring: time.Since(t0)}
+		select {
+		case jobs <- j:
+			continue
+		case <-failed:
 		}
-		if err := rd.Commit(work, msgs...); err != nil {
-			if work.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		r.Processed.Add(int64(len(msgs)))
-		r.cfg.Metrics.observe(out, msgs, scoring, time.Now(), b.Model().Version)
+		break
 	}
-	return nil
+	close(jobs)
+	if err := <-published; err != nil {
+		return err
+	}
+	return loopErr
 }
 
 // publish writes a batch's output, retrying with backoff until it is

@@ -251,6 +251,25 @@ func (c *Codec) decodeArray(dst []float64, value []byte) error {
 				}
 				return fail(ReasonWrongLength, "more than %d elements", len(dst))
 			}
+			if c := s.peek(); n < len(dst) && (c == '-' || c >= '0' && c <= '9') {
+				// The common case, in one pass; anything unusual falls
+				// through to the token path and its error messages.
+				if v, end, ok := scanNumber(s.b, s.i); ok {
+					dst[n] = v
+					n++
+					s.i = end
+					switch s.peek() {
+					case ',':
+						s.i++
+						continue
+					case ']':
+						s.i++
+					default:
+						return fail(ReasonBadJSON, "want , or ] at offset %d", s.i)
+					}
+					break
+				}
+			}
 			tok := s.scalar()
 			if len(tok) == 0 {
 				return fail(ReasonBadJSON, "missing element at offset %d", s.i)

@@ -1,0 +1,58 @@
+package stream
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// TestScanNumberMatchesParseFloat: the one-pass parser gives bit-identical
+// values to strconv.ParseFloat on numbers written every way a producer
+// writes them (shortest, fixed, exponent, few and many digits, huge and
+// tiny), and refuses what is not a JSON number.
+func TestScanNumberMatchesParseFloat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var toks []string
+	for i := 0; i < 200000; i++ {
+		var v float64
+		switch i % 4 {
+		case 0:
+			v = rng.NormFloat64() * math.Pow(10, float64(rng.IntN(40)-20))
+		case 1:
+			v = math.Float64frombits(rng.Uint64())
+		case 2:
+			v = float64(rng.IntN(2000000)-1000000) / 1000
+		default:
+			v = rng.Float64()
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		prec := []int{-1, 3, 6, 17, 20}[rng.IntN(5)]
+		f := []byte{'g', 'e', 'f', 'E'}[rng.IntN(4)]
+		if f == 'f' && math.Abs(v) > 1e30 {
+			f = 'e'
+		}
+		toks = append(toks, strconv.FormatFloat(v, f, prec, 64))
+	}
+	toks = append(toks, "0", "-0", "0.0", "0.0012", "-0.000000000000000000000000001", "1e22", "1e23", "123456789012345678901234567890",
+		"0.1234567890123456789012345", "9007199254740993", "1E-5", "5e-324", "1.7976931348623157e308")
+	for _, tok := range toks {
+		want, err := strconv.ParseFloat(tok, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", tok, err)
+		}
+		for _, suffix := range []string{"", ",", "]", " "} {
+			got, end, ok := scanNumber([]byte(tok+suffix), 0)
+			if !ok || end != len(tok) || math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("scanNumber(%q) = %v, %d, %v; want %v, %d", tok+suffix, got, end, ok, want, len(tok))
+			}
+		}
+	}
+	for _, bad := range []string{"", "-", "01", "1.", ".5", "1e", "1e+", "+1", "1x", "0x10", "1.5.2", "NaN", "1e400", "-1e999"} {
+		if _, _, ok := scanNumber([]byte(bad), 0); ok {
+			t.Errorf("scanNumber(%q): ok", bad)
+		}
+	}
+}
