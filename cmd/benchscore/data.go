@@ -207,8 +207,8 @@ func newClientLog() *clientLog {
 }
 
 func (l *clientLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *clientLog) WithAttrs([]slog.Attr) slog.Handler        { return l }
-func (l *clientLog) WithGroup(string) slog.Handler             { return l }
+func (l *clientLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *clientLog) WithGroup(string) slog.Handler            { return l }
 
 func (l *clientLog) Handle(ctx context.Context, r slog.Record) error {
 	var msg, errText string

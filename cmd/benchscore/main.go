@@ -13,11 +13,10 @@
 //  2. raw: a consumer group reads the whole topic in batches of --max-batch
 //     filled for at most --max-wait, committing each batch, and does nothing
 //     with the records, twice: A through pkg/stream's Reader, as the scorer
-//     consumes, and B through a kafka-go group reader that differs only in
-//     a long fetch wait (pkg/stream makes --max-wait kafka-go's fetch
-//     deadline too, and a broker slower than that to answer costs an i/o
-//     timeout, a reconnect and a 100 ms back-off: the kafka-go errors
-//     column counts them);
+//     consumes, and B through a plain kafka-go group reader with its own
+//     fetch wait (the kafka-go errors column counts i/o timeouts and
+//     reconnects, which a fetch wait shorter than the broker's answer
+//     causes);
 //  3. scorer: one scorer replica (internal/scorer, as `scorer run`) scores
 //     the same topic as a fresh group, writing alerts and dead letters,
 //     until it has committed every record;
@@ -25,10 +24,7 @@
 // repeating 2 and 3 --runs times with fresh groups and reporting each run,
 // the medians and the scorer/raw ratios. A rate counts the records
 // committed after the first batch over the time from that batch to the
-// last, so joining the group is left out (it is shown apart). With
-// --breakdown (the default) a copy of the replica's loop then times its
-// stages (fetch, process, publish alerts, commit), as the replica has them
-// and with a 0.5 ms alert batch timeout instead of 5 ms. Then
+// last, so joining the group is left out (it is shown apart). Then
 //
 //  4. latency: a replica on an empty topic while a producer writes --rate
 //     records/s for --latency-seconds (after a warm-up second); a consumer
@@ -113,7 +109,6 @@ type options struct {
 	anomalies   float64
 	digits      int
 	cpuprofile  string
-	breakdown   bool
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -131,14 +126,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.records, "records", 400_000, "records preloaded and consumed by each throughput run")
 	fs.IntVar(&o.partitions, "partitions", 4, "partitions of the record topics")
 	fs.IntVar(&o.runs, "runs", 3, "raw and scorer throughput runs, alternated; medians are reported")
-	fs.IntVar(&o.maxBatch, "max-batch", 500, "most records per batch, for the scorer and the raw consumer (scorer run's --max-batch)")
+	fs.IntVar(&o.maxBatch, "max-batch", 2000, "most records per batch, for the scorer and the raw consumer (scorer run's --max-batch)")
 	fs.DurationVar(&o.maxWait, "max-wait", 20*time.Millisecond, "how long a batch waits to fill, for the scorer and the raw consumer (scorer run's --max-wait)")
 	fs.Float64Var(&o.rate, "rate", aimLatRate, "records/s produced in the latency phase")
 	fs.Float64Var(&o.latencySecs, "latency-seconds", 10, "seconds the latency phase is measured, after 1 s of warm-up (0: skip it)")
 	fs.Float64Var(&o.anomalies, "anomalies", 0.01, "fraction of records that are injected anomalies")
 	fs.IntVar(&o.digits, "digits", 0, "significant digits per feature value in the records (0: shortest exact, as loadgen writes)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process during the last scorer throughput run to `file`")
-	fs.BoolVar(&o.breakdown, "breakdown", true, "also time the stages of the scorer's loop (a copy of Replica.Run's), as is and with a 0.5 ms alert batch timeout")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -251,18 +245,6 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	}
 	printThroughput(out, o, tp)
 
-	if o.breakdown {
-		var sts []stages
-		for i, to := range []time.Duration{5 * time.Millisecond, 500 * time.Microsecond} {
-			st, err := breakdown(ctx, base, fmt.Sprintf("bench-breakdown-%d", i), n, to, clog, pid)
-			if err != nil {
-				return err
-			}
-			sts = append(sts, st)
-		}
-		printBreakdown(out, sts)
-	}
-
 	var lat *latencyResult
 	if o.latencySecs > 0 {
 		if err := brk.alive(); err != nil {
@@ -322,7 +304,7 @@ func (t throughput) medians() (raw, rawKgo, sc, best float64) {
 func printThroughput(out io.Writer, o options, t throughput) {
 	fmt.Fprintf(out, "throughput: %d records per run, a fresh consumer group each time, max-batch %d, max-wait %v, commit per batch;\n", o.records, o.maxBatch, o.maxWait)
 	fmt.Fprintf(out, "            records/s from the first committed batch to the last (the group join, shown apart, left out)\n")
-	fmt.Fprintf(out, "            raw A: pkg/stream's Reader, as the scorer consumes (kafka-go fetch wait = max-wait)\n")
+	fmt.Fprintf(out, "            raw A: pkg/stream's Reader, as the scorer consumes\n")
 	fmt.Fprintf(out, "            raw B: a kafka-go group reader with a %v fetch wait, batches otherwise as A\n", rawFetchWait)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\tconsumer\trecords/s\tjoin\tCPU bench+devkafka\tkafka-go errors\talerts\tDLQ\t")
@@ -457,21 +439,4 @@ func printClientErrs(out io.Writer, what string, m map[string]int) {
 		}
 		fmt.Fprintf(out, "            %6d  %s\n", m[k], k)
 	}
-}
-
-func printBreakdown(out io.Writer, sts []stages) {
-	fmt.Fprintf(out, "scorer loop by stage: a copy of Replica.Run's loop in this program (fresh group, first batch left out);\n")
-	fmt.Fprintf(out, "            mean ms per batch, and share of the loop's wall time\n")
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "alert batch timeout\trec/s\trec/batch\tfetch (Reader.Batch)\tprocess (decode+score+alerts)\tpublish alerts\tcommit\tCPU (bench+broker)\tkafka-go errors\t")
-	for _, s := range sts {
-		nb := float64(max(s.batches, 1))
-		f := func(d time.Duration) string {
-			return fmt.Sprintf("%.2f (%2.0f%%)", float64(d)/1e6/nb, 100*d.Seconds()/s.wall.Seconds())
-		}
-		fmt.Fprintf(tw, "%v\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%.2f+%.2f\t%d\t\n", s.alertTimeout, s.rate(), float64(s.records)/nb,
-			f(s.fetch), f(s.process), f(s.publish), f(s.commit), s.cpu.bench, s.cpu.broker, total(s.clientErrs))
-	}
-	tw.Flush()
-	fmt.Fprintln(out)
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -117,6 +118,7 @@ type Scored struct {
 // is not safe for concurrent use.
 type Batch struct {
 	model *Model
+	ae    *ae.Model // this batch's own copy: scratch buffers are per model
 	codec *stream.Codec
 	topK  int
 	x     []float64
@@ -134,11 +136,63 @@ func NewBatch(m *Model, format stream.Format, topK int) (*Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Batch{model: m, codec: codec, topK: max(topK, 1)}, nil
+	return &Batch{model: m, ae: m.loaded.Model.Clone(), codec: codec, topK: max(topK, 1)}, nil
 }
 
 // Model returns the batch's model.
 func (b *Batch) Model() *Model { return b.model }
+
+// Parallel scores large batches on several goroutines, one Batch each;
+// small batches use the first alone. The output is in input order, as one
+// Batch's would be.
+type Parallel struct {
+	parts []*Batch
+}
+
+// minPart is the fewest records worth a goroutine of their own.
+const minPart = 256
+
+// NewParallel returns a Parallel of n Batches (n at least 1).
+func NewParallel(n int, m *Model, format stream.Format, topK int) (*Parallel, error) {
+	p := &Parallel{}
+	for i := 0; i < max(n, 1); i++ {
+		b, err := NewBatch(m, format, topK)
+		if err != nil {
+			return nil, err
+		}
+		p.parts = append(p.parts, b)
+	}
+	return p, nil
+}
+
+// Model returns the model the batches score with.
+func (p *Parallel) Model() *Model { return p.parts[0].model }
+
+// Process is Batch.Process over the parts.
+func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
+	k := min(len(p.parts), len(msgs)/minPart)
+	if k <= 1 {
+		return p.parts[0].Process(msgs, now)
+	}
+	outs := make([]Output, k)
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		lo, hi := i*len(msgs)/k, (i+1)*len(msgs)/k
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i] = p.parts[i].Process(msgs[lo:hi], now)
+		}()
+	}
+	wg.Wait()
+	out := outs[0]
+	for _, o := range outs[1:] {
+		out.Alerts = append(out.Alerts, o.Alerts...)
+		out.DeadLetters = append(out.DeadLetters, o.DeadLetters...)
+		out.Scores = append(out.Scores, o.Scores...)
+	}
+	return out
+}
 
 // Process decodes, normalizes and scores msgs at time now.
 func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
@@ -171,7 +225,7 @@ func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 	b.rec = grow(b.rec, n*p)
 	b.score = grow(b.score, n)
 	b.feat = grow(b.feat, n*p)
-	l.Model.Reconstruct(b.rec, b.x)
+	b.ae.Reconstruct(b.rec, b.x)
 	for j := 0; j < n; j++ {
 		var s float64
 		for f := j * p; f < (j+1)*p; f++ {

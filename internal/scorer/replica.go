@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -196,7 +197,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		published <- err
 	}()
-	var b *Batch
+	var b *Parallel
 	var loopErr error
 	for ctx.Err() == nil {
 		msgs, err := rd.Batch(ctx)
@@ -210,7 +211,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			continue
 		}
 		if m := r.model.Load(); b == nil || b.Model() != m {
-			if b, err = NewBatch(m, r.cfg.Format, r.cfg.TopK); err != nil {
+			if b, err = NewParallel(runtime.GOMAXPROCS(0), m, r.cfg.Format, r.cfg.TopK); err != nil {
 				loopErr = err
 				break
 			}

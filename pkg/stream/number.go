@@ -2,6 +2,7 @@ package stream
 
 import (
 	"math"
+	"math/bits"
 	"strconv"
 )
 
@@ -101,6 +102,10 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 		} else {
 			v *= pow10[exp]
 		}
+	case !trunc && exp >= -19 && exp <= 19:
+		// 16 to 19 digits, as most producers write floats: exact
+		// 128-bit scaling, rounded once.
+		v = scale(mant, exp)
 	default:
 		f, err := strconv.ParseFloat(unsafeString(b[start:i]), 64)
 		if err != nil || math.IsInf(f, 0) {
@@ -112,4 +117,58 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 		v = -v
 	}
 	return v, i, true
+}
+
+// upow10 holds 10^0 .. 10^19, the powers of ten a uint64 holds.
+var upow10 = func() (t [20]uint64) {
+	t[0] = 1
+	for i := 1; i < len(t); i++ {
+		t[i] = t[i-1] * 10
+	}
+	return t
+}()
+
+// scale returns mant x 10^exp correctly rounded, for mant > 0 and
+// -19 <= exp <= 19: the exact product, or a quotient of at least 64
+// significant bits with its remainder as the sticky bit, rounded to 53
+// bits once (to nearest, ties to even).
+func scale(mant uint64, exp int) float64 {
+	if exp >= 0 {
+		hi, lo := bits.Mul64(mant, upow10[exp])
+		return round128(hi, lo, false, 0)
+	}
+	d := upow10[-exp]
+	lz := bits.LeadingZeros64(mant)
+	m := mant << lz // mant x 2^lz, top bit set
+	q1, r1 := m/d, m%d
+	q0, r0 := bits.Div64(r1, 0, d) // (m x 2^64) / d = q1:q0 rest r0
+	return round128(q1, q0, r0 != 0, -64-lz)
+}
+
+// round128 returns (hi:lo + something below lo's last bit when sticky) x
+// 2^e2 rounded to the nearest float64, ties to even. The result must be a
+// normal number, which it is for scale's operands.
+func round128(hi, lo uint64, sticky bool, e2 int) float64 {
+	n := bits.LeadingZeros64(hi)
+	if hi == 0 {
+		n = 64 + bits.LeadingZeros64(lo)
+	}
+	// Shift left by n so that bit 127 is set.
+	switch {
+	case n >= 64:
+		hi, lo = lo<<(n-64), 0
+	case n > 0:
+		hi, lo = hi<<n|lo>>(64-n), lo<<n
+	}
+	e2 -= n
+	m := hi >> 11 // 53 bits
+	rem := hi & 0x7ff
+	if rem > 0x400 || rem == 0x400 && (lo != 0 || sticky || m&1 == 1) {
+		m++
+		if m == 1<<53 {
+			m >>= 1
+			e2++
+		}
+	}
+	return math.Ldexp(float64(m), e2+11+64)
 }

@@ -38,6 +38,14 @@ func TestScanNumberMatchesParseFloat(t *testing.T) {
 	}
 	toks = append(toks, "0", "-0", "0.0", "0.0012", "-0.000000000000000000000000001", "1e22", "1e23", "123456789012345678901234567890",
 		"0.1234567890123456789012345", "9007199254740993", "1E-5", "5e-324", "1.7976931348623157e308")
+	// Every mantissa length the 128-bit path takes, at every exponent,
+	// and integers just past 2^53 (ties between two floats).
+	for i := 0; i < 100000; i++ {
+		digits := 16 + rng.IntN(4)
+		m := rng.Uint64N(upow10[digits]-upow10[digits-1]) + upow10[digits-1]
+		toks = append(toks, strconv.FormatUint(m, 10)+"e"+strconv.Itoa(rng.IntN(39)-19))
+		toks = append(toks, strconv.FormatUint(1<<53+uint64(rng.IntN(1000)), 10))
+	}
 	for _, tok := range toks {
 		want, err := strconv.ParseFloat(tok, 64)
 		if err != nil {
