@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"strconv"
@@ -33,6 +34,14 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 		i++
 	case i < len(b) && b[i] >= '1' && b[i] <= '9':
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			if nd <= 11 && i+8 <= len(b) {
+				if v8, ok := eightDigits(b[i:]); ok {
+					mant = mant*1e8 + v8
+					nd += 8
+					i += 8
+					continue
+				}
+			}
 			if nd < 19 {
 				mant = mant*10 + uint64(b[i]-'0')
 				nd++
@@ -51,6 +60,15 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 			return 0, i, false
 		}
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			if mant != 0 && nd <= 11 && i+8 <= len(b) {
+				if v8, ok := eightDigits(b[i:]); ok {
+					mant = mant*1e8 + v8
+					nd += 8
+					exp -= 8
+					i += 8
+					continue
+				}
+			}
 			if nd < 19 {
 				mant = mant*10 + uint64(b[i]-'0')
 				if mant != 0 {
@@ -171,4 +189,16 @@ func round128(hi, lo uint64, sticky bool, e2 int) float64 {
 		}
 	}
 	return math.Ldexp(float64(m), e2+11+64)
+}
+
+// eightDigits parses b[:8] when all eight bytes are ASCII digits, eight at
+// a time in one word (the SWAR method).
+func eightDigits(b []byte) (uint64, bool) {
+	v := binary.LittleEndian.Uint64(b)
+	if (v&0xF0F0F0F0F0F0F0F0)|(((v+0x0606060606060606)&0xF0F0F0F0F0F0F0F0)>>4) != 0x3333333333333333 {
+		return 0, false
+	}
+	v = (v & 0x0F0F0F0F0F0F0F0F) * 2561 >> 8
+	v = (v & 0x00FF00FF00FF00FF) * 6553601 >> 16
+	return (v & 0x0000FFFF0000FFFF) * 42949672960001 >> 32, true
 }
