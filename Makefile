@@ -5,7 +5,7 @@ PKGS := ./...
 # the default Go build stays portable.
 SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build test test-simd e2e verify verify-proto proto bench bench-train eval fuzz demo clean
+.PHONY: all build test test-simd e2e verify verify-proto proto bench bench-score bench-train eval fuzz demo clean
 
 all: build
 
@@ -29,12 +29,13 @@ e2e:
 test-simd:
 	GOEXPERIMENT=simd $(GO) test -race -count=1 ./pkg/ae/
 
-## verify: generated protobuf code current, gofmt, go vet (both kernel builds), every exported name documented, go mod tidy leaves no diff
+## verify: generated protobuf code and the README's flag reference current, gofmt, go vet (both kernel builds), every exported name documented, go mod tidy leaves no diff
 verify: verify-proto
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	GOEXPERIMENT=simd $(GO) vet ./pkg/ae/
 	$(GO) run ./scripts/doccheck $$(go list -f '{{.Dir}}' ./pkg/... ./internal/... 2>/dev/null)
+	$(GO) run ./scripts/flagdoc --check README.md
 	@cp go.mod /tmp/recon-go.mod.$$$$ && cp go.sum /tmp/recon-go.sum.$$$$ && $(GO) mod tidy && \
 		if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changed go.mod/go.sum:"; git diff -- go.mod go.sum; \
 			cp /tmp/recon-go.mod.$$$$ go.mod; cp /tmp/recon-go.sum.$$$$ go.sum; rm -f /tmp/recon-go.*.$$$$; exit 1; fi; \
@@ -65,6 +66,10 @@ verify-proto: $(PROTO_PLUGINS)
 ## bench: pkg/ae throughput, portable and SIMD builds, against the PyTorch peer when installed
 bench:
 	scripts/bench.sh
+
+## bench-score: one scorer replica against devkafka in its own process: throughput against raw consumption, and event-to-alert latency
+bench-score: build
+	bin/benchscore $(BENCH_FLAGS)
 
 ## bench-train: distributed training throughput and weak scaling on loopback gRPC
 bench-train:

@@ -27,6 +27,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/round"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
@@ -34,15 +35,18 @@ import (
 )
 
 func main() {
-	workers := flag.String("workers", "1,2,4", "worker counts to run, comma-separated")
-	batch := flag.Int("batch", 1024, "records per worker per round")
-	rounds := flag.Int("rounds", 200, "rounds measured per configuration (after 20 warm-up rounds)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this `file`")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: benchtrain [flags]\n\nDistributed training throughput on loopback gRPC (30-16-4-16-30 ReLU, Adam).\n\n")
-		flag.PrintDefaults()
+	fs := flag.NewFlagSet("benchtrain", flag.ContinueOnError)
+	workers := fs.String("workers", "1,2,4", "worker counts to run, comma-separated")
+	batch := fs.Int("batch", 1024, "records per worker per round")
+	rounds := fs.Int("rounds", 200, "rounds measured per configuration (after 20 warm-up rounds)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this `file`")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: benchtrain [flags]\n\nDistributed training throughput on loopback gRPC (30-16-4-16-30 ReLU, Adam).\n\n")
+		fs.PrintDefaults()
 	}
-	flag.Parse()
+	if err := cli.Parse(fs, os.Args[1:]); err != nil {
+		cli.Exit("benchtrain", err)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

@@ -59,9 +59,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			"--min-quality. Each process logs to a file in --dir.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	exe, _ := os.Executable()
 	var c config
-	fs.StringVar(&c.bin, "bin", filepath.Dir(exe), "`directory` holding the recon binaries (make build puts them in bin/)")
+	fs.StringVar(&c.bin, "bin", "", "`directory` holding the recon binaries (default: the demo binary's own; make build puts them all in bin/)")
 	fs.StringVar(&c.dir, "dir", "demo-run", "`directory` for logs, checkpoint stores and broker data (emptied at start)")
 	fs.IntVar(&c.seconds, "seconds", 0, "stop after this many `seconds` and print the summary (0: run until Ctrl-C)")
 	fs.Float64Var(&c.rate, "rate", 4000, "records per second loadgen produces")
@@ -71,6 +70,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Float64Var(&c.minQuality, "min-quality", 0.9, "a bounded run fails unless precision and recall both reach this")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if c.bin == "" {
+		exe, _ := os.Executable()
+		c.bin = filepath.Dir(exe)
 	}
 	if c.seconds < 0 || c.rate <= 0 || c.features < 4 || c.interval <= 0 || !(c.anomalies > 0 && c.anomalies < 0.5) {
 		return cli.Usagef("want --seconds >= 0, --rate > 0, --features >= 4, --interval > 0, --anomalies in (0, 0.5)")
@@ -294,7 +297,7 @@ func (d *demo) render(w io.Writer, tty bool) {
 	if tty {
 		b.WriteString("\033[H\033[2J")
 	}
-	fmt.Fprintf(&b, "recon demo  %5.0fs   (Ctrl-C stops every process; logs in %s)\n", now.Sub(d.started).Seconds(), d.cfg.dir)
+	fmt.Fprintf(&b, "recon demo  %5.0fs   broker %s   (Ctrl-C stops every process; logs in %s)\n", now.Sub(d.started).Seconds(), d.kafka, d.cfg.dir)
 	fmt.Fprintf(&b, "  records in   %8.0f/s   produced %d, scored %.0f, dead-lettered %d\n", inRate, s.produced, scored, s.dead)
 	fmt.Fprintf(&b, "  training     round %.0f, loss %.4g\n", round, loss)
 	if threshold > 0 {

@@ -35,26 +35,27 @@ import (
 )
 
 func main() {
+	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	var (
-		bcPath  = flag.String("breast-cancer", "/usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv", "scikit-learn's breast_cancer.csv")
-		fmDir   = flag.String("fashion-mnist", "/usr/share/datasets/fashion-mnist", "directory of the Fashion-MNIST idx .gz files")
-		seeds   = flag.Int("seeds", 5, "seeds to average over")
-		sets    = flag.String("sets", "breast-cancer,fashion-mnist", "data sets to run, comma-separated")
-		classes = flag.String("classes", "", "Fashion-MNIST classes to run (default all ten), comma-separated")
-		workers = flag.Int("workers", runtime.NumCPU(), "fits to run at once")
-		verbose = flag.Bool("v", false, "print every fit")
-		epochs  = flag.Int("epochs", 0, "most epochs (0: automatic)")
-		lr      = flag.Float64("lr", 0, "learning rate (0: the default)")
-		batch   = flag.Int("batch", 0, "batch size (0: the default)")
+		bcPath  = fs.String("breast-cancer", "/usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv", "scikit-learn's breast_cancer.csv")
+		fmDir   = fs.String("fashion-mnist", "/usr/share/datasets/fashion-mnist", "directory of the Fashion-MNIST idx .gz files")
+		seeds   = fs.Int("seeds", 5, "seeds to average over")
+		sets    = fs.String("sets", "breast-cancer,fashion-mnist", "data sets to run, comma-separated")
+		classes = fs.String("classes", "", "Fashion-MNIST classes to run (default all ten), comma-separated")
+		workers = fs.Int("workers", runtime.NumCPU(), "fits to run at once")
+		verbose = fs.Bool("v", false, "print every fit")
+		epochs  = fs.Int("epochs", 0, "most epochs (0: automatic)")
+		lr      = fs.Float64("lr", 0, "learning rate (0: the default)")
+		batch   = fs.Int("batch", 0, "batch size (0: the default)")
 	)
 	// The model flags are trainer fit's, with fit.Default's model as their
 	// defaults: with none given, eval measures the default configuration.
-	model := cli.AddModelFlags(flag.CommandLine)
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: eval [flags]\n\nRanks anomalies on labelled public data with recon's default offline model\n(or the model the flags describe) and prints ROC-AUC and PR-AUC per data set.\n\n")
-		flag.PrintDefaults()
+	model := cli.AddModelFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: eval [flags]\n\nRanks anomalies on labelled public data with recon's default offline model\n(or the model the flags describe) and prints ROC-AUC and PR-AUC per data set.\n\n")
+		fs.PrintDefaults()
 	}
-	if err := cli.Parse(flag.CommandLine, os.Args[1:]); err != nil {
+	if err := cli.Parse(fs, os.Args[1:]); err != nil {
 		cli.Exit("eval", err)
 	}
 	spec, auto, err := model.Spec()

@@ -364,9 +364,8 @@ func runWorker(ctx context.Context, args []string) error {
 			"coordinator goes away. A CSV shard is read in a loop.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	host, _ := os.Hostname()
 	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
-	id := fs.String("id", fmt.Sprintf("%s-%d", host, os.Getpid()), "worker `id`, unique among the coordinator's workers")
+	id := fs.String("id", "", "worker `id`, unique among the coordinator's workers and kept across restarts (default: hostname-pid)")
 	source := fs.String("source", "synth", "where records come from: synth (generated), csv (--input) or kafka (--brokers, --topic)")
 	brokers := fs.String("brokers", "127.0.0.1:9092", "kafka: bootstrap `addresses`, comma-separated")
 	topic := fs.String("topic", "recon-events", "kafka: `topic` to train on")
@@ -391,6 +390,10 @@ func runWorker(ctx context.Context, args []string) error {
 	log, err := cli.Logger(*logLevel)
 	if err != nil {
 		return err
+	}
+	if *id == "" {
+		host, _ := os.Hostname()
+		*id = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if !(*replay >= 0 && *replay < 1) || *replaySize < 1 {
 		return cli.Usagef("--replay %v, --replay-size %d: want a fraction in [0, 1) and at least 1 record", *replay, *replaySize)

@@ -156,6 +156,14 @@ func (p *Proc) Exited() <-chan struct{} {
 	return p.done
 }
 
+// ExitErr returns how the last process exited: nil for status 0 (or
+// while it runs), else its *exec.ExitError.
+func (p *Proc) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exitErr
+}
+
 // LogText returns the log file's contents.
 func (p *Proc) LogText() string {
 	b, _ := os.ReadFile(p.Log)
