@@ -26,8 +26,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
-	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/cli"
+	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/round"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
