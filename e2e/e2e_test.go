@@ -368,7 +368,19 @@ func TestFaults(t *testing.T) {
 		count, missing, len(dead), ready, anomalies, missed, falseAlarms, len(ids))
 	if missing > 0 {
 		t.Errorf("%d records neither scored nor dead-lettered", missing)
-		if os.Getenv("RECON_E2E_DUMP") != "" { // goroutine dumps into the logs, to debug a stall
+		if os.Getenv("RECON_E2E_DUMP") != "" { // group assignments and goroutine dumps, to debug a stall
+			cl := &kafka.Client{Addr: kafka.TCP(p.kafka)}
+			resp, err := cl.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{"recon-scorer"}})
+			if err != nil {
+				t.Logf("describe group: %v", err)
+			} else {
+				for _, g := range resp.Groups {
+					t.Logf("group %s state %s error %v", g.GroupID, g.GroupState, g.Error)
+					for _, m := range g.Members {
+						t.Logf("  member %s client %s host %s assignments %+v", m.MemberID, m.ClientID, m.ClientHost, m.MemberAssignments.Topics)
+					}
+				}
+			}
 			for _, s := range p.scorers {
 				s.Signal(syscall.SIGQUIT)
 			}

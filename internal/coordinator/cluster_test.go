@@ -15,7 +15,9 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/fit"
@@ -306,5 +308,45 @@ func TestRollbackPublishesOldParametersAsNewVersion(t *testing.T) {
 	list, err := client.ListCheckpoints(ctx, &reconv1.ListCheckpointsRequest{})
 	if err != nil || len(list.GetCheckpoints()) < 5 {
 		t.Fatalf("ListCheckpoints: %v, %v", list, err)
+	}
+}
+
+// TestExpiredWorkerIsToldToRejoin: a worker that joins and then falls
+// silent past its lease (as one blocked on an unreachable broker does) has
+// its session ended by the coordinator, so that it reconnects and joins
+// again; before, it stayed connected while no round included it.
+func TestExpiredWorkerIsToldToRejoin(t *testing.T) {
+	const p = 4
+	cfg := Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 16, WarmupRecords: 0, Deadline: 50 * time.Millisecond,
+		Lease: 300 * time.Millisecond, CheckpointRounds: 1000}
+	c := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := reconv1.NewCoordinatorClient(conn).Train(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Join{Join: &reconv1.Join{WorkerId: "silent"}}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("session ended with %v, want Unavailable", err)
+			}
+			break
+		}
+	}
+	if d := time.Since(start); d < cfg.Lease || d > 5*time.Second {
+		t.Errorf("session ended after %v; the lease is %v", d, cfg.Lease)
+	}
+	if w := c.srv.Status().Workers; len(w) != 0 {
+		t.Errorf("workers after the lease: %v", w)
 	}
 }
