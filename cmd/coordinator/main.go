@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string) error {
 	ckInterval := fs.Duration("checkpoint-interval", 10*time.Second, "and at least this often while training")
 	maxRounds := fs.Uint64("max-rounds", 0, "stop after this round (0: never)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	tlsFlags := cli.AddServerTLSFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -129,7 +130,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer()
+	serverOpts, err := tlsFlags.Options()
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(serverOpts...)
 	reconv1.RegisterCoordinatorServer(gs, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/cli"
@@ -222,7 +221,12 @@ func runReplica(ctx context.Context, args []string) error {
 	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9091", "`address` for Prometheus /metrics (\"\" to disable)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	tlsFlags := cli.AddClientTLSFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	creds, err := tlsFlags.DialOption()
+	if err != nil {
 		return err
 	}
 	log, err := cli.Logger(*logLevel)
@@ -246,7 +250,7 @@ func runReplica(ctx context.Context, args []string) error {
 		DLQTopic: *dlqTopic, ScoresTopic: *scores, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
 		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg)}
 	if *coord != "" {
-		conn, err := grpc.NewClient(*coord, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(*coord, creds)
 		if err != nil {
 			return cli.Usagef("--coordinator %q: %v", *coord, err)
 		}

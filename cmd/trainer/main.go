@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
@@ -384,7 +383,12 @@ func runWorker(ctx context.Context, args []string) error {
 	replaySize := fs.Int("replay-size", 16384, "recent training `records` replay draws from")
 	delay := fs.Duration("round-delay", 0, "delay every gradient by this long (to test slow workers)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	tlsFlags := cli.AddClientTLSFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	creds, err := tlsFlags.DialOption()
+	if err != nil {
 		return err
 	}
 	log, err := cli.Logger(*logLevel)
@@ -451,7 +455,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if _, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log); err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(*addr, creds)
 	if err != nil {
 		return cli.Usagef("--coordinator %q: %v", *addr, err)
 	}
