@@ -68,12 +68,12 @@ func run(ctx context.Context, args []string) error {
 	ckRounds := fs.Int("checkpoint-rounds", 1000, "checkpoint every this many rounds")
 	ckInterval := fs.Duration("checkpoint-interval", 10*time.Second, "and at least this often while training")
 	maxRounds := fs.Uint64("max-rounds", 0, "stop after this round (0: never)")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	logFlags := cli.AddLogFlags(fs)
 	tlsFlags := cli.AddServerTLSFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := cli.Logger(*logLevel)
+	log, err := logFlags.Logger(fs)
 	if err != nil {
 		return err
 	}

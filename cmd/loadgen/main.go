@@ -52,7 +52,12 @@ func run(ctx context.Context, args []string) error {
 	format := fs.String("format", "json-array", "record format: json-object, json-array or csv")
 	basisSeed := fs.Uint64("basis-seed", 1, "seed of the subspace (trainers' synth sources use the same)")
 	seed := fs.Uint64("seed", 42, "seed of the records")
+	kafkaFlags := cli.AddKafkaFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	sec, err := kafkaFlags.Security()
+	if err != nil {
 		return err
 	}
 	if *p < 2 || *rank < 1 || *rank >= *p || *anomalies < 0 || *anomalies >= 1 || *rate < 0 {
@@ -77,7 +82,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Logger: log})
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Logger: log, Security: sec})
 	if err != nil {
 		return err
 	}

@@ -220,16 +220,21 @@ func runReplica(ctx context.Context, args []string) error {
 	maxBatch := fs.Int("max-batch", 2000, "most records per batch")
 	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9091", "`address` for Prometheus /metrics (\"\" to disable)")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	logFlags := cli.AddLogFlags(fs)
 	tlsFlags := cli.AddClientTLSFlags(fs)
+	kafkaFlags := cli.AddKafkaFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	sec, err := kafkaFlags.Security()
+	if err != nil {
 		return err
 	}
 	creds, err := tlsFlags.DialOption()
 	if err != nil {
 		return err
 	}
-	log, err := cli.Logger(*logLevel)
+	log, err := logFlags.Logger(fs)
 	if err != nil {
 		return err
 	}
@@ -248,7 +253,7 @@ func runReplica(ctx context.Context, args []string) error {
 	}
 	cfg := scorer.ReplicaConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, AlertsTopic: *alerts,
 		DLQTopic: *dlqTopic, ScoresTopic: *scores, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
-		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg)}
+		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec}
 	if *coord != "" {
 		conn, err := grpc.NewClient(*coord, creds)
 		if err != nil {

@@ -382,16 +382,21 @@ func runWorker(ctx context.Context, args []string) error {
 	replay := fs.Float64("replay", 0.75, "`fraction` of each round's batch drawn from recent training records rather than new ones (0: each record once); lets the model learn a stream from less of it")
 	replaySize := fs.Int("replay-size", 16384, "recent training `records` replay draws from")
 	delay := fs.Duration("round-delay", 0, "delay every gradient by this long (to test slow workers)")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	logFlags := cli.AddLogFlags(fs)
 	tlsFlags := cli.AddClientTLSFlags(fs)
+	kafkaFlags := cli.AddKafkaFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	sec, err := kafkaFlags.Security()
+	if err != nil {
 		return err
 	}
 	creds, err := tlsFlags.DialOption()
 	if err != nil {
 		return err
 	}
-	log, err := cli.Logger(*logLevel)
+	log, err := logFlags.Logger(fs)
 	if err != nil {
 		return err
 	}
@@ -442,7 +447,7 @@ func runWorker(ctx context.Context, args []string) error {
 		if err != nil {
 			return cli.Usagef("%v", err)
 		}
-		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, StartFirst: true, Logger: log})
+		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, StartFirst: true, Logger: log, Security: sec})
 		if err != nil {
 			return err
 		}

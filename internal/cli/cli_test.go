@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
+	"strings"
 	"testing"
 
 	"github.com/recon-ad/recon/pkg/ae"
@@ -78,5 +81,39 @@ func TestModelFlagsSpec(t *testing.T) {
 		if err != nil || !tc.check(s) {
 			t.Errorf("%v: spec %+v, err %v", tc.args, s, err)
 		}
+	}
+}
+
+// TestConfigDumpRedactsSecrets: the configuration logged at start names
+// every flag, in JSON when asked, and never a password.
+func TestConfigDumpRedactsSecrets(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	lf := AddLogFlags(fs)
+	AddKafkaFlags(fs)
+	fs.String("brokers", "", "brokers")
+	t.Setenv("RECON_KAFKA_SASL_PASSWORD", "hunter2")
+	if err := Parse(fs, []string{"--log-format", "json", "--brokers", "k:9092", "--kafka-sasl-username", "svc"}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	lf.out = &buf
+	if _, err := lf.Logger(fs); err != nil {
+		t.Fatal(err)
+	}
+	var line struct {
+		Msg   string            `json:"msg"`
+		Flags map[string]string `json:"flags"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, buf.String())
+	}
+	if strings.Contains(buf.String(), "hunter2") || line.Flags["kafka-sasl-password"] != "[redacted]" {
+		t.Errorf("the password leaks: %s", buf.String())
+	}
+	if line.Msg != "configuration" || line.Flags["brokers"] != "k:9092" || line.Flags["kafka-sasl-username"] != "svc" {
+		t.Errorf("configuration line %+v", line)
+	}
+	if _, err := newLogger("info", "yaml", &buf); err == nil {
+		t.Error("--log-format yaml: no error")
 	}
 }

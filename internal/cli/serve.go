@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,12 +19,64 @@ import (
 )
 
 // Logger returns a text slog logger on stderr at the named level.
-func Logger(level string) (*slog.Logger, error) {
+func Logger(level string) (*slog.Logger, error) { return newLogger(level, "text", os.Stderr) }
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, Usagef("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, Usagef("--log-format %q: want text or json", format)
+}
+
+// LogFlags are a service's logging flags.
+type LogFlags struct {
+	level, format *string
+	out           io.Writer // nil: standard error
+}
+
+// AddLogFlags registers --log-level and --log-format.
+func AddLogFlags(fs *flag.FlagSet) *LogFlags {
+	return &LogFlags{
+		level:  fs.String("log-level", "info", "log `level`: debug, info, warn, error"),
+		format: fs.String("log-format", "text", "log `format`: text (key=value lines) or json (one object per line, for log pipelines)"),
+	}
+}
+
+// Logger returns the logger the flags describe and logs the whole
+// configuration through it: every flag and its value, with secrets
+// (flags named *password* or *secret*) redacted.
+func (f *LogFlags) Logger(fs *flag.FlagSet) (*slog.Logger, error) {
+	out := f.out
+	if out == nil {
+		out = os.Stderr
+	}
+	log, err := newLogger(*f.level, *f.format, out)
+	if err != nil {
+		return nil, err
+	}
+	var attrs []any
+	fs.VisitAll(func(fl *flag.Flag) {
+		v := fl.Value.String()
+		if Secret(fl.Name) && v != "" {
+			v = "[redacted]"
+		}
+		attrs = append(attrs, slog.String(fl.Name, v))
+	})
+	log.Info("configuration", slog.Group("flags", attrs...))
+	return log, nil
+}
+
+// Secret reports whether flag name holds a secret that must not be logged.
+func Secret(name string) bool {
+	return strings.Contains(name, "password") || strings.Contains(name, "secret")
 }
 
 // Registry returns a Prometheus registry with the Go and process collectors.

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/tlsconf"
+	"github.com/recon-ad/recon/pkg/stream"
 )
 
 // ServerTLS are a gRPC server's TLS flags.
@@ -61,4 +62,46 @@ func (t *ClientTLS) DialOption() (grpc.DialOption, error) {
 		return nil, Usagef("%v", err)
 	}
 	return grpc.WithTransportCredentials(credentials.NewTLS(cfg)), nil
+}
+
+// Kafka are the flags of a Kafka client's security.
+type Kafka struct {
+	tls                  *bool
+	ca, cert, key        *string
+	mech, user, password *string
+}
+
+// AddKafkaFlags registers the Kafka TLS and SASL flags.
+func AddKafkaFlags(fs *flag.FlagSet) *Kafka {
+	return &Kafka{
+		tls:      fs.Bool("kafka-tls", false, "connect to Kafka over TLS, verifying the brokers against the system roots (or --kafka-tls-ca)"),
+		ca:       fs.String("kafka-tls-ca", "", "Kafka over TLS, verifying the brokers against this PEM CA `file`"),
+		cert:     fs.String("kafka-tls-cert", "", "Kafka over mutual TLS: this PEM client certificate `file` (with --kafka-tls-key)"),
+		key:      fs.String("kafka-tls-key", "", "the Kafka client certificate's PEM private key `file`"),
+		mech:     fs.String("kafka-sasl-mechanism", "none", "Kafka SASL `mechanism`: none, plain, scram-sha-256 or scram-sha-512"),
+		user:     fs.String("kafka-sasl-username", "", "Kafka SASL `username`"),
+		password: fs.String("kafka-sasl-password", "", "Kafka SASL `password` (prefer RECON_KAFKA_SASL_PASSWORD: it stays out of the process list; never logged)"),
+	}
+}
+
+// Security returns the connection security the flags describe.
+func (k *Kafka) Security() (stream.Security, error) {
+	var sec stream.Security
+	f := tlsconf.Files{Cert: *k.cert, Key: *k.key, CA: *k.ca}
+	if *k.tls || f.Enabled() {
+		cfg, err := tlsconf.Client(f, "")
+		if err != nil {
+			return sec, Usagef("kafka: %v", err)
+		}
+		sec.TLS = cfg
+	}
+	m, err := stream.NewSASL(*k.mech, *k.user, *k.password)
+	if err != nil {
+		return sec, Usagef("--kafka-sasl-mechanism: %v", err)
+	}
+	if m != nil && *k.user == "" {
+		return sec, Usagef("--kafka-sasl-mechanism %s needs --kafka-sasl-username and a password", *k.mech)
+	}
+	sec.SASL = m
+	return sec, nil
 }

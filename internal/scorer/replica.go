@@ -30,6 +30,8 @@ type ReplicaConfig struct {
 	TopK        int           // features listed per alert (default 3)
 	MaxBatch    int           // records per batch (default 2000)
 	MaxWait     time.Duration // batch fill wait (default 20 ms)
+	// Security is how the replica connects to Kafka (zero: plaintext).
+	Security stream.Security
 	// DrainTimeout bounds how long a stopping replica keeps publishing and
 	// committing the batch in hand (default 3 s).
 	DrainTimeout time.Duration
@@ -120,7 +122,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 	}
 	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
-		MaxBatch: r.cfg.MaxBatch, MaxWait: r.cfg.MaxWait, StartFirst: true, Logger: r.cfg.Log})
+		MaxBatch: r.cfg.MaxBatch, MaxWait: r.cfg.MaxWait, StartFirst: true, Logger: r.cfg.Log, Security: r.cfg.Security})
 	if err != nil {
 		return err
 	}
@@ -128,7 +130,8 @@ func (r *Replica) Run(ctx context.Context) error {
 	writer := func(topic string) (*stream.Writer, error) {
 		// A batch's whole output goes in one call: nothing more is coming
 		// to wait for, so the writer's batch timer is kept tiny.
-		return stream.NewWriter(stream.WriterConfig{Brokers: r.cfg.Brokers, Topic: topic, Logger: r.cfg.Log, BatchTimeout: 200 * time.Microsecond})
+		return stream.NewWriter(stream.WriterConfig{Brokers: r.cfg.Brokers, Topic: topic, Logger: r.cfg.Log, BatchTimeout: 200 * time.Microsecond,
+			Security: r.cfg.Security})
 	}
 	alerts, err := writer(r.cfg.AlertsTopic)
 	if err != nil {

@@ -23,6 +23,7 @@ type ReaderConfig struct {
 	// oldest record (default: the newest).
 	StartFirst bool
 	Logger     *slog.Logger // optional: where outages are reported (one line per burst of failed attempts)
+	Security   Security     // TLS and SASL (zero: plaintext)
 }
 
 // Reader hands out batches of a consumer group's records and commits only
@@ -59,6 +60,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		// A member that dies without leaving holds its partitions until
 		// the session times out: 10 s rather than kafka-go's 30 s.
 		SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second, HeartbeatInterval: time.Second,
+		Dialer: cfg.Security.dialer(),
 	}
 	if cfg.StartFirst {
 		rc.StartOffset = kafka.FirstOffset
@@ -117,12 +119,14 @@ type WriterConfig struct {
 	BatchTimeout time.Duration // longest a record waits to be batched (default 5 ms; kafka-go's 1 s default is far too slow for alerts)
 	MaxAttempts  int           // tries per batch before an error (default 10)
 	Logger       *slog.Logger  // optional: where outages are reported (one line per burst of failed attempts)
+	Security     Security      // TLS and SASL (zero: plaintext)
 }
 
 // Writer produces records with acknowledgement from all in-sync replicas.
 type Writer struct {
 	w   *kafka.Writer
 	out *outage
+	cfg WriterConfig
 }
 
 // NewWriter returns a writer to cfg.Topic; records with the same key go to
@@ -141,16 +145,18 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: cfg.BatchTimeout, MaxAttempts: cfg.MaxAttempts,
 		BatchSize: 1000, AllowAutoTopicCreation: false,
+		Transport: cfg.Security.transport(),
 	}
 	out := newOutage(cfg.Logger, "writer "+cfg.Topic, cfg.Brokers)
 	w.ErrorLogger = kafka.LoggerFunc(out.logf)
-	return &Writer{w: w, out: out}, nil
+	return &Writer{w: w, out: out, cfg: cfg}, nil
 }
 
 // Write produces msgs and returns once the brokers have acknowledged all
 // of them (or with the error of the first that failed).
 func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 	if err := w.w.WriteMessages(ctx, msgs...); err != nil {
+		err = w.diagnose(ctx, err)
 		if ctx.Err() == nil {
 			w.out.fail(err.Error())
 		}
@@ -160,16 +166,41 @@ func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 	return nil
 }
 
+// diagnose adds the reason to a failed write when the brokers refused the
+// SASL credentials: kafka-go's producer sees only a closed connection
+// (unexpected EOF), a dial says why.
+func (w *Writer) diagnose(ctx context.Context, err error) error {
+	if w.cfg.Security.SASL == nil || authFailure(err.Error()) || ctx.Err() != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, derr := w.cfg.Security.dialer().DialContext(dctx, "tcp", w.cfg.Brokers[0])
+	if derr == nil {
+		conn.Close()
+		return err
+	}
+	if authFailure(derr.Error()) {
+		return fmt.Errorf("%w (%v)", err, derr)
+	}
+	return err
+}
+
 // Close flushes and closes the writer.
 func (w *Writer) Close() error { return w.w.Close() }
 
 // EnsureTopics creates the topics that do not exist yet with the given
 // partition counts (replication factor 1 on a one-broker cluster, else 3).
 func EnsureTopics(ctx context.Context, brokers []string, topics map[string]int) error {
+	return Security{}.EnsureTopics(ctx, brokers, topics)
+}
+
+// EnsureTopics is the package's EnsureTopics over connections secured by s.
+func (s Security) EnsureTopics(ctx context.Context, brokers []string, topics map[string]int) error {
 	if len(brokers) == 0 {
 		return errors.New("stream: no brokers")
 	}
-	d := &kafka.Dialer{Timeout: 10 * time.Second}
+	d := s.dialer()
 	conn, err := d.DialContext(ctx, "tcp", brokers[0])
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", brokers[0], err)

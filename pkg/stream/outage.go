@@ -44,7 +44,11 @@ func (o *outage) fail(msg string) {
 	if now.Before(o.next) {
 		return
 	}
-	o.log.Warn("cannot reach Kafka; kafka-go retries with backoff", "client", o.what, "brokers", o.brokers,
+	what := "cannot reach Kafka; kafka-go retries with backoff"
+	if authFailure(msg) {
+		what = "Kafka refused the credentials (check the SASL mechanism, username and password); retrying with backoff"
+	}
+	o.log.Warn(what, "client", o.what, "brokers", o.brokers,
 		"err", msg, "failed_attempts", o.failures, "down_for", now.Sub(o.since).Round(time.Millisecond).String(),
 		"next_report_in", o.interval.String())
 	o.failures = 0

@@ -1,0 +1,95 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// TestSASL: against a broker that requires SASL, each mechanism with the
+// right credentials creates topics, produces and consumes through a group;
+// a wrong password fails with one error that says the credentials were
+// refused, and a reader reports it in a warning that says so.
+func TestSASL(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
+		kfake.Superuser("PLAIN", "plainuser", "plain-pass"),
+		kfake.Superuser("SCRAM-SHA-256", "scram256", "pass-256"),
+		kfake.Superuser("SCRAM-SHA-512", "scram512", "pass-512"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bs := c.ListenAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ mech, user, pass string }{
+		{SASLPlain, "plainuser", "plain-pass"}, {SASLScramSHA256, "scram256", "pass-256"}, {SASLScramSHA512, "scram512", "pass-512"},
+	} {
+		m, err := NewSASL(tc.mech, tc.user, tc.pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec := Security{SASL: m}
+		topic := "sasl-" + tc.mech
+		if err := sec.EnsureTopics(ctx, bs, map[string]int{topic: 2}); err != nil {
+			t.Fatalf("%s: create topic: %v", tc.mech, err)
+		}
+		w, err := NewWriter(WriterConfig{Brokers: bs, Topic: topic, Security: sec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(ctx, kafka.Message{Key: []byte("k"), Value: []byte("[1,2]")}); err != nil {
+			t.Fatalf("%s: write: %v", tc.mech, err)
+		}
+		w.Close()
+		r, err := NewReader(ReaderConfig{Brokers: bs, Topic: topic, Group: "g-" + tc.mech, StartFirst: true, Security: sec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := r.Batch(ctx)
+		if err != nil || len(b) != 1 || string(b[0].Value) != "[1,2]" {
+			t.Fatalf("%s: read %v, %v", tc.mech, b, err)
+		}
+		if err := r.Commit(ctx, b...); err != nil {
+			t.Fatalf("%s: commit: %v", tc.mech, err)
+		}
+		r.Close()
+	}
+
+	// Wrong credentials.
+	bad, _ := NewSASL(SASLScramSHA256, "scram256", "wrong")
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	w, _ := NewWriter(WriterConfig{Brokers: bs, Topic: "sasl-" + SASLScramSHA256, Security: Security{SASL: bad}, MaxAttempts: 1})
+	err = w.Write(wctx, kafka.Message{Value: []byte("[1,2]")})
+	w.Close()
+	if err == nil || !authFailure(err.Error()) {
+		t.Errorf("write with a wrong password: %v; want an authentication failure", err)
+	}
+	t.Logf("write with a wrong password: %v", err)
+	if err := (Security{SASL: bad}).EnsureTopics(wctx, bs, map[string]int{"x": 1}); err == nil || !authFailure(err.Error()) {
+		t.Errorf("create topics with a wrong password: %v; want an authentication failure", err)
+	}
+	var logs bytes.Buffer
+	r, _ := NewReader(ReaderConfig{Brokers: bs, Topic: "sasl-" + SASLScramSHA256, Group: "g-bad", StartFirst: true,
+		Security: Security{SASL: bad}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = r.Batch(rctx)
+	rcancel()
+	r.Close()
+	if err == nil {
+		t.Error("a reader with a wrong password read something")
+	}
+	if n := strings.Count(logs.String(), "refused the credentials"); n != 1 {
+		t.Errorf("%d credential warnings from a reader in 3 s, want 1:\n%s", n, logs.String())
+	}
+	if _, err := NewSASL("gssapi", "u", "p"); err == nil {
+		t.Error("an unknown mechanism: no error")
+	}
+}
