@@ -5,7 +5,7 @@ PKGS := ./...
 # the default Go build stays portable.
 SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build test test-simd e2e verify verify-proto proto bench bench-score bench-train eval fuzz demo clean
+.PHONY: all build image test test-simd e2e verify verify-proto proto bench bench-score bench-train eval fuzz demo clean
 
 all: build
 
@@ -15,10 +15,11 @@ build:
 	@mkdir -p bin
 	$(SIMD) $(GO) build -o bin/ ./cmd/...
 
-## test: the race-enabled test suite, the whole-pipeline tests (too slow under -race), then pkg/ae with the SIMD kernels
+## test: the race-enabled test suite, the whole-pipeline tests (too slow under -race), the Kubernetes manifests (deploy/, its own module), then pkg/ae with the SIMD kernels
 test:
 	$(GO) test -race $(PKGS)
 	$(GO) test ./internal/pipeline/
+	cd deploy && $(GO) test ./...
 	$(MAKE) --no-print-directory test-simd
 
 ## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream
@@ -34,6 +35,7 @@ verify: verify-proto
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	GOEXPERIMENT=simd $(GO) vet ./pkg/ae/
+	cd deploy && $(GO) vet ./... && $(GO) mod tidy -diff
 	$(GO) run ./scripts/doccheck $$(go list -f '{{.Dir}}' ./pkg/... ./internal/... 2>/dev/null)
 	$(GO) run ./scripts/flagdoc --check README.md
 	@cp go.mod /tmp/recon-go.mod.$$$$ && cp go.sum /tmp/recon-go.sum.$$$$ && $(GO) mod tidy && \
@@ -62,6 +64,11 @@ verify-proto: $(PROTO_PLUGINS)
 		for f in $$(cd $$tmp && find . -name '*.pb.go'); do \
 			if ! cmp -s $$tmp/$$f proto/$$f; then echo "verify-proto: proto/$$f differs from a regeneration (run make proto)"; diff $$tmp/$$f proto/$$f | head -20; rm -rf $$tmp; exit 1; fi; \
 		done; rm -rf $$tmp; echo "verify-proto: ok"
+
+## image: the container image (Dockerfile: static binaries, distroless, non-root); needs a Docker engine
+image:
+	@command -v docker >/dev/null || { echo "make image: no docker here; the Dockerfile builds with any OCI builder (docker, podman, buildah, kaniko)"; exit 1; }
+	docker build -t recon:latest .
 
 ## bench: pkg/ae throughput, portable and SIMD builds, against the PyTorch peer when installed
 bench:

@@ -86,7 +86,8 @@ func Registry() *prometheus.Registry {
 	return reg
 }
 
-// ServeMetrics serves /metrics from reg on addr until ctx ends; an empty
+// ServeMetrics serves /metrics from reg, and /healthz (200 while the
+// process runs: a liveness probe), on addr until ctx ends; an empty
 // addr serves nothing. It returns the bound address (useful with port 0) or
 // an error if it cannot listen.
 func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (string, error) {
@@ -99,6 +100,7 @@ func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, lo
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
