@@ -21,7 +21,8 @@ import (
 )
 
 // TestMutualTLS: a coordinator serving gRPC with mutual TLS trains with a
-// worker whose certificate its CA signed, refuses a client with a
+// worker and streams checkpoints to a scorer whose certificates its CA
+// signed, refuses a client with a
 // certificate from another CA and one with none (nothing they send is
 // applied: they never join), and picks up a rotated server certificate
 // without a restart.
@@ -45,7 +46,7 @@ func TestMutualTLS(t *testing.T) {
 	defer store.Close()
 	const p = 6
 	srv, err := coordinator.New(coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 64, WarmupRecords: 100,
-		Deadline: 2 * time.Second, CheckpointRounds: 1000}, store, testenv.Quiet(), nil)
+		Deadline: 2 * time.Second, CheckpointRounds: 10}, store, testenv.Quiet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,26 @@ func TestMutualTLS(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// Untrusted clients: the handshake fails; they never join.
+	// A scorer with a trusted certificate follows the checkpoints.
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	watch, err := reconv1.NewCoordinatorClient(dial(tlsconf.Files{Cert: wCert, Key: wKey, CA: ca.File})).WatchCheckpoints(wctx, &reconv1.WatchCheckpointsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := watch.Recv(); err != nil || c.GetVersion() == 0 {
+		t.Fatalf("a trusted scorer's checkpoint watch: %v, %v", c.GetVersion(), err)
+	}
+	wcancel()
+
+	// Untrusted clients: the handshake fails; they never join, and a
+	// checkpoint watch gets nothing.
+	rwctx, rwcancel := context.WithTimeout(ctx, 3*time.Second)
+	if rw, err := reconv1.NewCoordinatorClient(dial(tlsconf.Files{Cert: rCert, Key: rKey, CA: ca.File})).WatchCheckpoints(rwctx, &reconv1.WatchCheckpointsRequest{}); err == nil {
+		if _, err := rw.Recv(); err == nil {
+			t.Error("an untrusted scorer received a checkpoint")
+		}
+	}
+	rwcancel()
 	for name, f := range map[string]tlsconf.Files{
 		"a certificate from another CA": {Cert: rCert, Key: rKey, CA: ca.File},
 		"no certificate":                {CA: ca.File},
