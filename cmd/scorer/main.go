@@ -219,6 +219,7 @@ func runReplica(ctx context.Context, args []string) error {
 	top := fs.Int("top", 3, "features listed per alert")
 	maxBatch := fs.Int("max-batch", 2000, "most records per batch")
 	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
+	stuckAfter := fs.Duration("stuck-after", 45*time.Second, "rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9091", "`address` for Prometheus /metrics (\"\" to disable)")
 	logFlags := cli.AddLogFlags(fs)
 	tlsFlags := cli.AddClientTLSFlags(fs)
@@ -253,7 +254,7 @@ func runReplica(ctx context.Context, args []string) error {
 	}
 	cfg := scorer.ReplicaConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, AlertsTopic: *alerts,
 		DLQTopic: *dlqTopic, ScoresTopic: *scores, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
-		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec}
+		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec, StuckAfter: *stuckAfter}
 	if *coord != "" {
 		conn, err := grpc.NewClient(*coord, creds)
 		if err != nil {

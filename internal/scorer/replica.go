@@ -30,6 +30,11 @@ type ReplicaConfig struct {
 	TopK        int           // features listed per alert (default 3)
 	MaxBatch    int           // records per batch (default 2000)
 	MaxWait     time.Duration // batch fill wait (default 20 ms)
+	// StuckAfter is how long a partition of the topic may go without its
+	// committed offset moving while records wait in it before the replica
+	// rejoins the group to have it reassigned (default 45 s; negative:
+	// never).
+	StuckAfter time.Duration
 	// Security is how the replica connects to Kafka (zero: plaintext).
 	Security stream.Security
 	// DrainTimeout bounds how long a stopping replica keeps publishing and
@@ -83,6 +88,9 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 3 * time.Second
 	}
+	if cfg.StuckAfter == 0 {
+		cfg.StuckAfter = 45 * time.Second
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
@@ -121,10 +129,29 @@ func (r *Replica) Run(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	for {
+		rejoin, err := r.consume(ctx)
+		if err != nil || !rejoin || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// consume is one membership of the group: it scores until ctx ends, an
+// error, or the stuck-partition watchdog asks to rejoin (rejoin true).
+func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
+	// fetchCtx ends with ctx or when the watchdog fires; publishing and
+	// committing the batches in hand go on regardless (work, below).
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	var stuck atomic.Bool
+	if r.cfg.StuckAfter > 0 {
+		go r.watchdog(fetchCtx, func() { stuck.Store(true); stopFetch() })
+	}
 	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
 		MaxBatch: r.cfg.MaxBatch, MaxWait: r.cfg.MaxWait, StartFirst: true, Logger: r.cfg.Log, Security: r.cfg.Security})
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer rd.Close()
 	writer := func(topic string) (*stream.Writer, error) {
@@ -135,18 +162,18 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 	alerts, err := writer(r.cfg.AlertsTopic)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer alerts.Close()
 	dlq, err := writer(r.cfg.DLQTopic)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer dlq.Close()
 	var scores *stream.Writer
 	if r.cfg.ScoresTopic != "" {
 		if scores, err = writer(r.cfg.ScoresTopic); err != nil {
-			return err
+			return false, err
 		}
 		defer scores.Close()
 	}
@@ -202,10 +229,10 @@ func (r *Replica) Run(ctx context.Context) error {
 	}()
 	var b *Parallel
 	var loopErr error
-	for ctx.Err() == nil {
-		msgs, err := rd.Batch(ctx)
+	for fetchCtx.Err() == nil {
+		msgs, err := rd.Batch(fetchCtx)
 		if err != nil {
-			if ctx.Err() == nil {
+			if fetchCtx.Err() == nil {
 				loopErr = fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
 			}
 			break
@@ -231,9 +258,50 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 	close(jobs)
 	if err := <-published; err != nil {
-		return err
+		return false, err
 	}
-	return loopErr
+	if loopErr == nil && stuck.Load() && ctx.Err() == nil {
+		return true, nil
+	}
+	return false, loopErr
+}
+
+// watchdog checks the whole group's progress every StuckAfter/3: a
+// partition whose committed offset has not moved for StuckAfter while
+// records wait in it is held by no working member (the group lost it, or a
+// member hangs). It calls rejoin once: leaving and joining the group again
+// makes it rebalance and assign every partition anew.
+func (r *Replica) watchdog(ctx context.Context, rejoin func()) {
+	every := r.cfg.StuckAfter / 3
+	last := map[int]int64{} // committed offset when last seen moving
+	since := map[int]int{}  // checks without progress
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		qctx, cancel := context.WithTimeout(ctx, every)
+		prog, err := r.cfg.Security.GroupProgress(qctx, r.cfg.Brokers, r.cfg.Group, r.cfg.Topic)
+		cancel()
+		if err != nil {
+			continue // the outage logs say why; nothing to judge
+		}
+		for part, p := range prog {
+			if p.Lag() == 0 || p.Committed != last[part] {
+				last[part], since[part] = p.Committed, 0
+				continue
+			}
+			if since[part]++; since[part] >= 3 {
+				r.cfg.Log.Warn("a partition has not advanced while records wait in it: rejoining the group so that it is assigned again",
+					"topic", r.cfg.Topic, "partition", part, "committed", p.Committed, "end", p.End, "for", r.cfg.StuckAfter)
+				rejoin()
+				return
+			}
+		}
+	}
 }
 
 // publish writes a batch's output, retrying with backoff until it is

@@ -1,11 +1,15 @@
 package scorer
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,3 +286,91 @@ func committedOffsets(t *testing.T, ctx context.Context, brokers []string, group
 	}
 	return sum
 }
+
+// TestReplicaRejoinsOverAStuckPartition: a member of the scorers' group
+// that holds a partition and never commits (as a partition the group lost
+// would look) is noticed by the replica's watchdog, which rejoins the
+// group; the replica goes on scoring its own partition meanwhile.
+func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
+	const p = 8
+	brokers := testenv.Kafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The squatter joins first and sits on what it is given.
+	squat, err := stream.NewReader(stream.ReaderConfig{Brokers: brokers, Topic: "events", Group: "recon-scorer", StartFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
+	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
+	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
+	wr, _ := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
+	var msgs []kafka.Message
+	rec := make([]float64, p)
+	for i := 0; i < 400; i++ {
+		src.Read(rec)
+		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: codec.Encode(nil, rec)})
+	}
+	if err := wr.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	wr.Close()
+	if _, err := squat.Batch(ctx); err != nil { // joined, holding both partitions for now
+		t.Fatal(err)
+	}
+
+	cachePath := filepath.Join(t.TempDir(), "cache.db")
+	store, err := checkpoint.Open(cachePath, checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m, _ := ae.New(ae.Spec{Input: p, Code: 2})
+	c := checkpoint.Build(m, nil, nil, nil)
+	c.Version = 1
+	if err := store.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq",
+		Format: stream.JSONArray, Cache: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond,
+		StuckAfter: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rep.Run(rctx) }()
+	for !strings.Contains(logs.String(), "has not advanced") {
+		if ctx.Err() != nil {
+			t.Fatalf("no stuck partition noticed; processed %d\n%s", rep.Processed.Load(), logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for rep.Processed.Load() == 0 && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := rep.Processed.Load(); n == 0 || n >= 400 {
+		t.Errorf("processed %d records: want its own partition's, not the squatter's", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"strings"
@@ -55,4 +56,71 @@ func authFailure(msg string) bool {
 	m := strings.ToLower(msg)
 	return strings.Contains(m, "sasl authentication failed") || strings.Contains(m, "authentication failed") ||
 		strings.Contains(m, "illegal sasl state") || strings.Contains(m, "unsupported sasl mechanism")
+}
+
+// PartitionProgress is a consumer group's place in one partition.
+type PartitionProgress struct {
+	Committed int64 // the group's committed offset (-1: none)
+	End       int64 // the partition's end offset (the next record's)
+}
+
+// Lag returns the records between the committed offset and the end (all
+// of them when nothing is committed).
+func (p PartitionProgress) Lag() int64 {
+	if p.Committed < 0 {
+		return p.End
+	}
+	return max(p.End-p.Committed, 0)
+}
+
+// GroupProgress returns, for every partition of topic, where group stands:
+// what a member sees of the whole group, its own partitions or not.
+func (s Security) GroupProgress(ctx context.Context, brokers []string, group, topic string) (map[int]PartitionProgress, error) {
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: s.transport(), Timeout: 10 * time.Second}
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, err
+	}
+	var parts []int
+	for _, t := range md.Topics {
+		if t.Name == topic {
+			if t.Error != nil {
+				return nil, t.Error
+			}
+			for _, p := range t.Partitions {
+				parts = append(parts, p.ID)
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("stream: topic %s has no partitions", topic)
+	}
+	reqs := make([]kafka.OffsetRequest, len(parts))
+	for i, p := range parts {
+		reqs[i] = kafka.LastOffsetOf(p)
+	}
+	lo, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, err
+	}
+	of, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]PartitionProgress{}
+	for _, p := range lo.Topics[topic] {
+		if p.Error != nil {
+			return nil, p.Error
+		}
+		out[p.Partition] = PartitionProgress{Committed: -1, End: p.LastOffset}
+	}
+	if of.Error == nil {
+		for _, p := range of.Topics[topic] {
+			if pp, ok := out[p.Partition]; ok && p.Error == nil {
+				pp.Committed = p.CommittedOffset
+				out[p.Partition] = pp
+			}
+		}
+	}
+	return out, nil
 }
