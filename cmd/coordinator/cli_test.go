@@ -69,7 +69,8 @@ func TestUnreachableCoordinator(t *testing.T) {
 		if strings.Contains(ln, "panic") || strings.HasPrefix(ln, "goroutine ") {
 			t.Fatalf("stack trace: %s", out)
 		}
-		if !strings.Contains(ln, "reconnecting") && !strings.Contains(ln, "worker starting") && !strings.Contains(ln, "worker stopped") {
+		if !strings.Contains(ln, "reconnecting") && !strings.Contains(ln, "worker starting") && !strings.Contains(ln, "worker stopped") &&
+			!strings.Contains(ln, "msg=configuration") {
 			t.Errorf("unexpected line: %s", ln)
 		}
 	}

@@ -35,8 +35,9 @@ func run(ctx context.Context, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: loadgen [flags]\n\nProduces records near a low-rank subspace plus noise, with injected anomalies,\n"+
 			"to a Kafka topic at a steady rate. The recon-truth header of each record says\n"+
-			"normal, spike (one feature pushed far), off-subspace (all features pushed\n"+
-			"off the subspace) or scaled (the whole record multiplied).\n\nFlags:\n")
+			"normal, spike (one feature pushed 6 to 8 of its standard deviations),\n"+
+			"off-subspace (every feature pushed off the subspace, sd 2.5) or scaled (the\n"+
+			"whole record multiplied by 4).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap `addresses`, comma-separated")
@@ -89,6 +90,7 @@ func run(ctx context.Context, args []string) error {
 	defer w.Close()
 	basis := synth.Basis(rand.New(rand.NewPCG(*basisSeed, 0xba5e)), *rank, *p) // as worker.NewSynth
 	rng := rand.New(rand.NewPCG(*seed, 0x10ad))
+	scales := synth.Scales(basis, *rank, *noise)
 	if *duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
@@ -118,7 +120,7 @@ func run(ctx context.Context, args []string) error {
 			truth := "normal"
 			if rng.Float64() < *anomalies {
 				truth = ks[rng.IntN(len(ks))]
-				synth.Inject(rng, rec, truth)
+				synth.Inject(rng, rec, scales, truth)
 				injected++
 			}
 			key := strconv.FormatInt(sent+int64(i), 10)

@@ -46,15 +46,17 @@ func names() []string {
 // gen makes the seed's kind of records: rank 3 plus noise 0.4, with 1%
 // anomalies of every kind and 0.5% malformed records of four kinds.
 type gen struct {
-	rng   *rand.Rand
-	basis []float64
-	codec *stream.Codec
-	next  int
+	rng    *rand.Rand
+	basis  []float64
+	codec  *stream.Codec
+	scales []float64
+	next   int
 }
 
 func newGen(seed uint64) *gen {
 	c, _ := stream.NewCodec(stream.JSONArray, names())
-	return &gen{rng: rand.New(rand.NewPCG(seed, 7)), basis: synth.Basis(rand.New(rand.NewPCG(1, 0xba5e)), 3, p), codec: c}
+	b := synth.Basis(rand.New(rand.NewPCG(1, 0xba5e)), 3, p)
+	return &gen{rng: rand.New(rand.NewPCG(seed, 7)), basis: b, codec: c, scales: synth.Scales(b, 3, 0.4)}
 }
 
 // malformed kinds and the dead-letter reason each must get.
@@ -77,7 +79,7 @@ func (g *gen) batch(n int) []kafka.Message {
 		switch u := g.rng.Float64(); {
 		case u < 0.01:
 			truth = synth.Kinds[g.rng.IntN(len(synth.Kinds))]
-			synth.Inject(g.rng, rec, truth)
+			synth.Inject(g.rng, rec, g.scales, truth)
 		case u < 0.015:
 			switch k := g.rng.IntN(6); k {
 			case 4: // NaN in a number field

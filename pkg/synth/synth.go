@@ -2,6 +2,7 @@ package synth
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 )
 
@@ -82,7 +83,7 @@ func Demo(rng *rand.Rand) (x []float64, n, p int) {
 
 // Anomaly kinds Inject knows.
 const (
-	Spike       = "spike"        // one feature pushed 8 to 12 units
+	Spike       = "spike"        // one feature pushed 6 to 8 of its standard deviations
 	OffSubspace = "off-subspace" // every feature pushed off the subspace (sd 2.5)
 	Scaled      = "scaled"       // the whole record multiplied by 4
 )
@@ -90,12 +91,29 @@ const (
 // Kinds lists the anomaly kinds.
 var Kinds = []string{Spike, OffSubspace, Scaled}
 
-// Inject turns record rec into an anomaly of the given kind, in place. It
-// panics on an unknown kind.
-func Inject(rng *rand.Rand, rec []float64, kind string) {
+// Scales returns each feature's standard deviation in records Sample
+// draws from basis b (rank rows) with noise sd: sqrt(sum_i b_ij^2 + sd^2).
+func Scales(b []float64, rank int, sd float64) []float64 {
+	p := len(b) / rank
+	s := make([]float64, p)
+	for j := range s {
+		v := sd * sd
+		for i := 0; i < rank; i++ {
+			v += b[i*p+j] * b[i*p+j]
+		}
+		s[j] = math.Sqrt(v)
+	}
+	return s
+}
+
+// Inject turns record rec into an anomaly of the given kind, in place;
+// scales are the features' standard deviations (Scales), which size a
+// spike. It panics on an unknown kind.
+func Inject(rng *rand.Rand, rec, scales []float64, kind string) {
 	switch kind {
 	case Spike:
-		rec[rng.IntN(len(rec))] += 8 + 4*rng.Float64()
+		j := rng.IntN(len(rec))
+		rec[j] += (6 + 2*rng.Float64()) * scales[j]
 	case OffSubspace:
 		for j := range rec {
 			rec[j] += 2.5 * rng.NormFloat64()
