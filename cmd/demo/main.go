@@ -130,8 +130,11 @@ func start(c config) (*demo, error) {
 	d := &demo{cfg: c, kafka: addrs[0], coordMetrics: addrs[2], scorerMetrics: addrs[5:7], started: time.Now(), truth: newTally(), stopTimes: map[string]time.Duration{}}
 	p := strconv.Itoa(c.features)
 	d.devkafka = procs.New(c.bin, dir, "devkafka", "devkafka", "--listen", addrs[0], "--data-dir", filepath.Join(dir, "devkafka-data"))
+	// Code width 3: the stream's rank, which trainer sweep-k finds. A
+	// wider code spends its spare unit on the noisiest feature and then
+	// reconstructs spikes on it.
 	d.coord = procs.New(c.bin, dir, "coordinator", "coordinator", "--features", p, "--listen", addrs[1], "--metrics-listen", addrs[2],
-		"--store", filepath.Join(dir, "coordinator.db"), "--window-scores", "1000")
+		"--store", filepath.Join(dir, "coordinator.db"), "--window-scores", "1000", "--code", "3")
 	trainers := []*procs.Proc{}
 	for i := 1; i <= 2; i++ {
 		trainers = append(trainers, procs.New(c.bin, dir, fmt.Sprintf("trainer-%d", i), "trainer", "run", "--source", "kafka", "--brokers", addrs[0],

@@ -302,6 +302,7 @@ func TestPipeline100k(t *testing.T) {
 	cfg := coordinator.Config{Spec: fit.AutoSpec(coordinator.DefaultSpec, p), Features: names(), Batch: 256, Holdout: 0.1,
 		SkipAnomalies: true, WarmupRecords: 1000, WindowScores: 1000, CheckpointRounds: 25, CheckpointInterval: time.Second, Deadline: 5 * time.Second}
 	cfg.Spec.Input = p
+	cfg.Spec.Code = 3 // the stream's rank, as trainer sweep-k finds it; a wider code learns the noisiest feature
 	c := startCluster(t, ctx, cfg)
 	c.trainer(ctx, "t1")
 	c.trainer(ctx, "t2")
