@@ -24,7 +24,7 @@ test:
 
 ## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream
 e2e:
-	$(GO) test -count=1 -v ./e2e/
+	$(GO) test -tags e2e -count=1 -v ./e2e/
 
 ## test-simd: pkg/ae built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on
 test-simd:
@@ -35,6 +35,7 @@ verify: verify-proto
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	GOEXPERIMENT=simd $(GO) vet ./pkg/ae/
+	$(GO) vet -tags e2e ./e2e/
 	cd deploy && $(GO) vet ./... && $(GO) mod tidy -diff
 	$(GO) run ./scripts/doccheck $$(go list -f '{{.Dir}}' ./pkg/... ./internal/... 2>/dev/null)
 	$(GO) run ./scripts/flagdoc --check README.md

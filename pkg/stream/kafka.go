@@ -58,8 +58,13 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		StartOffset:    kafka.LastOffset,
 		QueueCapacity:  max(cfg.MaxBatch, 100),
 		// A member that dies without leaving holds its partitions until
-		// the session times out: 10 s rather than kafka-go's 30 s.
-		SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second, HeartbeatInterval: time.Second,
+		// the session times out: 10 s rather than kafka-go's 30 s. The
+		// broker answers a JoinGroup only when every member has rejoined
+		// or the rebalance timeout has passed, and kafka-go gives up on
+		// any group request after 5 s; a rebalance timeout above that (the
+		// default is 30 s) turns a dead member into join attempts that
+		// time out one after another (found by the fault tests).
+		SessionTimeout: 10 * time.Second, RebalanceTimeout: 4 * time.Second, HeartbeatInterval: time.Second,
 		Dialer: cfg.Security.dialer(),
 	}
 	if cfg.StartFirst {
