@@ -68,6 +68,13 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	if err := srv.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The replies to the last gradients are still on their way when Run
+	// returns: let the worker take them (and queue their commits) first.
+	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+		if c, _ := ks.Stats(); c >= rounds*batch {
+			break
+		}
+	}
 	stopWorker()
 	<-done
 	if !ks.Drain(10 * time.Second) {
