@@ -199,7 +199,13 @@ func FreeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// New returns a Proc for binary name in binDir, logging to dir/name.log.
+// New returns a Proc for binary bin in binDir, logging to dir/name.log.
+// A relative binDir is taken from the current directory, not from dir (a
+// child resolves a relative path after changing into its directory).
 func New(binDir, dir, name, bin string, args ...string) *Proc {
-	return &Proc{Name: name, Bin: filepath.Join(binDir, bin), Args: args, Dir: dir, Log: filepath.Join(dir, name+".log")}
+	path := filepath.Join(binDir, bin)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return &Proc{Name: name, Bin: path, Args: args, Dir: dir, Log: filepath.Join(dir, name+".log")}
 }
