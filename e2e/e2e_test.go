@@ -3,12 +3,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,19 +55,8 @@ func addr(t *testing.T) string {
 // scrape reads one sample (labels included in the name) from /metrics; -1
 // when the endpoint is down or the sample absent.
 func scrape(addr, name string) float64 {
-	cl := http.Client{Timeout: time.Second}
-	resp, err := cl.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
+	if v, ok := procs.Metric(addr, name); ok {
+		return v
 	}
 	return -1
 }

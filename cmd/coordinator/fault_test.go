@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/procs"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -85,22 +84,16 @@ func (p *proc) logText() string {
 	return string(b)
 }
 
-// metric scrapes one sample from a /metrics endpoint (labels included in name).
+// metric scrapes one sample from a /metrics endpoint (labels included in
+// name): -1 when the endpoint does not answer, 0 when the sample is absent.
 func metric(addr, name string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
+	v, ok := procs.Metric(addr, name)
+	if !ok {
+		if _, up := procs.Metric(addr, "go_goroutines"); !up {
+			return -1
 		}
 	}
-	return 0
+	return v
 }
 
 // waitFor polls cond until it holds or the timeout passes.

@@ -9,14 +9,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -478,19 +476,8 @@ func (t *tally) snapshot() stats {
 
 // scrape reads one unlabelled sample from a /metrics endpoint (-1: none).
 func scrape(addr, name string) float64 {
-	cl := http.Client{Timeout: time.Second}
-	resp, err := cl.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
+	if v, ok := procs.Metric(addr, name); ok {
+		return v
 	}
 	return -1
 }

@@ -5,12 +5,16 @@
 package procs
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -208,4 +212,26 @@ func New(binDir, dir, name, bin string, args ...string) *Proc {
 		path = abs
 	}
 	return &Proc{Name: name, Bin: path, Args: args, Dir: dir, Log: filepath.Join(dir, name+".log")}
+}
+
+// Metric reads one sample from the Prometheus /metrics endpoint at addr:
+// the value of the line whose name (labels included, as in
+// `recon_scorer_consumer_lag{partition="0"}`) is name. ok is false when
+// the endpoint does not answer or has no such sample.
+func Metric(addr, name string) (v float64, ok bool) {
+	cl := http.Client{Timeout: time.Second}
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
