@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/tlsconf"
 )
 
 // TestSASL: against a broker that requires SASL, each mechanism with the
@@ -91,5 +95,49 @@ func TestSASL(t *testing.T) {
 	}
 	if _, err := NewSASL("gssapi", "u", "p"); err == nil {
 		t.Error("an unknown mechanism: no error")
+	}
+}
+
+// TestTLS: against a broker that only speaks TLS, clients verifying it
+// against its CA create topics, produce and consume through a group; a
+// client that trusts another CA fails.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testenv.NewCA(t, dir, "kafka")
+	certFile, keyFile := ca.Issue(t, dir, "broker", "localhost", 2)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bs := c.ListenAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg, err := tlsconf.Client(tlsconf.Files{CA: ca.File}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := Security{TLS: cfg}
+	if err := sec.EnsureTopics(ctx, bs, map[string]int{"tls": 1}); err != nil {
+		t.Fatalf("create topic over TLS: %v", err)
+	}
+	w, _ := NewWriter(WriterConfig{Brokers: bs, Topic: "tls", Security: sec})
+	if err := w.Write(ctx, kafka.Message{Value: []byte("[1]")}); err != nil {
+		t.Fatalf("write over TLS: %v", err)
+	}
+	w.Close()
+	r, _ := NewReader(ReaderConfig{Brokers: bs, Topic: "tls", Group: "g", StartFirst: true, Security: sec})
+	defer r.Close()
+	if b, err := r.Batch(ctx); err != nil || len(b) != 1 {
+		t.Fatalf("read over TLS: %v %v", b, err)
+	}
+	other := testenv.NewCA(t, dir, "other")
+	bad, _ := tlsconf.Client(tlsconf.Files{CA: other.File}, "")
+	if err := (Security{TLS: bad}).EnsureTopics(ctx, bs, map[string]int{"x": 1}); err == nil {
+		t.Error("a client trusting another CA connected")
 	}
 }
