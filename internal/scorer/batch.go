@@ -109,7 +109,7 @@ type Output struct {
 
 // Scored is one scored record.
 type Scored struct {
-	Msg   kafka.Message // the input record
+	Msg   *kafka.Message // the input record (in the slice given to Process)
 	Score float64       // its score
 	Alert bool          // whether it exceeded the threshold
 }
@@ -237,13 +237,14 @@ func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 	}
 	th := b.model.Threshold
 	var recon []float64
+	out.Scores = make([]Scored, 0, n)
 	for j, i := range ok {
-		m := msgs[i]
+		m := &msgs[i]
 		s := b.score[j]
 		if math.IsNaN(s) || math.IsInf(s, 0) {
 			// Finite inputs that standardize or reconstruct to a non-finite
 			// score (a value far outside the training range): not scoreable.
-			out.DeadLetters = append(out.DeadLetters, deadLetter(m, "non_finite_score", fmt.Sprintf("score %v", s)))
+			out.DeadLetters = append(out.DeadLetters, deadLetter(*m, "non_finite_score", fmt.Sprintf("score %v", s)))
 			continue
 		}
 		alert := th > 0 && s > th
@@ -260,7 +261,7 @@ func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 }
 
 // alert builds the alert for scored record j of the batch.
-func (b *Batch) alert(m kafka.Message, j int, score float64, now time.Time, recon []float64) kafka.Message {
+func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, recon []float64) kafka.Message {
 	p := b.codec.Width()
 	l := b.model.loaded
 	// Reconstruction in the input's units.
