@@ -110,8 +110,8 @@ type Output struct {
 // Scored is one scored record.
 type Scored struct {
 	Msg   *kafka.Message // the input record (in the slice given to Process)
-	Score float64       // its score
-	Alert bool          // whether it exceeded the threshold
+	Score float64        // its score
+	Alert bool           // whether it exceeded the threshold
 }
 
 // Batch scores batches with one model; it keeps buffers between calls and
