@@ -42,6 +42,7 @@ type gen struct {
 	anomalies float64
 	digits    int // significant digits per value (0: shortest exact)
 	rec       []float64
+	scales    []float64 // feature standard deviations, which size spikes
 }
 
 func featureNames() []string {
@@ -60,7 +61,7 @@ func newGen(basis []float64, seed uint64, anomalies float64, digits int) *gen {
 		panic(err) // fixed, valid names
 	}
 	return &gen{basis: basis, rng: rand.New(rand.NewPCG(seed, 0x10ad)), codec: codec, anomalies: anomalies,
-		digits: digits, rec: make([]float64, features)}
+		digits: digits, rec: make([]float64, features), scales: synth.Scales(basis, rank, noise)}
 }
 
 // next appends the next record's value to dst and says whether it is an
@@ -68,19 +69,8 @@ func newGen(basis []float64, seed uint64, anomalies float64, digits int) *gen {
 func (g *gen) next(dst []byte) ([]byte, bool) {
 	synth.Sample(g.rng, g.rec, g.basis, rank, noise)
 	anomalous := g.rng.Float64() < g.anomalies
-	if anomalous {
-		switch g.rng.IntN(3) {
-		case 0: // spike
-			g.rec[g.rng.IntN(features)] += 8 + 4*g.rng.Float64()
-		case 1: // off-subspace
-			for j := range g.rec {
-				g.rec[j] += 2.5 * g.rng.NormFloat64()
-			}
-		default: // scaled
-			for j := range g.rec {
-				g.rec[j] *= 4
-			}
-		}
+	if anomalous { // the kinds loadgen injects
+		synth.Inject(g.rng, g.rec, g.scales, synth.Kinds[g.rng.IntN(len(synth.Kinds))])
 	}
 	if g.digits > 0 {
 		for j, v := range g.rec {

@@ -221,21 +221,11 @@ func runReplica(ctx context.Context, args []string) error {
 	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
 	stuckAfter := fs.Duration("stuck-after", 45*time.Second, "rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9091", "`address` for Prometheus /metrics (\"\" to disable)")
-	logFlags := cli.AddLogFlags(fs)
-	tlsFlags := cli.AddClientTLSFlags(fs)
-	kafkaFlags := cli.AddKafkaFlags(fs)
+	client := cli.AddClientFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	sec, err := kafkaFlags.Security()
-	if err != nil {
-		return err
-	}
-	creds, err := tlsFlags.DialOption()
-	if err != nil {
-		return err
-	}
-	log, err := logFlags.Logger(fs)
+	log, creds, sec, err := client.Setup(fs)
 	if err != nil {
 		return err
 	}

@@ -382,21 +382,11 @@ func runWorker(ctx context.Context, args []string) error {
 	replay := fs.Float64("replay", 0.75, "`fraction` of each round's batch drawn from recent training records rather than new ones (0: each record once); lets the model learn a stream from less of it")
 	replaySize := fs.Int("replay-size", 16384, "recent training `records` replay draws from")
 	delay := fs.Duration("round-delay", 0, "delay every gradient by this long (to test slow workers)")
-	logFlags := cli.AddLogFlags(fs)
-	tlsFlags := cli.AddClientTLSFlags(fs)
-	kafkaFlags := cli.AddKafkaFlags(fs)
+	client := cli.AddClientFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	sec, err := kafkaFlags.Security()
-	if err != nil {
-		return err
-	}
-	creds, err := tlsFlags.DialOption()
-	if err != nil {
-		return err
-	}
-	log, err := logFlags.Logger(fs)
+	log, creds, sec, err := client.Setup(fs)
 	if err != nil {
 		return err
 	}

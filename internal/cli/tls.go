@@ -2,6 +2,7 @@ package cli
 
 import (
 	"flag"
+	"log/slog"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -104,4 +105,34 @@ func (k *Kafka) Security() (stream.Security, error) {
 	}
 	sec.SASL = m
 	return sec, nil
+}
+
+// Client are the flags of a process that talks to Kafka and to the
+// coordinator (trainer run, scorer run): logging, gRPC TLS to the
+// coordinator, Kafka TLS and SASL.
+type Client struct {
+	log   *LogFlags
+	tls   *ClientTLS
+	kafka *Kafka
+}
+
+// AddClientFlags registers the Client flags.
+func AddClientFlags(fs *flag.FlagSet) *Client {
+	return &Client{log: AddLogFlags(fs), tls: AddClientTLSFlags(fs), kafka: AddKafkaFlags(fs)}
+}
+
+// Setup returns, after fs is parsed, the logger (which has logged the
+// configuration), the coordinator's transport credentials and the Kafka
+// connection security.
+func (c *Client) Setup(fs *flag.FlagSet) (*slog.Logger, grpc.DialOption, stream.Security, error) {
+	sec, err := c.kafka.Security()
+	if err != nil {
+		return nil, nil, sec, err
+	}
+	creds, err := c.tls.DialOption()
+	if err != nil {
+		return nil, nil, sec, err
+	}
+	log, err := c.log.Logger(fs)
+	return log, creds, sec, err
 }

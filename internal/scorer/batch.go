@@ -127,6 +127,7 @@ type Batch struct {
 	score []float64
 	rec   []float64 // reconstructions, standardized
 	idx   []int
+	ok    []int // msgs index of each decoded row
 }
 
 // NewBatch returns a scorer for records of the given format with model m,
@@ -198,22 +199,25 @@ func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
 func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 	var out Output
 	p := b.codec.Width()
-	b.raw = b.raw[:0]
-	ok := make([]int, 0, len(msgs))
-	row := make([]float64, p)
-	for i, m := range msgs {
-		if err := b.codec.Decode(row, m.Value); err != nil {
+	// Records decode straight into b.raw; b.ok maps its rows to msgs.
+	b.raw = grow(b.raw, len(msgs)*p)
+	b.ok = b.ok[:0]
+	for i := range msgs {
+		m := &msgs[i]
+		n := len(b.ok)
+		if err := b.codec.Decode(b.raw[n*p:(n+1)*p], m.Value); err != nil {
 			reason, detail := stream.ReasonBadJSON, err.Error()
 			if de, isDE := err.(*stream.DecodeError); isDE {
 				reason, detail = de.Reason, de.Detail
 			}
-			out.DeadLetters = append(out.DeadLetters, deadLetter(m, string(reason), detail))
+			out.DeadLetters = append(out.DeadLetters, deadLetter(*m, string(reason), detail))
 			continue
 		}
-		b.raw = append(b.raw, row...)
-		ok = append(ok, i)
+		b.ok = append(b.ok, i)
 	}
+	ok := b.ok
 	n := len(ok)
+	b.raw = b.raw[:n*p]
 	if n == 0 {
 		return out
 	}

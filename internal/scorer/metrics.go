@@ -55,14 +55,14 @@ func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duratio
 	}
 	// A fetched record carries its partition's high watermark: the lag
 	// after it is the records between.
-	last := map[int]kafka.Message{}
-	for _, msg := range msgs {
-		if o, ok := last[msg.Partition]; !ok || msg.Offset > o.Offset {
-			last[msg.Partition] = msg
+	last := map[int]int{} // partition -> index of its newest record
+	for i := range msgs {
+		if j, ok := last[msgs[i].Partition]; !ok || msgs[i].Offset > msgs[j].Offset {
+			last[msgs[i].Partition] = i
 		}
 	}
-	for part, msg := range last {
-		if msg.HighWaterMark > 0 {
+	for part, i := range last {
+		if msg := &msgs[i]; msg.HighWaterMark > 0 {
 			m.lag.WithLabelValues(strconv.Itoa(part)).Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
 		}
 	}

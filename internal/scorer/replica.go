@@ -273,6 +273,8 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 // makes it rebalance and assign every partition anew.
 func (r *Replica) watchdog(ctx context.Context, rejoin func()) {
 	every := r.cfg.StuckAfter / 3
+	admin := r.cfg.Security.Admin(r.cfg.Brokers)
+	defer admin.Close()
 	last := map[int]int64{} // committed offset when last seen moving
 	since := map[int]int{}  // checks without progress
 	t := time.NewTicker(every)
@@ -284,7 +286,7 @@ func (r *Replica) watchdog(ctx context.Context, rejoin func()) {
 		case <-t.C:
 		}
 		qctx, cancel := context.WithTimeout(ctx, every)
-		prog, err := r.cfg.Security.GroupProgress(qctx, r.cfg.Brokers, r.cfg.Group, r.cfg.Topic)
+		prog, err := admin.GroupProgress(qctx, r.cfg.Group, r.cfg.Topic)
 		cancel()
 		if err != nil {
 			continue // the outage logs say why; nothing to judge

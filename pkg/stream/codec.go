@@ -245,52 +245,9 @@ func (c *Codec) decodeArray(dst []float64, value []byte) error {
 		s.i++
 	} else {
 		for {
-			if s.peek() == '"' || s.peek() == '[' || s.peek() == '{' {
-				if n < len(dst) {
-					return fail(ReasonNotANumber, "%s (element %d) is not a number", c.names[n], n)
-				}
-				return fail(ReasonWrongLength, "more than %d elements", len(dst))
-			}
-			if c := s.peek(); n < len(dst) && (c == '-' || c >= '0' && c <= '9') {
-				// The common case, in one pass; anything unusual falls
-				// through to the token path and its error messages.
-				if v, end, ok := scanNumber(s.b, s.i); ok {
-					dst[n] = v
-					n++
-					s.i = end
-					switch s.peek() {
-					case ',':
-						s.i++
-						continue
-					case ']':
-						s.i++
-					default:
-						return fail(ReasonBadJSON, "want , or ] at offset %d", s.i)
-					}
-					break
-				}
-			}
-			tok := s.scalar()
-			if len(tok) == 0 {
-				return fail(ReasonBadJSON, "missing element at offset %d", s.i)
-			}
-			if n >= len(dst) {
-				return fail(ReasonWrongLength, "more than %d elements", len(dst))
-			}
-			if !jsonNumber(tok) {
-				if isLiteral(tok) {
-					return fail(ReasonNotANumber, "%s (element %d): %s is not a number", c.names[n], n, clip(string(tok)))
-				}
-				if nonFiniteToken(tok) {
-					return fail(ReasonNonFinite, "%s (element %d): %s is not finite (nor valid JSON)", c.names[n], n, clip(string(tok)))
-				}
-				return fail(ReasonBadJSON, "element %d: %s is not a JSON value", n, clip(string(tok)))
-			}
-			v, err := number(unsafeString(tok), c.names[n])
-			if err != nil {
+			if err := c.arrayElement(s, dst, n); err != nil {
 				return err
 			}
-			dst[n] = v
 			n++
 			switch s.peek() {
 			case ',':
@@ -310,6 +267,46 @@ func (c *Codec) decodeArray(dst []float64, value []byte) error {
 	if n != len(dst) {
 		return fail(ReasonWrongLength, "%d elements, want %d", n, len(dst))
 	}
+	return nil
+}
+
+// arrayElement decodes the array element at s into dst[n]: a number in
+// one pass in the common case, anything unusual through the token path and
+// its error messages.
+func (c *Codec) arrayElement(s *scanner, dst []float64, n int) error {
+	switch ch := s.peek(); {
+	case ch == '"' || ch == '[' || ch == '{':
+		if n < len(dst) {
+			return fail(ReasonNotANumber, "%s (element %d) is not a number", c.names[n], n)
+		}
+		return fail(ReasonWrongLength, "more than %d elements", len(dst))
+	case n < len(dst) && (ch == '-' || ch >= '0' && ch <= '9'):
+		if v, end, ok := scanNumber(s.b, s.i); ok {
+			dst[n], s.i = v, end
+			return nil
+		}
+	}
+	tok := s.scalar()
+	if len(tok) == 0 {
+		return fail(ReasonBadJSON, "missing element at offset %d", s.i)
+	}
+	if n >= len(dst) {
+		return fail(ReasonWrongLength, "more than %d elements", len(dst))
+	}
+	if !jsonNumber(tok) {
+		if isLiteral(tok) {
+			return fail(ReasonNotANumber, "%s (element %d): %s is not a number", c.names[n], n, clip(string(tok)))
+		}
+		if nonFiniteToken(tok) {
+			return fail(ReasonNonFinite, "%s (element %d): %s is not finite (nor valid JSON)", c.names[n], n, clip(string(tok)))
+		}
+		return fail(ReasonBadJSON, "element %d: %s is not a JSON value", n, clip(string(tok)))
+	}
+	v, err := number(unsafeString(tok), c.names[n])
+	if err != nil {
+		return err
+	}
+	dst[n] = v
 	return nil
 }
 

@@ -111,8 +111,6 @@ func (r *Reader) Commit(ctx context.Context, msgs ...kafka.Message) error {
 	return nil
 }
 
-// Lag returns the reader's lag as kafka-go last saw it (-1 before a fetch).
-func (r *Reader) Lag() int64 { return r.r.Stats().Lag }
 
 // Close leaves the group.
 func (r *Reader) Close() error { return r.r.Close() }
@@ -130,6 +128,7 @@ type WriterConfig struct {
 // Writer produces records with acknowledgement from all in-sync replicas.
 type Writer struct {
 	w   *kafka.Writer
+	tr  *kafka.Transport // its own: kafka-go's Close leaves a given transport's connections open
 	out *outage
 	cfg WriterConfig
 }
@@ -150,11 +149,12 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: cfg.BatchTimeout, MaxAttempts: cfg.MaxAttempts,
 		BatchSize: 1000, AllowAutoTopicCreation: false,
-		Transport: cfg.Security.transport(),
 	}
+	tr := cfg.Security.transport()
+	w.Transport = tr
 	out := newOutage(cfg.Logger, "writer "+cfg.Topic, cfg.Brokers)
 	w.ErrorLogger = kafka.LoggerFunc(out.logf)
-	return &Writer{w: w, out: out, cfg: cfg}, nil
+	return &Writer{w: w, tr: tr, out: out, cfg: cfg}, nil
 }
 
 // Write produces msgs and returns once the brokers have acknowledged all
@@ -192,7 +192,11 @@ func (w *Writer) diagnose(ctx context.Context, err error) error {
 }
 
 // Close flushes and closes the writer.
-func (w *Writer) Close() error { return w.w.Close() }
+func (w *Writer) Close() error {
+	err := w.w.Close()
+	w.tr.CloseIdleConnections()
+	return err
+}
 
 // EnsureTopics creates the topics that do not exist yet with the given
 // partition counts (replication factor 1 on a one-broker cluster, else 3).

@@ -73,10 +73,26 @@ func (p PartitionProgress) Lag() int64 {
 	return max(p.End-p.Committed, 0)
 }
 
+// Admin asks the brokers about topics and groups over one pool of
+// connections; Close releases it.
+type Admin struct {
+	cl *kafka.Client
+	tr *kafka.Transport
+}
+
+// Admin returns an Admin for brokers, connecting as s says.
+func (s Security) Admin(brokers []string) *Admin {
+	tr := s.transport()
+	return &Admin{cl: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}, tr: tr}
+}
+
+// Close closes the Admin's connections.
+func (a *Admin) Close() { a.tr.CloseIdleConnections() }
+
 // GroupProgress returns, for every partition of topic, where group stands:
 // what a member sees of the whole group, its own partitions or not.
-func (s Security) GroupProgress(ctx context.Context, brokers []string, group, topic string) (map[int]PartitionProgress, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: s.transport(), Timeout: 10 * time.Second}
+func (a *Admin) GroupProgress(ctx context.Context, group, topic string) (map[int]PartitionProgress, error) {
+	cl := a.cl
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, err
