@@ -111,7 +111,6 @@ func (r *Reader) Commit(ctx context.Context, msgs ...kafka.Message) error {
 	return nil
 }
 
-
 // Close leaves the group.
 func (r *Reader) Close() error { return r.r.Close() }
 
