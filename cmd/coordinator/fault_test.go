@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -23,20 +22,7 @@ import (
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "recon-bin")
-	if err != nil {
-		panic(err)
-	}
-	if out, err := exec.Command("go", "build", "-o", dir, ".", "../trainer", "../scorer").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { procs.RunWithBinaries(m, &binDir, ".", "../trainer", "../scorer") }
 
 func freePort(t *testing.T) string {
 	t.Helper()

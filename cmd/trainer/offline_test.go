@@ -16,6 +16,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/fit"
+	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
 )
@@ -23,21 +24,7 @@ import (
 // binaries builds trainer and scorer once for the process-level tests.
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "recon-bin")
-	if err != nil {
-		panic(err)
-	}
-	out, err := exec.Command("go", "build", "-o", dir, "../trainer", "../scorer").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { procs.RunWithBinaries(m, &binDir, "../trainer", "../scorer") }
 
 func writeCSV(t *testing.T, rows, p int, seed uint64) string {
 	t.Helper()

@@ -235,3 +235,24 @@ func Metric(addr, name string) (v float64, ok bool) {
 	}
 	return 0, false
 }
+
+// RunWithBinaries is a TestMain body for tests of the binaries: it builds
+// pkgs (go build patterns, relative to the test's directory) into a
+// temporary directory, sets *binDir to it, runs the tests, removes the
+// directory and exits with the tests' status.
+func RunWithBinaries(m interface{ Run() int }, binDir *string, pkgs ...string) {
+	dir, err := os.MkdirTemp("", "recon-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if out, err := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	*binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
