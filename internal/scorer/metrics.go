@@ -17,12 +17,14 @@ type Metrics struct {
 	batch       prometheus.Histogram
 	latency     prometheus.Histogram
 	lag         *prometheus.GaugeVec
+	// commitFailures counts batches published but not committed.
+	commitFailures prometheus.Counter
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_records_total", Help: "Records consumed and committed (scored or dead-lettered)."}),
+		records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_records_total", Help: "Records scored or dead-lettered, their output acknowledged by Kafka."}),
 		alerts:      prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_alerts_total", Help: "Alerts written."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_dead_letters_total", Help: "Records dead-lettered, by reason."}, []string{"reason"}),
 		version:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_model_version", Help: "Checkpoint version scoring."}),
@@ -31,15 +33,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_scorer_event_to_alert_seconds", Help: "From a record's Kafka timestamp to its alert's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "recon_scorer_consumer_lag",
-			Help: "Records behind the end of each partition this replica consumes, as of its last committed batch."}, []string{"partition"}),
+			Help: "Records behind the end of each partition this replica consumes, as of its last published batch."}, []string{"partition"}),
+		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_commit_failures_total",
+			Help: "Batches published whose offsets could not be committed (Kafka re-delivers their records unless a later commit covers them)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag)
+		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag, m.commitFailures)
 	}
 	return m
 }
 
-// observe records one committed batch.
+// observe records one published batch.
 func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duration, acked time.Time, version uint64) {
 	n := len(msgs)
 	m.records.Add(float64(n))

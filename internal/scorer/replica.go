@@ -208,19 +208,29 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 	failed := make(chan struct{})    // closed when the publisher fails
 	go func() {
 		var err error
+		var commits commitFailures
 		for j := range jobs {
 			if err != nil {
 				continue // a failed stage drops the rest, uncommitted
 			}
-			if err = r.publish(work, j.out, alerts, dlq, scores, j.model); err == nil {
-				err = rd.Commit(work, j.msgs...)
-			}
-			if err != nil {
+			if err = r.publish(work, j.out, alerts, dlq, scores, j.model); err != nil {
 				close(failed)
 				continue
 			}
-			r.Processed.Add(int64(len(j.msgs)))
 			r.cfg.Metrics.observe(j.out, j.msgs, j.scoring, time.Now(), j.model.Version)
+			// A failed commit loses nothing: the output is out, and the
+			// records are re-delivered (scored again, alerts with the
+			// same ids) unless a later commit on their partitions covers
+			// them. It happens when the group's coordinator connection
+			// breaks (a broker restart) or the generation changes, and
+			// kafka-go rejoins by itself; so it is reported, not fatal,
+			// whether running or stopping.
+			if cerr := rd.Commit(work, j.msgs...); cerr != nil {
+				r.cfg.Metrics.commitFailures.Inc()
+				commits.report(r.cfg.Log, len(j.msgs), cerr)
+				continue
+			}
+			r.Processed.Add(int64(len(j.msgs)))
 		}
 		if work.Err() != nil {
 			err = nil // stopping: not committed, the next member scores these again
@@ -336,6 +346,25 @@ func (r *Replica) publish(ctx context.Context, out Output, alerts, dlq, scores *
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// commitFailures reports failed commits: the first of a burst at once,
+// then at most one line per commitReportEvery with the count since.
+type commitFailures struct {
+	last            time.Time
+	batches, records int
+}
+
+const commitReportEvery = 5 * time.Second
+
+func (c *commitFailures) report(log *slog.Logger, records int, err error) {
+	c.batches++
+	c.records += records
+	if now := time.Now(); now.Sub(c.last) >= commitReportEvery {
+		log.Warn("committing scored records failed; Kafka re-delivers them unless a later commit covers them",
+			"batches", c.batches, "records", c.records, "err", err)
+		c.last, c.batches, c.records = now, 0, 0
 	}
 }
 
