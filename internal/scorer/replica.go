@@ -352,7 +352,7 @@ func (r *Replica) publish(ctx context.Context, out Output, alerts, dlq, scores *
 // commitFailures reports failed commits: the first of a burst at once,
 // then at most one line per commitReportEvery with the count since.
 type commitFailures struct {
-	last            time.Time
+	last             time.Time
 	batches, records int
 }
 
