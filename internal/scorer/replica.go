@@ -307,8 +307,22 @@ func (r *Replica) watchdog(ctx context.Context, rejoin func()) {
 				continue
 			}
 			if since[part]++; since[part] >= 3 {
+				// Who holds it, for the operator (and whoever debugs
+				// the stall): a dead member, a live one not fetching,
+				// or nobody.
+				qctx, cancel := context.WithTimeout(ctx, every)
+				holders, state, herr := admin.Holders(qctx, r.cfg.Group, r.cfg.Topic)
+				cancel()
+				holder := holders[part]
+				switch {
+				case herr != nil:
+					holder = "unknown: " + herr.Error()
+				case holder == "":
+					holder = "nobody"
+				}
 				r.cfg.Log.Warn("a partition has not advanced while records wait in it: rejoining the group so that it is assigned again",
-					"topic", r.cfg.Topic, "partition", part, "committed", p.Committed, "end", p.End, "for", r.cfg.StuckAfter)
+					"topic", r.cfg.Topic, "partition", part, "committed", p.Committed, "end", p.End, "for", r.cfg.StuckAfter,
+					"held_by", holder, "group_state", state)
 				rejoin()
 				return
 			}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -353,6 +354,11 @@ func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
 			t.Fatalf("no stuck partition noticed; processed %d\n%s", rep.Processed.Load(), logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The warning names the member holding the partition: the squatter,
+	// a live member of the group.
+	if line := logs.String(); !regexp.MustCompile(`has not advanced.* held_by="[^"]*@[^"]* \([^"]+\)" group_state=Stable`).MatchString(line) {
+		t.Errorf("the stuck-partition warning does not name its holder:\n%s", line)
 	}
 	for rep.Processed.Load() == 0 && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)

@@ -140,3 +140,31 @@ func (a *Admin) GroupProgress(ctx context.Context, group, topic string) (map[int
 	}
 	return out, nil
 }
+
+// Holders returns, for each partition of topic assigned in group's current
+// generation, the member holding it as "client-id@host (member-id)", and
+// the group's state; a partition assigned to nobody is absent.
+func (a *Admin) Holders(ctx context.Context, group, topic string) (holders map[int]string, state string, err error) {
+	resp, err := a.cl.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return nil, "", err
+	}
+	holders = map[int]string{}
+	for _, g := range resp.Groups {
+		if g.Error != nil {
+			return nil, "", g.Error
+		}
+		state = g.GroupState
+		for _, m := range g.Members {
+			for _, t := range m.MemberAssignments.Topics {
+				if t.Topic != topic {
+					continue
+				}
+				for _, p := range t.Partitions {
+					holders[p] = fmt.Sprintf("%s@%s (%s)", m.ClientID, m.ClientHost, m.MemberID)
+				}
+			}
+		}
+	}
+	return holders, state, nil
+}
