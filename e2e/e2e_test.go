@@ -85,7 +85,8 @@ func startPipeline(t *testing.T, rate, count int) *pipeline {
 		m := addr(t)
 		p.scorerMetrics = append(p.scorerMetrics, m)
 		p.scorers = append(p.scorers, procs.New(binDir, dir, fmt.Sprintf("scorer-%d", i), "scorer", "run", "--brokers", p.kafka,
-			"--coordinator", p.coordGRPC, "--cache", filepath.Join(dir, fmt.Sprintf("scorer-%d.db", i)), "--scores-topic", "recon-scores", "--metrics-listen", m))
+			"--coordinator", p.coordGRPC, "--cache", filepath.Join(dir, fmt.Sprintf("scorer-%d.db", i)), "--scores-topic", "recon-scores", "--metrics-listen", m,
+			"--log-level", "debug")) // kafka-go's account of the group, should a partition stall
 	}
 	p.load = procs.New(binDir, dir, "loadgen", "loadgen", "--brokers", p.kafka, "--rate", strconv.Itoa(rate), "--count", strconv.Itoa(count))
 	p.all = append([]*procs.Proc{p.devkafka, p.coord}, append(p.trainers, p.scorers...)...)

@@ -32,7 +32,7 @@ type ReplicaConfig struct {
 	MaxWait     time.Duration // batch fill wait (default 20 ms)
 	// StuckAfter is how long a partition of the topic may go without its
 	// committed offset moving while records wait in it before the replica
-	// rejoins the group to have it reassigned (default 45 s; negative:
+	// rejoins the group to have it reassigned (default 20 s; negative:
 	// never).
 	StuckAfter time.Duration
 	// Security is how the replica connects to Kafka (zero: plaintext).
@@ -89,7 +89,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		cfg.DrainTimeout = 3 * time.Second
 	}
 	if cfg.StuckAfter == 0 {
-		cfg.StuckAfter = 45 * time.Second
+		cfg.StuckAfter = 20 * time.Second
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)

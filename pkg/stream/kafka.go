@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -72,6 +73,17 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	out := newOutage(cfg.Logger, "reader "+cfg.Topic, cfg.Brokers)
 	rc.ErrorLogger = kafka.LoggerFunc(out.logf)
+	if l := cfg.Logger; l != nil && l.Enabled(context.Background(), slog.LevelDebug) {
+		// kafka-go's own account of the group (joins, assignments, the
+		// offsets each partition starts from): a few lines a rebalance.
+		l = l.With("client", "reader "+cfg.Topic)
+		rc.Logger = kafka.LoggerFunc(func(format string, args ...any) {
+			if strings.HasPrefix(format, "committed offsets for group") {
+				return // one per batch: the recon_*_records_total metrics count these
+			}
+			l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+		})
+	}
 	return &Reader{r: kafka.NewReader(rc), cfg: cfg, out: out}, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -44,11 +46,19 @@ func NewSASL(mechanism, username, password string) (sasl.Mechanism, error) {
 }
 
 func (s Security) dialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: s.TLS, SASLMechanism: s.SASL}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: s.TLS, SASLMechanism: s.SASL, ClientID: clientID}
 }
 
+// clientID names this process to the brokers (and in a group's member
+// list): program@host/pid, so that an operator can tell which replica
+// holds a partition. A pod's host name is the pod's name.
+var clientID = func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s@%s/%d", filepath.Base(os.Args[0]), host, os.Getpid())
+}()
+
 func (s Security) transport() *kafka.Transport {
-	return &kafka.Transport{DialTimeout: 10 * time.Second, TLS: s.TLS, SASL: s.SASL}
+	return &kafka.Transport{DialTimeout: 10 * time.Second, TLS: s.TLS, SASL: s.SASL, ClientID: clientID}
 }
 
 // authFailure reports whether msg is the brokers refusing the credentials.
