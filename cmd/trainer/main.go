@@ -371,6 +371,7 @@ func runWorker(ctx context.Context, args []string) error {
 	group := fs.String("group", "recon-trainer", "kafka: consumer `group` (offsets are committed after the coordinator accepts the gradient that used them)")
 	format := fs.String("format", "json-array", "kafka: record `format`: json-object, json-array or csv")
 	features := fs.String("features", "", "kafka: the feature `names` in model order, comma-separated (or the width for json-array and csv)")
+	stuckAfter := fs.Duration("stuck-after", 20*time.Second, "kafka: while rounds are being accepted, rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
 	data := addDataFlags(fs)
 	synthP := fs.Int("synth-features", 30, "synth: record width")
 	synthRank := fs.Int("synth-rank", 3, "synth: rank of the subspace records lie near")
@@ -437,12 +438,24 @@ func runWorker(ctx context.Context, args []string) error {
 		if err != nil {
 			return cli.Usagef("%v", err)
 		}
-		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, StartFirst: true, Logger: log, Security: sec})
+		bs := strings.Split(*brokers, ",")
+		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: bs, Topic: *topic, Group: *group, StartFirst: true, Logger: log, Security: sec})
 		if err != nil {
 			return err
 		}
 		defer rd.Close()
-		src = worker.NewKafka(ctx, rd, codec, log)
+		k := worker.NewKafka(ctx, rd, codec, log)
+		src = k
+		if *stuckAfter > 0 {
+			go func() {
+				training := func() bool { return k.Training(*stuckAfter / 3) }
+				for stream.WatchStuck(ctx, sec, bs, *group, *topic, *stuckAfter, training, log) {
+					if err := rd.Rejoin(); err != nil {
+						log.Warn("leaving the group to rejoin it", "err", err)
+					}
+				}
+			}()
+		}
 	default:
 		return cli.Usagef("--source %q: want synth, csv or kafka", *source)
 	}

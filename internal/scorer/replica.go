@@ -146,7 +146,12 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 	defer stopFetch()
 	var stuck atomic.Bool
 	if r.cfg.StuckAfter > 0 {
-		go r.watchdog(fetchCtx, func() { stuck.Store(true); stopFetch() })
+		go func() {
+			if stream.WatchStuck(fetchCtx, r.cfg.Security, r.cfg.Brokers, r.cfg.Group, r.cfg.Topic, r.cfg.StuckAfter, nil, r.cfg.Log) {
+				stuck.Store(true)
+				stopFetch()
+			}
+		}()
 	}
 	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
 		MaxBatch: r.cfg.MaxBatch, MaxWait: r.cfg.MaxWait, StartFirst: true, Logger: r.cfg.Log, Security: r.cfg.Security})
@@ -274,60 +279,6 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 		return true, nil
 	}
 	return false, loopErr
-}
-
-// watchdog checks the whole group's progress every StuckAfter/3: a
-// partition whose committed offset has not moved for StuckAfter while
-// records wait in it is held by no working member (the group lost it, or a
-// member hangs). It calls rejoin once: leaving and joining the group again
-// makes it rebalance and assign every partition anew.
-func (r *Replica) watchdog(ctx context.Context, rejoin func()) {
-	every := r.cfg.StuckAfter / 3
-	admin := r.cfg.Security.Admin(r.cfg.Brokers)
-	defer admin.Close()
-	last := map[int]int64{} // committed offset when last seen moving
-	since := map[int]int{}  // checks without progress
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		qctx, cancel := context.WithTimeout(ctx, every)
-		prog, err := admin.GroupProgress(qctx, r.cfg.Group, r.cfg.Topic)
-		cancel()
-		if err != nil {
-			continue // the outage logs say why; nothing to judge
-		}
-		for part, p := range prog {
-			if p.Lag() == 0 || p.Committed != last[part] {
-				last[part], since[part] = p.Committed, 0
-				continue
-			}
-			if since[part]++; since[part] >= 3 {
-				// Who holds it, for the operator (and whoever debugs
-				// the stall): a dead member, a live one not fetching,
-				// or nobody.
-				qctx, cancel := context.WithTimeout(ctx, every)
-				holders, state, herr := admin.Holders(qctx, r.cfg.Group, r.cfg.Topic)
-				cancel()
-				holder := holders[part]
-				switch {
-				case herr != nil:
-					holder = "unknown: " + herr.Error()
-				case holder == "":
-					holder = "nobody"
-				}
-				r.cfg.Log.Warn("a partition has not advanced while records wait in it: rejoining the group so that it is assigned again",
-					"topic", r.cfg.Topic, "partition", part, "committed", p.Committed, "end", p.End, "for", r.cfg.StuckAfter,
-					"held_by", holder, "group_state", state)
-				rejoin()
-				return
-			}
-		}
-	}
 }
 
 // publish writes a batch's output, retrying with backoff until it is

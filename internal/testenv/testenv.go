@@ -5,12 +5,14 @@
 package testenv
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -80,4 +82,25 @@ func StartCoordinator(tb testing.TB, cfg coordinator.Config) *Coordinator {
 	}
 	tb.Cleanup(func() { conn.Close() })
 	return &Coordinator{Server: srv, Addr: lis.Addr().String(), Conn: conn}
+}
+
+// LogBuffer collects a logger's output for a test to read while the
+// logger writes (bytes.Buffer is not safe for both at once).
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

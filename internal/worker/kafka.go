@@ -39,6 +39,7 @@ type Kafka struct {
 	committing bool
 	idle       chan struct{} // closed when the commit goroutine ends
 	err        error         // why fetching stopped (read after batches closes)
+	acceptedAt time.Time     // when a round was last accepted
 	// Skipped counts records that did not decode.
 	Skipped int
 	// Committed counts records whose offsets were committed.
@@ -189,6 +190,7 @@ func (k *Kafka) Sent(round uint64) {
 func (k *Kafka) Accepted(ctx context.Context, round uint64) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.acceptedAt = time.Now()
 	msgs := k.pending[round]
 	delete(k.pending, round)
 	// Rounds before this one that were never accepted are dropped: their
@@ -209,6 +211,15 @@ func (k *Kafka) Accepted(ctx context.Context, round uint64) error {
 		go k.commitLoop()
 	}
 	return nil
+}
+
+// Training reports whether the coordinator accepted one of this source's
+// rounds within the last d: training is going on, so the group's offsets
+// should be moving (stream.WatchStuck's ready).
+func (k *Kafka) Training(d time.Duration) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return !k.acceptedAt.IsZero() && time.Since(k.acceptedAt) < d
 }
 
 func (k *Kafka) commitLoop() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -31,9 +32,13 @@ type ReaderConfig struct {
 // what the caller says it has finished, so a crash before Commit re-delivers
 // (at least once, never lost).
 type Reader struct {
-	r   *kafka.Reader
-	cfg ReaderConfig
-	out *outage
+	cfg    ReaderConfig
+	rc     kafka.ReaderConfig
+	out    *outage
+	mu     sync.Mutex
+	r      *kafka.Reader // the current membership; Rejoin replaces it
+	gen    int           // counts Rejoin calls
+	closed bool
 }
 
 // NewReader joins cfg.Group on cfg.Topic.
@@ -84,13 +89,47 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 			l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
 		})
 	}
-	return &Reader{r: kafka.NewReader(rc), cfg: cfg, out: out}, nil
+	return &Reader{r: kafka.NewReader(rc), rc: rc, cfg: cfg, out: out}, nil
+}
+
+// current returns the kafka-go reader of the current membership and its
+// generation.
+func (r *Reader) current() (*kafka.Reader, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.r, r.gen
+}
+
+// Rejoin leaves the group and joins it again as a new member, so that the
+// group rebalances and assigns every partition anew (see WatchStuck).
+// Records fetched and not yet committed are re-delivered to whoever gets
+// their partitions; a Batch in progress goes on with the new membership.
+func (r *Reader) Rejoin() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	old := r.r
+	r.r = kafka.NewReader(r.rc)
+	r.gen++
+	r.mu.Unlock()
+	return old.Close()
 }
 
 // Batch returns the next records: it blocks for the first, then gathers
 // more until MaxBatch or MaxWait. The records are not committed.
 func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
-	first, err := r.r.FetchMessage(ctx)
+	kr, gen := r.current()
+	first, err := kr.FetchMessage(ctx)
+	for err != nil && ctx.Err() == nil {
+		var now int
+		if kr, now = r.current(); now == gen {
+			return nil, err
+		}
+		gen = now // Rejoin closed the reader this fetch was on
+		first, err = kr.FetchMessage(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +138,7 @@ func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
 	for len(batch) < r.cfg.MaxBatch {
-		m, err := r.r.FetchMessage(wctx)
+		m, err := kr.FetchMessage(wctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return batch, nil // the caller stops; these were not committed
@@ -117,14 +156,21 @@ func (r *Reader) Commit(ctx context.Context, msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := r.r.CommitMessages(ctx, msgs...); err != nil {
+	kr, _ := r.current()
+	if err := kr.CommitMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("commit %d records of %s: %w", len(msgs), r.cfg.Topic, err)
 	}
 	return nil
 }
 
 // Close leaves the group.
-func (r *Reader) Close() error { return r.r.Close() }
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	kr := r.r
+	r.mu.Unlock()
+	return kr.Close()
+}
 
 // WriterConfig configures a Writer.
 type WriterConfig struct {

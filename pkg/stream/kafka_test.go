@@ -1,42 +1,21 @@
 package stream
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/segmentio/kafka-go"
-
-	"github.com/recon-ad/recon/internal/testenv"
 )
 
 // TestReaderCommitsOnlyFinishedRecords: a reader that stops without
 // committing leaves its records to the next member of the group, and
 // batches are bounded by size.
 func TestReaderCommitsOnlyFinishedRecords(t *testing.T) {
-	bs := testenv.Kafka(t)
-	topic := fmt.Sprintf("t-%d", time.Now().UnixNano())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := EnsureTopics(ctx, bs, map[string]int{topic: 2}); err != nil {
-		t.Fatal(err)
-	}
+	bs, topic, ctx := newTopic(t, 2)
 	if err := EnsureTopics(ctx, bs, map[string]int{topic: 2}); err != nil {
 		t.Fatalf("EnsureTopics of an existing topic: %v", err)
 	}
-	w, err := NewWriter(WriterConfig{Brokers: bs, Topic: topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []kafka.Message
-	for i := 0; i < 100; i++ {
-		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
-	}
-	if err := w.Write(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	produce(t, ctx, bs, topic, 0, 100)
 
 	// The first member reads and finishes (commits) only its first 10 records.
 	r1, err := NewReader(ReaderConfig{Brokers: bs, Topic: topic, Group: "g", MaxBatch: 30, StartFirst: true})

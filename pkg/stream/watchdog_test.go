@@ -1,0 +1,195 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/recon-ad/recon/internal/testenv"
+)
+
+// newTopic returns a broker (kfake unless RECON_TEST_BROKERS), a fresh
+// topic of partitions partitions on it, and a context that ends with the
+// test or after a minute.
+func newTopic(t *testing.T, partitions int) ([]string, string, context.Context) {
+	t.Helper()
+	bs := testenv.Kafka(t)
+	topic := fmt.Sprintf("t-%d", time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := EnsureTopics(ctx, bs, map[string]int{topic: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	return bs, topic, ctx
+}
+
+func produce(t *testing.T, ctx context.Context, bs []string, topic string, from, n int) {
+	t.Helper()
+	w, err := NewWriter(WriterConfig{Brokers: bs, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var msgs []kafka.Message
+	for i := from; i < from+n; i++ {
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
+	}
+	if err := w.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consumeAll reads rd in batches, committing each, recording the keys
+// seen and the first error, until ctx ends.
+type consumer struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	err  error
+	done chan struct{}
+}
+
+func consume(ctx context.Context, rd *Reader) *consumer {
+	c := &consumer{seen: map[string]bool{}, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for ctx.Err() == nil {
+			b, err := rd.Batch(ctx)
+			if err == nil {
+				err = rd.Commit(ctx, b...)
+			}
+			c.mu.Lock()
+			if err != nil && ctx.Err() == nil && c.err == nil {
+				c.err = err
+			}
+			for _, m := range b {
+				c.seen[string(m.Key)] = true
+			}
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+func (c *consumer) count() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.seen) }
+
+// TestWatchStuck: a member that holds a partition and never commits is
+// reported, naming the member, once the watch is ready; while ready is
+// false nothing is judged.
+func TestWatchStuck(t *testing.T) {
+	bs, topic, ctx := newTopic(t, 2)
+	produce(t, ctx, bs, topic, 0, 200)
+	squat, err := NewReader(ReaderConfig{Brokers: bs, Topic: topic, Group: "g", StartFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
+	if _, err := squat.Batch(ctx); err != nil { // joined, holding both partitions for now
+		t.Fatal(err)
+	}
+	rd, err := NewReader(ReaderConfig{Brokers: bs, Topic: topic, Group: "g", StartFirst: true, MaxWait: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	cctx, stop := context.WithCancel(ctx)
+	c := consume(cctx, rd)
+	defer func() { stop(); <-c.done }()
+
+	var logs testenv.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	const after = 900 * time.Millisecond
+	wctx, wcancel := context.WithTimeout(ctx, 4*after)
+	if WatchStuck(wctx, Security{}, bs, "g", topic, after, func() bool { return false }, log) {
+		t.Errorf("judged a partition stuck while not ready:\n%s", logs.String())
+	}
+	wcancel()
+	if !WatchStuck(ctx, Security{}, bs, "g", topic, after, nil, log) {
+		t.Fatal("no stuck partition found")
+	}
+	line := logs.String()
+	if !regexp.MustCompile(`has not advanced.* group=g topic=t-\d+ partition=\d .* held_by="[^"]*@[^"]*/\d+@[^"]* \([^"]+\)" group_state=Stable`).MatchString(line) {
+		t.Errorf("the warning does not name the partition's holder:\n%s", line)
+	}
+	if c.count() == 0 || c.count() >= 200 {
+		t.Errorf("the working member consumed %d records: want its own partition's, not the squatter's", c.count())
+	}
+}
+
+// TestRejoin: Rejoin makes the reader a new member of the group; a Batch
+// waiting across it goes on with the new membership, and every record is
+// consumed and committed.
+func TestRejoin(t *testing.T) {
+	bs, topic, ctx := newTopic(t, 2)
+	rd, err := NewReader(ReaderConfig{Brokers: bs, Topic: topic, Group: "g", StartFirst: true, MaxBatch: 20, MaxWait: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	admin := Security{}.Admin(bs)
+	defer admin.Close()
+	member := func() string {
+		t.Helper()
+		h, _, err := admin.Holders(ctx, "g", topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h[0]
+	}
+	produce(t, ctx, bs, topic, 0, 100)
+	cctx, stop := context.WithCancel(ctx)
+	c := consume(cctx, rd)
+	defer func() { stop(); <-c.done }()
+	for c.count() < 100 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := member()
+	// The consumer now waits in Batch on an idle topic.
+	if err := rd.Rejoin(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, ctx, bs, topic, 100, 100)
+	for c.count() < 200 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := c.count(); n != 200 {
+		t.Fatalf("consumed %d of 200 records across the rejoin", n)
+	}
+	c.mu.Lock()
+	cerr := c.err
+	c.mu.Unlock()
+	if cerr != nil {
+		t.Errorf("a Batch or Commit failed across the rejoin: %v", cerr)
+	}
+	after := ""
+	for after == "" || after == before {
+		if ctx.Err() != nil {
+			t.Fatalf("the group still names the member %s after the rejoin", before)
+		}
+		after = member()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(after, "@") {
+		t.Errorf("holder %q: want client@host (member)", after)
+	}
+	// Everything consumed is committed.
+	for {
+		prog, err := admin.GroupProgress(ctx, "g", topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prog[0].Lag()+prog[1].Lag() == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("commits do not cover every record after the rejoin: %+v", prog)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
