@@ -9,10 +9,15 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -363,5 +368,169 @@ func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
 	}
 	if n := rep.Processed.Load(); n == 0 || n >= 400 {
 		t.Errorf("processed %d records: want its own partition's, not the squatter's", n)
+	}
+}
+
+// TestReplicaSurvivesFailedCommits: the broker refuses the replica's
+// offset commits for a while (closing the connection, as a restarting
+// broker does): the replica keeps running, and once commits go through
+// again the committed offsets cover every record, each of which was
+// scored. A commit that fails while the replica stops does not make Run
+// fail either: those records are simply re-delivered.
+func TestReplicaSurvivesFailedCommits(t *testing.T) {
+	const p = 8
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	const (
+		pass = iota
+		fail
+		hold // wait for release, then fail
+	)
+	var mode, failures atomic.Int32
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce sync.Once
+	cluster.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		switch mode.Load() {
+		case fail:
+			failures.Add(1)
+			return nil, errors.New("commit refused by the test"), true
+		case hold:
+			heldOnce.Do(func() { close(held) })
+			cluster.SleepControl(func() { <-release })
+			failures.Add(1)
+			return nil, errors.New("commit refused by the test"), true
+		}
+		return nil, nil, false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 1}); err != nil {
+		t.Fatal(err)
+	}
+	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
+	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
+	wr, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wr.Close()
+	produced := 0
+	produce := func(n int) {
+		t.Helper()
+		var msgs []kafka.Message
+		rec := make([]float64, p)
+		for range n {
+			src.Read(rec)
+			msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(produced)), Value: codec.Encode(nil, rec)})
+			produced++
+		}
+		if err := wr.Write(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "cache.db"), checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m, _ := ae.New(ae.Spec{Input: p, Code: 2})
+	c := checkpoint.Build(m, nil, nil, nil)
+	c.Version = 1
+	if err := store.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	var logs testenv.LogBuffer
+	metrics := NewMetrics(nil)
+	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq", ScoresTopic: "scores",
+		Format: stream.JSONArray, Cache: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond,
+		Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- rep.Run(rctx) }()
+	running := func(what string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			t.Fatalf("%s: Run returned %v\n%s", what, err, logs.String())
+		default:
+		}
+	}
+
+	// Commits fail: the replica goes on.
+	mode.Store(fail)
+	produce(300)
+	for failures.Load() < 3 && ctx.Err() == nil {
+		running("while commits fail")
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	running("after commits failed")
+	if got := testutil.ToFloat64(metrics.commitFailures); got < 1 {
+		t.Errorf("recon_scorer_commit_failures_total is %v after %d refused commits", got, failures.Load())
+	}
+	if !strings.Contains(logs.String(), "committing scored records failed") {
+		t.Errorf("no warning logged for the failed commits:\n%s", logs.String())
+	}
+
+	// Commits pass again: every record is committed, and was scored.
+	mode.Store(pass)
+	produce(100)
+	for committedOffsets(t, ctx, brokers, "recon-scorer", "events", 2) < int64(produced) {
+		running("once commits pass")
+		if ctx.Err() != nil {
+			t.Fatalf("committed offsets never covered the %d records\n%s", produced, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	scored := map[string]bool{}
+	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	sr, err := stream.NewReader(stream.ReaderConfig{Brokers: brokers, Topic: "scores", Group: "check", StartFirst: true, MaxWait: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(scored) < produced && sctx.Err() == nil {
+		b, err := sr.Batch(sctx)
+		if err != nil {
+			break
+		}
+		for _, m := range b {
+			scored[string(m.Key)] = true
+		}
+	}
+	scancel()
+	sr.Close()
+	if len(scored) != produced {
+		t.Errorf("%d of %d records on the scores topic", len(scored), produced)
+	}
+
+	// A commit fails while the replica stops: Run still returns nil.
+	mode.Store(hold)
+	produce(100)
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatalf("no commit attempted for the last records\n%s", logs.String())
+	}
+	stop()
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	mode.Store(fail)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("a commit failing while stopping made Run fail: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return 10 s after its context ended")
 	}
 }
