@@ -62,17 +62,47 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	go co.Server.Run(ctx)
 	dir := t.TempDir()
 	tr := procs.New(binDir, dir, "trainer", "trainer", "run", "--source", "kafka", "--brokers", strings.Join(brokers, ","),
-		"--topic", "events", "--features", strconv.Itoa(p), "--coordinator", co.Addr, "--id", "t1", "--stuck-after", "1500ms")
+		"--topic", "events", "--features", strconv.Itoa(p), "--coordinator", co.Addr, "--id", "t1", "--stuck-after", "3s") // ready: a round accepted in every 1 s
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Kill()
+	// The trainer's member id in the group (its client id is trainer@…).
+	admin := stream.Security{}.Admin(brokers)
+	defer admin.Close()
+	member := func() string {
+		h, _, err := admin.Holders(ctx, "recon-trainer", "events")
+		if err != nil {
+			return ""
+		}
+		for _, m := range h {
+			if strings.HasPrefix(m, "trainer@") {
+				return m
+			}
+		}
+		return ""
+	}
+	first := ""
+	for first == "" {
+		if ctx.Err() != nil || !tr.Running() {
+			t.Fatalf("the trainer never held a partition:\n%s", tr.LogText())
+		}
+		first = member()
+		time.Sleep(20 * time.Millisecond)
+	}
 	re := `has not advanced.* group=recon-trainer topic=events partition=\d .* held_by="[^"]*@[^"]*/\d+@[^"]* \([^"]+\)" group_state=Stable`
 	for !regexp.MustCompile(re).MatchString(tr.LogText()) {
 		if ctx.Err() != nil || !tr.Running() {
 			t.Fatalf("the trainer did not report the stuck partition:\n%s", tr.LogText())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// It rejoined: the group knows it under a new member id.
+	for m := member(); m == "" || m == first; m = member() {
+		if ctx.Err() != nil {
+			t.Fatalf("the trainer is still member %s after reporting the stuck partition:\n%s", first, tr.LogText())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// It trains on after the rejoin: more rounds are accepted.
 	rounds := co.Server.Status().Round

@@ -447,14 +447,19 @@ func runWorker(ctx context.Context, args []string) error {
 		k := worker.NewKafka(ctx, rd, codec, log)
 		src = k
 		if *stuckAfter > 0 {
+			sw := &stream.StuckWatch{Security: sec, Brokers: bs, Group: *group, Topic: *topic, After: *stuckAfter, Log: log,
+				Ready: func() bool { return k.Training(*stuckAfter / 3) }}
+			wctx, stopWatch := context.WithCancel(ctx)
+			watched := make(chan struct{})
 			go func() {
-				training := func() bool { return k.Training(*stuckAfter / 3) }
-				for stream.WatchStuck(ctx, sec, bs, *group, *topic, *stuckAfter, training, log) {
+				defer close(watched)
+				for sw.Wait(wctx) {
 					if err := rd.Rejoin(); err != nil {
 						log.Warn("leaving the group to rejoin it", "err", err)
 					}
 				}
 			}()
+			defer func() { stopWatch(); <-watched }() // before rd.Close
 		}
 	default:
 		return cli.Usagef("--source %q: want synth, csv or kafka", *source)

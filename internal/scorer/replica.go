@@ -40,6 +40,11 @@ type ReplicaConfig struct {
 	// DrainTimeout bounds how long a stopping replica keeps publishing and
 	// committing the batch in hand (default 3 s).
 	DrainTimeout time.Duration
+	// CommitGiveUp is how long offset commits may keep failing while the
+	// replica runs before Run returns an error (default 1 min; negative:
+	// never). Until then each failure is logged and counted, and scoring
+	// goes on: the records are re-delivered, never lost.
+	CommitGiveUp time.Duration
 	// Coordinator streams new checkpoints; nil scores with the cached one only.
 	Coordinator grpc.ClientConnInterface
 	// Cache is the replica's own checkpoint store: it starts from it when
@@ -69,6 +74,8 @@ type Replica struct {
 	model atomic.Pointer[Model]
 	// Processed counts records scored or dead-lettered and committed.
 	Processed atomic.Int64
+	commits   commitFailures // used by one membership's publisher at a time
+	stuck     *stream.StuckWatch
 }
 
 // NewReplica returns a replica, loading the newest cached checkpoint if any.
@@ -88,13 +95,17 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 3 * time.Second
 	}
+	if cfg.CommitGiveUp == 0 {
+		cfg.CommitGiveUp = time.Minute
+	}
 	if cfg.StuckAfter == 0 {
 		cfg.StuckAfter = 20 * time.Second
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	r := &Replica{cfg: cfg}
+	r := &Replica{cfg: cfg, stuck: &stream.StuckWatch{Security: cfg.Security, Brokers: cfg.Brokers, Group: cfg.Group, Topic: cfg.Topic,
+		After: cfg.StuckAfter, Log: cfg.Log}}
 	if c, err := cfg.Cache.Latest(); err == nil {
 		m, err := NewModel(c)
 		if err != nil {
@@ -147,7 +158,7 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 	var stuck atomic.Bool
 	if r.cfg.StuckAfter > 0 {
 		go func() {
-			if stream.WatchStuck(fetchCtx, r.cfg.Security, r.cfg.Brokers, r.cfg.Group, r.cfg.Topic, r.cfg.StuckAfter, nil, r.cfg.Log) {
+			if r.stuck.Wait(fetchCtx) {
 				stuck.Store(true)
 				stopFetch()
 			}
@@ -213,7 +224,6 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 	failed := make(chan struct{})    // closed when the publisher fails
 	go func() {
 		var err error
-		var commits commitFailures
 		for j := range jobs {
 			if err != nil {
 				continue // a failed stage drops the rest, uncommitted
@@ -229,12 +239,21 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 			// them. It happens when the group's coordinator connection
 			// breaks (a broker restart) or the generation changes, and
 			// kafka-go rejoins by itself; so it is reported, not fatal,
-			// whether running or stopping.
+			// whether running or stopping. Only a run of failures longer
+			// than CommitGiveUp while running is: publishing on and on
+			// while every restart re-delivers more would hide it.
 			if cerr := rd.Commit(work, j.msgs...); cerr != nil {
 				r.cfg.Metrics.commitFailures.Inc()
-				commits.report(r.cfg.Log, len(j.msgs), cerr)
+				giveUp := r.cfg.CommitGiveUp
+				if ctx.Err() != nil {
+					giveUp = 0
+				}
+				if err = r.commits.failed(r.cfg.Log, len(j.msgs), cerr, giveUp); err != nil {
+					close(failed)
+				}
 				continue
 			}
+			r.commits.succeeded(r.cfg.Log)
 			r.Processed.Add(int64(len(j.msgs)))
 		}
 		if work.Err() != nil {
@@ -314,23 +333,45 @@ func (r *Replica) publish(ctx context.Context, out Output, alerts, dlq, scores *
 	}
 }
 
-// commitFailures reports failed commits: the first of a burst at once,
-// then at most one line per commitReportEvery with the count since.
+// commitFailures follows failed commits across memberships: it reports
+// the first of a run at once, then at most one line per commitReportEvery
+// with the counts since, and one line when commits work again.
 type commitFailures struct {
-	last             time.Time
-	batches, records int
+	first, last      time.Time // the run's start (zero: no run) and the last line
+	batches, records int       // not reported yet
 }
 
 const commitReportEvery = 5 * time.Second
 
-func (c *commitFailures) report(log *slog.Logger, records int, err error) {
+// failed counts a failure; when the run has lasted longer than giveUp
+// (> 0) it returns the error to stop with.
+func (c *commitFailures) failed(log *slog.Logger, records int, err error, giveUp time.Duration) error {
+	now := time.Now()
+	if c.first.IsZero() {
+		c.first = now
+	}
 	c.batches++
 	c.records += records
-	if now := time.Now(); now.Sub(c.last) >= commitReportEvery {
+	if now.Sub(c.last) >= commitReportEvery {
 		log.Warn("committing scored records failed; Kafka re-delivers them unless a later commit covers them",
-			"batches", c.batches, "records", c.records, "err", err)
+			"batches", c.batches, "records", c.records, "failing_for", now.Sub(c.first).Round(time.Millisecond), "err", err)
 		c.last, c.batches, c.records = now, 0, 0
 	}
+	if giveUp > 0 && now.Sub(c.first) > giveUp {
+		return fmt.Errorf("offset commits have failed for %v (output published, records re-delivered on restart): %w",
+			now.Sub(c.first).Round(time.Second), err)
+	}
+	return nil
+}
+
+// succeeded ends a run of failures.
+func (c *commitFailures) succeeded(log *slog.Logger) {
+	if c.first.IsZero() {
+		return
+	}
+	log.Info("committing scored records works again", "failed_for", time.Since(c.first).Round(time.Millisecond),
+		"batches_not_reported", c.batches, "records_not_reported", c.records)
+	*c = commitFailures{}
 }
 
 func (r *Replica) write(ctx context.Context, w *stream.Writer, msgs []kafka.Message) error {

@@ -533,4 +533,30 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return 10 s after its context ended")
 	}
+	if !strings.Contains(logs.String(), "committing scored records works again") {
+		t.Errorf("no line saying commits work again:\n%s", logs.String())
+	}
+
+	// Commits that keep failing for longer than CommitGiveUp end Run with
+	// an error saying so.
+	mode.Store(fail)
+	quitter, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq",
+		Format: stream.JSONArray, Cache: store, Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond, CommitGiveUp: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qdone := make(chan error, 1)
+	go func() { qdone <- quitter.Run(ctx) }()
+	for i := 0; i < 20; i++ { // records keep coming, so commits keep being tried
+		produce(10)
+		select {
+		case err := <-qdone:
+			if err == nil || !strings.Contains(err.Error(), "offset commits have failed for") {
+				t.Errorf("Run returned %v, want the commits' failure", err)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	t.Error("Run went on 10 s after commits began failing, CommitGiveUp 1 s")
 }

@@ -37,6 +37,7 @@ type Reader struct {
 	out    *outage
 	mu     sync.Mutex
 	r      *kafka.Reader // the current membership; Rejoin replaces it
+	gone   chan struct{} // closed when the current membership ends
 	gen    int           // counts Rejoin calls
 	closed bool
 }
@@ -89,46 +90,58 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 			l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
 		})
 	}
-	return &Reader{r: kafka.NewReader(rc), rc: rc, cfg: cfg, out: out}, nil
+	return &Reader{r: kafka.NewReader(rc), gone: make(chan struct{}), rc: rc, cfg: cfg, out: out}, nil
 }
 
-// current returns the kafka-go reader of the current membership and its
-// generation.
-func (r *Reader) current() (*kafka.Reader, int) {
+// membership is one kafka-go group reader; gone is closed when Rejoin or
+// Close ends it, before the reader is closed.
+type membership struct {
+	kr   *kafka.Reader
+	gone chan struct{}
+	gen  int
+}
+
+// current returns the current membership.
+func (r *Reader) current() membership {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.r, r.gen
+	return membership{kr: r.r, gone: r.gone, gen: r.gen}
 }
 
-// Rejoin leaves the group and joins it again as a new member, so that the
-// group rebalances and assigns every partition anew (see WatchStuck).
-// Records fetched and not yet committed are re-delivered to whoever gets
-// their partitions; a Batch in progress goes on with the new membership.
+// Rejoin joins the group again as a new member and then leaves as the old
+// one, so that the group rebalances and assigns every partition anew (see
+// WatchStuck). Records fetched by the old member and not yet committed are
+// re-delivered to whoever gets their partitions; a Batch waiting for its
+// first record goes on with the new member, and one filling stops filling.
+// Committing records the old member fetched goes through the new one: if
+// their partitions moved to another member that already committed
+// further, its offset moves back (records scored twice, none lost).
 func (r *Reader) Rejoin() error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return nil
 	}
-	old := r.r
-	r.r = kafka.NewReader(r.rc)
+	old, oldGone := r.r, r.gone
+	r.r, r.gone = kafka.NewReader(r.rc), make(chan struct{})
 	r.gen++
 	r.mu.Unlock()
+	close(oldGone)
 	return old.Close()
 }
 
 // Batch returns the next records: it blocks for the first, then gathers
 // more until MaxBatch or MaxWait. The records are not committed.
 func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
-	kr, gen := r.current()
-	first, err := kr.FetchMessage(ctx)
+	m := r.current()
+	first, err := m.kr.FetchMessage(ctx)
 	for err != nil && ctx.Err() == nil {
-		var now int
-		if kr, now = r.current(); now == gen {
-			return nil, err
+		if now := r.current(); now.gen != m.gen {
+			m = now // Rejoin closed the reader this fetch was on
+			first, err = m.kr.FetchMessage(ctx)
+			continue
 		}
-		gen = now // Rejoin closed the reader this fetch was on
-		first, err = kr.FetchMessage(ctx)
+		return nil, err
 	}
 	if err != nil {
 		return nil, err
@@ -138,37 +151,71 @@ func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
 	for len(batch) < r.cfg.MaxBatch {
-		m, err := kr.FetchMessage(wctx)
+		select {
+		case <-m.gone:
+			return batch, nil // rejoined: no more from the old member
+		default:
+		}
+		msg, err := m.kr.FetchMessage(wctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return batch, nil // the caller stops; these were not committed
 			}
 			break // the wait ran out: hand out what there is
 		}
-		batch = append(batch, m)
+		batch = append(batch, msg)
 	}
 	return batch, nil
 }
 
 // Commit commits the offsets of finished records (per partition, the
-// highest given).
+// highest given). A commit under way when Rejoin ends its membership is
+// made again through the new one.
 func (r *Reader) Commit(ctx context.Context, msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	kr, _ := r.current()
-	if err := kr.CommitMessages(ctx, msgs...); err != nil {
+	for {
+		m := r.current()
+		// kafka-go may take a commit request that a closing reader never
+		// answers: the membership's end ends the wait.
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-m.gone:
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		err := m.kr.CommitMessages(cctx, msgs...)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if now := r.current(); ctx.Err() == nil && now.gen != m.gen && !r.isClosed() {
+			continue
+		}
 		return fmt.Errorf("commit %d records of %s: %w", len(msgs), r.cfg.Topic, err)
 	}
-	return nil
+}
+
+func (r *Reader) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
 }
 
 // Close leaves the group.
 func (r *Reader) Close() error {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
 	r.closed = true
 	kr := r.r
 	r.mu.Unlock()
+	close(r.gone)
 	return kr.Close()
 }
 

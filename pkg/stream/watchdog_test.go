@@ -120,6 +120,33 @@ func TestWatchStuck(t *testing.T) {
 	if c.count() == 0 || c.count() >= 200 {
 		t.Errorf("the working member consumed %d records: want its own partition's, not the squatter's", c.count())
 	}
+
+	// The squatter is a live member: rejoining gives it a partition again
+	// (records keep coming to both), so StuckWatch finds a stall again at
+	// once, and then pauses before watching for one once more.
+	sw := &StuckWatch{Brokers: bs, Group: "g", Topic: topic, After: after, Log: log}
+	for i := 0; i < 2; i++ {
+		if !sw.Wait(ctx) {
+			t.Fatalf("StuckWatch found no stuck partition (round %d)", i+1)
+		}
+		if err := rd.Rejoin(); err != nil {
+			t.Fatal(err)
+		}
+		produce(t, ctx, bs, topic, 200+100*i, 100)
+	}
+	if !strings.Contains(logs.String(), "stalled again soon after the last rejoin") || !strings.Contains(logs.String(), "pause=900ms") {
+		t.Errorf("no pause announced after the second stall in a row:\n%s", logs.String())
+	}
+	start := time.Now()
+	if !sw.Wait(ctx) {
+		t.Fatal("StuckWatch found no stuck partition the third time")
+	}
+	if took := time.Since(start); took < 2*after {
+		t.Errorf("the third watch fired after %v: want the 900ms pause and then 900ms without progress", took)
+	}
+	if !strings.Contains(logs.String(), "pause=2.7s") {
+		t.Errorf("the pause did not grow to 3x after the third stall in a row:\n%s", logs.String())
+	}
 }
 
 // TestRejoin: Rejoin makes the reader a new member of the group; a Batch
