@@ -164,22 +164,9 @@ func TestReplicaWithoutCoordinator(t *testing.T) {
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 1}); err != nil {
 		t.Fatal(err)
 	}
-	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
-	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
-	wr, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []kafka.Message
-	rec := make([]float64, p)
-	for i := 0; i < n; i++ {
-		src.Read(rec)
-		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: codec.Encode(nil, rec)})
-	}
-	if err := wr.Write(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	wr.Close()
+	events := newSynthProducer(t, brokers, "events")
+	events.produce(ctx, n)
+	src := events.src
 	// Nothing listens on a port just closed.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -309,35 +296,12 @@ func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer squat.Close()
-	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
-	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
-	wr, _ := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
-	var msgs []kafka.Message
-	rec := make([]float64, p)
-	for i := 0; i < 400; i++ {
-		src.Read(rec)
-		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: codec.Encode(nil, rec)})
-	}
-	if err := wr.Write(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	wr.Close()
+	newSynthProducer(t, brokers, "events").produce(ctx, 400)
 	if _, err := squat.Batch(ctx); err != nil { // joined, holding both partitions for now
 		t.Fatal(err)
 	}
 
-	cachePath := filepath.Join(t.TempDir(), "cache.db")
-	store, err := checkpoint.Open(cachePath, checkpoint.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	m, _ := ae.New(ae.Spec{Input: p, Code: 2})
-	c := checkpoint.Build(m, nil, nil, nil)
-	c.Version = 1
-	if err := store.Put(c); err != nil {
-		t.Fatal(err)
-	}
+	store := cacheUntrained(t, p)
 	var logs testenv.LogBuffer
 	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq",
 		Format: stream.JSONArray, Cache: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond,
@@ -412,39 +376,10 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 1}); err != nil {
 		t.Fatal(err)
 	}
-	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
-	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
-	wr, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wr.Close()
-	produced := 0
-	produce := func(n int) {
-		t.Helper()
-		var msgs []kafka.Message
-		rec := make([]float64, p)
-		for range n {
-			src.Read(rec)
-			msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(produced)), Value: codec.Encode(nil, rec)})
-			produced++
-		}
-		if err := wr.Write(ctx, msgs...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	events := newSynthProducer(t, brokers, "events")
+	produce := func(n int) { t.Helper(); events.produce(ctx, n) }
 
-	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "cache.db"), checkpoint.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	m, _ := ae.New(ae.Spec{Input: p, Code: 2})
-	c := checkpoint.Build(m, nil, nil, nil)
-	c.Version = 1
-	if err := store.Put(c); err != nil {
-		t.Fatal(err)
-	}
+	store := cacheUntrained(t, p)
 	var logs testenv.LogBuffer
 	metrics := NewMetrics(nil)
 	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq", ScoresTopic: "scores",
@@ -485,10 +420,10 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	// Commits pass again: every record is committed, and was scored.
 	mode.Store(pass)
 	produce(100)
-	for committedOffsets(t, ctx, brokers, "recon-scorer", "events", 2) < int64(produced) {
+	for committedOffsets(t, ctx, brokers, "recon-scorer", "events", 2) < int64(events.n) {
 		running("once commits pass")
 		if ctx.Err() != nil {
-			t.Fatalf("committed offsets never covered the %d records\n%s", produced, logs.String())
+			t.Fatalf("committed offsets never covered the %d records\n%s", events.n, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -498,7 +433,7 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for len(scored) < produced && sctx.Err() == nil {
+	for len(scored) < events.n && sctx.Err() == nil {
 		b, err := sr.Batch(sctx)
 		if err != nil {
 			break
@@ -509,8 +444,8 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	}
 	scancel()
 	sr.Close()
-	if len(scored) != produced {
-		t.Errorf("%d of %d records on the scores topic", len(scored), produced)
+	if len(scored) != events.n {
+		t.Errorf("%d of %d records on the scores topic", len(scored), events.n)
 	}
 
 	// A commit fails while the replica stops: Run still returns nil.
@@ -559,4 +494,58 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 		}
 	}
 	t.Error("Run went on 10 s after commits began failing, CommitGiveUp 1 s")
+}
+
+// synthProducer writes synthetic records of 8 features as JSON arrays to
+// a topic, keyed by their index.
+type synthProducer struct {
+	t     *testing.T
+	w     *stream.Writer
+	src   *worker.Synth
+	codec *stream.Codec
+	n     int // records written so far
+}
+
+func newSynthProducer(t *testing.T, brokers []string, topic string) *synthProducer {
+	t.Helper()
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
+	return &synthProducer{t: t, w: w, src: worker.NewSynth(1, 5, 8, 2, 0.2, 0), codec: codec}
+}
+
+// produce writes the next n records.
+func (sp *synthProducer) produce(ctx context.Context, n int) {
+	sp.t.Helper()
+	msgs := make([]kafka.Message, 0, n)
+	rec := make([]float64, 8)
+	for range n {
+		sp.src.Read(rec)
+		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(sp.n)), Value: sp.codec.Encode(nil, rec)})
+		sp.n++
+	}
+	if err := sp.w.Write(ctx, msgs...); err != nil {
+		sp.t.Fatal(err)
+	}
+}
+
+// cacheUntrained returns a checkpoint store, closed at cleanup, holding an
+// untrained model of p features (code width 2) as version 1.
+func cacheUntrained(t *testing.T, p int) *checkpoint.Store {
+	t.Helper()
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "cache.db"), checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	m, _ := ae.New(ae.Spec{Input: p, Code: 2})
+	c := checkpoint.Build(m, nil, nil, nil)
+	c.Version = 1
+	if err := store.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	return store
 }
