@@ -438,29 +438,14 @@ func runWorker(ctx context.Context, args []string) error {
 		if err != nil {
 			return cli.Usagef("%v", err)
 		}
-		bs := strings.Split(*brokers, ",")
-		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: bs, Topic: *topic, Group: *group, StartFirst: true, Logger: log, Security: sec})
+		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, StartFirst: true, Logger: log, Security: sec})
 		if err != nil {
 			return err
 		}
 		defer rd.Close()
 		k := worker.NewKafka(ctx, rd, codec, log)
+		k.WatchStuck(*stuckAfter)
 		src = k
-		if *stuckAfter > 0 {
-			sw := &stream.StuckWatch{Security: sec, Brokers: bs, Group: *group, Topic: *topic, After: *stuckAfter, Log: log,
-				Ready: func() bool { return k.Training(*stuckAfter / 3) }}
-			wctx, stopWatch := context.WithCancel(ctx)
-			watched := make(chan struct{})
-			go func() {
-				defer close(watched)
-				for sw.Wait(wctx) {
-					if err := rd.Rejoin(); err != nil {
-						log.Warn("leaving the group to rejoin it", "err", err)
-					}
-				}
-			}()
-			defer func() { stopWatch(); <-watched }() // before rd.Close
-		}
 	default:
 		return cli.Usagef("--source %q: want synth, csv or kafka", *source)
 	}

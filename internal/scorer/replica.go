@@ -74,8 +74,7 @@ type Replica struct {
 	model atomic.Pointer[Model]
 	// Processed counts records scored or dead-lettered and committed.
 	Processed atomic.Int64
-	commits   commitFailures // used by one membership's publisher at a time
-	stuck     *stream.StuckWatch
+	commits   commitFailures // used by the publisher goroutine only
 }
 
 // NewReplica returns a replica, loading the newest cached checkpoint if any.
@@ -104,8 +103,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	r := &Replica{cfg: cfg, stuck: &stream.StuckWatch{Security: cfg.Security, Brokers: cfg.Brokers, Group: cfg.Group, Topic: cfg.Topic,
-		After: cfg.StuckAfter, Log: cfg.Log}}
+	r := &Replica{cfg: cfg}
 	if c, err := cfg.Cache.Latest(); err == nil {
 		m, err := NewModel(c)
 		if err != nil {
@@ -140,36 +138,20 @@ func (r *Replica) Run(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	for {
-		rejoin, err := r.consume(ctx)
-		if err != nil || !rejoin || ctx.Err() != nil {
-			return err
-		}
-	}
+	return r.consume(ctx)
 }
 
-// consume is one membership of the group: it scores until ctx ends, an
-// error, or the stuck-partition watchdog asks to rejoin (rejoin true).
-func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
-	// fetchCtx ends with ctx or when the watchdog fires; publishing and
-	// committing the batches in hand go on regardless (work, below).
-	fetchCtx, stopFetch := context.WithCancel(ctx)
-	defer stopFetch()
-	var stuck atomic.Bool
-	if r.cfg.StuckAfter > 0 {
-		go func() {
-			if r.stuck.Wait(fetchCtx) {
-				stuck.Store(true)
-				stopFetch()
-			}
-		}()
-	}
+// consume scores as a member of the group until ctx ends or an error.
+// Publishing and committing the batches in hand go on for DrainTimeout
+// after ctx ends (work, below).
+func (r *Replica) consume(ctx context.Context) error {
 	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
 		MaxBatch: r.cfg.MaxBatch, MaxWait: r.cfg.MaxWait, StartFirst: true, Logger: r.cfg.Log, Security: r.cfg.Security})
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer rd.Close()
+	rd.Watch(r.cfg.StuckAfter, nil) // rejoins over a stuck partition
 	writer := func(topic string) (*stream.Writer, error) {
 		// A batch's whole output goes in one call: nothing more is coming
 		// to wait for, so the writer's batch timer is kept tiny.
@@ -178,18 +160,18 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 	}
 	alerts, err := writer(r.cfg.AlertsTopic)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer alerts.Close()
 	dlq, err := writer(r.cfg.DLQTopic)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer dlq.Close()
 	var scores *stream.Writer
 	if r.cfg.ScoresTopic != "" {
 		if scores, err = writer(r.cfg.ScoresTopic); err != nil {
-			return false, err
+			return err
 		}
 		defer scores.Close()
 	}
@@ -263,10 +245,10 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 	}()
 	var b *Parallel
 	var loopErr error
-	for fetchCtx.Err() == nil {
-		msgs, err := rd.Batch(fetchCtx)
+	for ctx.Err() == nil {
+		msgs, err := rd.Batch(ctx)
 		if err != nil {
-			if fetchCtx.Err() == nil {
+			if ctx.Err() == nil {
 				loopErr = fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
 			}
 			break
@@ -292,12 +274,9 @@ func (r *Replica) consume(ctx context.Context) (rejoin bool, err error) {
 	}
 	close(jobs)
 	if err := <-published; err != nil {
-		return false, err
+		return err
 	}
-	if loopErr == nil && stuck.Load() && ctx.Err() == nil {
-		return true, nil
-	}
-	return false, loopErr
+	return loopErr
 }
 
 // publish writes a batch's output, retrying with backoff until it is

@@ -213,10 +213,19 @@ func (k *Kafka) Accepted(ctx context.Context, round uint64) error {
 	return nil
 }
 
-// Training reports whether the coordinator accepted one of this source's
-// rounds within the last d: training is going on, so the group's offsets
-// should be moving (stream.WatchStuck's ready).
-func (k *Kafka) Training(d time.Duration) bool {
+// WatchStuck makes the source rejoin its group when a partition's
+// committed offset has not moved for after while records wait in it
+// (stream.Reader.Watch), judging only while the coordinator accepts this
+// source's rounds: with the coordinator down no trainer commits, and
+// rejoining would not help. The watch ends when the reader is closed;
+// after <= 0 starts none.
+func (k *Kafka) WatchStuck(after time.Duration) {
+	k.r.Watch(after, func() bool { return k.training(after / 3) })
+}
+
+// training reports whether the coordinator accepted one of this source's
+// rounds within the last d.
+func (k *Kafka) training(d time.Duration) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return !k.acceptedAt.IsZero() && time.Since(k.acceptedAt) < d

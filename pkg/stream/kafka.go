@@ -32,14 +32,29 @@ type ReaderConfig struct {
 // what the caller says it has finished, so a crash before Commit re-delivers
 // (at least once, never lost).
 type Reader struct {
-	cfg    ReaderConfig
-	rc     kafka.ReaderConfig
-	out    *outage
-	mu     sync.Mutex
-	r      *kafka.Reader // the current membership; Rejoin replaces it
-	gone   chan struct{} // closed when the current membership ends
-	gen    int           // counts Rejoin calls
-	closed bool
+	cfg ReaderConfig
+	rc  kafka.ReaderConfig
+	out *outage
+	mu  sync.Mutex
+	cur *membership // Rejoin replaces it
+	// closed is set by Close; stopWatch and watched end and await the
+	// stuck-partition watch, when Watch started one.
+	closed    bool
+	stopWatch context.CancelFunc
+	watched   chan struct{}
+}
+
+// membership is one kafka-go group reader; ctx ends when Rejoin or Close
+// ends it, before the reader is closed.
+type membership struct {
+	kr  *kafka.Reader
+	ctx context.Context
+	end context.CancelFunc
+}
+
+func newMembership(rc kafka.ReaderConfig) *membership {
+	ctx, end := context.WithCancel(context.Background())
+	return &membership{kr: kafka.NewReader(rc), ctx: ctx, end: end}
 }
 
 // NewReader joins cfg.Group on cfg.Topic.
@@ -90,72 +105,94 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 			l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
 		})
 	}
-	return &Reader{r: kafka.NewReader(rc), gone: make(chan struct{}), rc: rc, cfg: cfg, out: out}, nil
+	return &Reader{cur: newMembership(rc), rc: rc, cfg: cfg, out: out}, nil
 }
 
-// membership is one kafka-go group reader; gone is closed when Rejoin or
-// Close ends it, before the reader is closed.
-type membership struct {
-	kr   *kafka.Reader
-	gone chan struct{}
-	gen  int
-}
-
-// current returns the current membership.
-func (r *Reader) current() membership {
+// current returns the current membership, and whether Close was called.
+func (r *Reader) current() (*membership, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return membership{kr: r.r, gone: r.gone, gen: r.gen}
+	return r.cur, r.closed
 }
 
 // Rejoin joins the group again as a new member and then leaves as the old
-// one, so that the group rebalances and assigns every partition anew (see
-// WatchStuck). Records fetched by the old member and not yet committed are
-// re-delivered to whoever gets their partitions; a Batch waiting for its
-// first record goes on with the new member, and one filling stops filling.
-// Committing records the old member fetched goes through the new one: if
-// their partitions moved to another member that already committed
-// further, its offset moves back (records scored twice, none lost).
+// one, so that the group rebalances and assigns every partition anew.
+// Records fetched by the old member and not yet committed are re-delivered
+// to whoever gets their partitions; a Batch waiting for its first record
+// goes on with the new member, and one filling stops filling. Committing
+// records the old member fetched goes through the new one: if their
+// partitions moved to another member that already committed further, its
+// offset moves back (records scored twice, none lost).
 func (r *Reader) Rejoin() error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return nil
 	}
-	old, oldGone := r.r, r.gone
-	r.r, r.gone = kafka.NewReader(r.rc), make(chan struct{})
-	r.gen++
+	old := r.cur
+	r.cur = newMembership(r.rc)
 	r.mu.Unlock()
-	close(oldGone)
-	return old.Close()
+	old.end()
+	return old.kr.Close()
+}
+
+// Watch starts watching the group for a partition stuck for after (see
+// watchStuck) and rejoins whenever one is found, until Close; ready, when
+// not nil, says when the caller's own work is going on, so that a stall
+// is the group's. Only the first call starts a watch; after <= 0 starts
+// none.
+func (r *Reader) Watch(after time.Duration, ready func() bool) {
+	if after <= 0 {
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	r.mu.Lock()
+	if r.closed || r.stopWatch != nil {
+		r.mu.Unlock()
+		stop()
+		return
+	}
+	r.stopWatch, r.watched = stop, make(chan struct{})
+	r.mu.Unlock()
+	log := r.cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sw := &stuckWatch{security: r.cfg.Security, brokers: r.cfg.Brokers, group: r.cfg.Group, topic: r.cfg.Topic,
+		after: after, ready: ready, log: log}
+	go func() {
+		defer close(r.watched)
+		for sw.wait(ctx) {
+			if err := r.Rejoin(); err != nil {
+				log.Warn("leaving the group to rejoin it", "group", r.cfg.Group, "err", err)
+			}
+		}
+	}()
 }
 
 // Batch returns the next records: it blocks for the first, then gathers
 // more until MaxBatch or MaxWait. The records are not committed.
 func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
-	m := r.current()
+	m, _ := r.current()
 	first, err := m.kr.FetchMessage(ctx)
 	for err != nil && ctx.Err() == nil {
-		if now := r.current(); now.gen != m.gen {
-			m = now // Rejoin closed the reader this fetch was on
-			first, err = m.kr.FetchMessage(ctx)
-			continue
+		now, closed := r.current()
+		if closed || now == m {
+			return nil, err
 		}
-		return nil, err
+		m = now // Rejoin closed the reader this fetch was on
+		first, err = m.kr.FetchMessage(ctx)
 	}
 	if err != nil {
 		return nil, err
 	}
 	r.out.ok()
-	batch := []kafka.Message{first}
+	batch := make([]kafka.Message, 1, min(r.cfg.MaxBatch, 256))
+	batch[0] = first
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
-	for len(batch) < r.cfg.MaxBatch {
-		select {
-		case <-m.gone:
-			return batch, nil // rejoined: no more from the old member
-		default:
-		}
+	defer context.AfterFunc(m.ctx, cancel)() // rejoined: no more from the old member
+	for len(batch) < r.cfg.MaxBatch && m.ctx.Err() == nil {
 		msg, err := m.kr.FetchMessage(wctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -176,36 +213,25 @@ func (r *Reader) Commit(ctx context.Context, msgs ...kafka.Message) error {
 		return nil
 	}
 	for {
-		m := r.current()
+		m, _ := r.current()
 		// kafka-go may take a commit request that a closing reader never
 		// answers: the membership's end ends the wait.
 		cctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-m.gone:
-				cancel()
-			case <-cctx.Done():
-			}
-		}()
+		stop := context.AfterFunc(m.ctx, cancel)
 		err := m.kr.CommitMessages(cctx, msgs...)
+		stop()
 		cancel()
 		if err == nil {
 			return nil
 		}
-		if now := r.current(); ctx.Err() == nil && now.gen != m.gen && !r.isClosed() {
+		if now, closed := r.current(); ctx.Err() == nil && !closed && now != m {
 			continue
 		}
 		return fmt.Errorf("commit %d records of %s: %w", len(msgs), r.cfg.Topic, err)
 	}
 }
 
-func (r *Reader) isClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.closed
-}
-
-// Close leaves the group.
+// Close stops the watch, if any, and leaves the group.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -213,10 +239,14 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	r.closed = true
-	kr := r.r
+	m, stopWatch := r.cur, r.stopWatch
 	r.mu.Unlock()
-	close(r.gone)
-	return kr.Close()
+	if stopWatch != nil {
+		stopWatch()
+		<-r.watched
+	}
+	m.end()
+	return m.kr.Close()
 }
 
 // WriterConfig configures a Writer.

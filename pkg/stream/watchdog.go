@@ -3,17 +3,16 @@ package stream
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
-// WatchStuck checks a consumer group's progress on topic every after/3 and
+// watchStuck checks a consumer group's progress on topic every after/3 and
 // returns when a partition's committed offset has not moved for after
 // while records wait in it, or when ctx ends. Such a partition is held by
 // no working member: the group lost it (kafka-go bugs), or (with kfake,
 // the development broker) a member that died in the middle of joining is
 // kept for ever; both are cured by a rebalance. A live member whose
-// processing hangs is not: it gets its partitions back (see StuckWatch). It logs one warning naming the partition, the member
+// processing hangs is not: it gets its partitions back (see stuckWatch). It logs one warning naming the partition, the member
 // holding it and the group's state; the caller then rejoins the group,
 // whose rebalance assigns every partition anew. It reports whether it
 // found one.
@@ -22,7 +21,7 @@ import (
 // that a stall is the group's: a trainer passes "rounds are being
 // accepted", since while its coordinator is down no trainer commits and
 // rejoining would not help. While ready is false nothing is judged.
-func WatchStuck(ctx context.Context, s Security, brokers []string, group, topic string, after time.Duration, ready func() bool, log *slog.Logger) bool {
+func watchStuck(ctx context.Context, s Security, brokers []string, group, topic string, after time.Duration, ready func() bool, log *slog.Logger) bool {
 	every := max(after/3, time.Millisecond)
 	admin := s.Admin(brokers)
 	defer admin.Close()
@@ -75,34 +74,28 @@ func WatchStuck(ctx context.Context, s Security, brokers []string, group, topic 
 	}
 }
 
-// StuckWatch runs WatchStuck for one consumer group member again and
-// again, once per membership. A live member that hangs gets its
-// partitions back at every rebalance, so rejoining does not cure it: a
-// stall found again soon after the last rejoin is watched for only after
-// a pause that grows (After, 3×, 7×, … up to 10 min), so that the group
-// is not rebalanced every After for ever. Wait is safe to call from one
-// goroutine after another (a new membership's watch waits for the old
-// one's to return).
-type StuckWatch struct {
-	Security Security      // how to reach the brokers
-	Brokers  []string      // bootstrap addresses
-	Group    string        // the consumer group watched
-	Topic    string        // its topic
-	After    time.Duration // no progress for this long while records wait: stuck
-	Ready    func() bool   // optional, as WatchStuck's ready
-	Log      *slog.Logger  // where stalls and pauses are reported
+// stuckWatch runs watchStuck for a Reader again and again, across its
+// memberships. A live member that hangs gets its partitions back at every
+// rebalance, so rejoining does not cure it: a stall found again soon after
+// the last rejoin is watched for only after a pause that grows (after,
+// 3×, 7×, … up to 10 min), so that the group is not rebalanced every
+// after for ever.
+type stuckWatch struct {
+	security     Security
+	brokers      []string
+	group, topic string
+	after        time.Duration // no progress for this long while records wait: stuck
+	ready        func() bool   // optional, as watchStuck's ready
+	log          *slog.Logger
 
-	mu    sync.Mutex
 	last  time.Time     // when it last fired
 	pause time.Duration // before the next watch
 	quick int           // fires in a row that came soon after the previous
 }
 
-// Wait pauses as the last fires say, then watches until a partition is
+// wait pauses as the last fires say, then watches until a partition is
 // stuck (true) or ctx ends (false).
-func (w *StuckWatch) Wait(ctx context.Context) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+func (w *stuckWatch) wait(ctx context.Context) bool {
 	if w.pause > 0 {
 		select {
 		case <-ctx.Done():
@@ -110,20 +103,20 @@ func (w *StuckWatch) Wait(ctx context.Context) bool {
 		case <-time.After(w.pause):
 		}
 	}
-	if !WatchStuck(ctx, w.Security, w.Brokers, w.Group, w.Topic, w.After, w.Ready, w.Log) {
+	if !watchStuck(ctx, w.security, w.brokers, w.group, w.topic, w.after, w.ready, w.log) {
 		return false
 	}
 	now := time.Now()
-	if !w.last.IsZero() && now.Sub(w.last) < w.pause+4*w.After {
+	if !w.last.IsZero() && now.Sub(w.last) < w.pause+4*w.after {
 		w.quick++
 	} else {
 		w.quick = 0
 	}
 	w.last = now
-	w.pause = min(w.After*time.Duration(1<<min(w.quick, 20)-1), 10*time.Minute)
+	w.pause = min(w.after*time.Duration(1<<min(w.quick, 20)-1), 10*time.Minute)
 	if w.pause > 0 {
-		w.Log.Warn("a partition stalled again soon after the last rejoin: a live member may hang; watching again after a pause",
-			"group", w.Group, "topic", w.Topic, "pause", w.pause)
+		w.log.Warn("a partition stalled again soon after the last rejoin: a live member may hang; watching again after a pause",
+			"group", w.group, "topic", w.topic, "pause", w.pause)
 	}
 	return true
 }

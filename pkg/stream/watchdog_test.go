@@ -106,11 +106,11 @@ func TestWatchStuck(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	const after = 900 * time.Millisecond
 	wctx, wcancel := context.WithTimeout(ctx, 4*after)
-	if WatchStuck(wctx, Security{}, bs, "g", topic, after, func() bool { return false }, log) {
+	if watchStuck(wctx, Security{}, bs, "g", topic, after, func() bool { return false }, log) {
 		t.Errorf("judged a partition stuck while not ready:\n%s", logs.String())
 	}
 	wcancel()
-	if !WatchStuck(ctx, Security{}, bs, "g", topic, after, nil, log) {
+	if !watchStuck(ctx, Security{}, bs, "g", topic, after, nil, log) {
 		t.Fatal("no stuck partition found")
 	}
 	line := logs.String()
@@ -122,12 +122,12 @@ func TestWatchStuck(t *testing.T) {
 	}
 
 	// The squatter is a live member: rejoining gives it a partition again
-	// (records keep coming to both), so StuckWatch finds a stall again at
+	// (records keep coming to both), so stuckWatch finds a stall again at
 	// once, and then pauses before watching for one once more.
-	sw := &StuckWatch{Brokers: bs, Group: "g", Topic: topic, After: after, Log: log}
+	sw := &stuckWatch{brokers: bs, group: "g", topic: topic, after: after, log: log}
 	for i := 0; i < 2; i++ {
-		if !sw.Wait(ctx) {
-			t.Fatalf("StuckWatch found no stuck partition (round %d)", i+1)
+		if !sw.wait(ctx) {
+			t.Fatalf("stuckWatch found no stuck partition (round %d)", i+1)
 		}
 		if err := rd.Rejoin(); err != nil {
 			t.Fatal(err)
@@ -138,8 +138,8 @@ func TestWatchStuck(t *testing.T) {
 		t.Errorf("no pause announced after the second stall in a row:\n%s", logs.String())
 	}
 	start := time.Now()
-	if !sw.Wait(ctx) {
-		t.Fatal("StuckWatch found no stuck partition the third time")
+	if !sw.wait(ctx) {
+		t.Fatal("stuckWatch found no stuck partition the third time")
 	}
 	if took := time.Since(start); took < 2*after {
 		t.Errorf("the third watch fired after %v: want the 900ms pause and then 900ms without progress", took)
