@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -100,6 +101,7 @@ type rendered struct {
 	netpols    int
 	topics     []kafkaTopic
 	scaled     []scaledObject
+	namespaces map[string]map[string]bool // namespace -> "Kind/name" of the objects in it
 }
 
 func render(t *testing.T, dir string) *rendered {
@@ -109,13 +111,17 @@ func render(t *testing.T, dir string) *rendered {
 	if err != nil {
 		t.Fatalf("%s: kustomize: %v", dir, err)
 	}
-	r := &rendered{workloads: map[string]*corev1.PodTemplateSpec{}}
+	r := &rendered{workloads: map[string]*corev1.PodTemplateSpec{}, namespaces: map[string]map[string]bool{}}
 	for _, res := range rm.Resources() {
 		b, err := res.MarshalJSON()
 		if err != nil {
 			t.Fatal(err)
 		}
 		kind, name := res.GetKind(), res.GetName()
+		if r.namespaces[res.GetNamespace()] == nil {
+			r.namespaces[res.GetNamespace()] = map[string]bool{}
+		}
+		r.namespaces[res.GetNamespace()][kind+"/"+name] = true
 		var derr error
 		switch kind {
 		case "Deployment":
@@ -208,7 +214,21 @@ func TestKustomizations(t *testing.T) {
 			if len(r.topics) != 4 {
 				t.Errorf("%s: %d KafkaTopics, want events, alerts, dead letters and scores", dir, len(r.topics))
 			}
+			// recon's own objects in recon, the topics beside the
+			// cluster: the topic operator watches its namespace only.
+			if len(r.namespaces) != 2 || len(r.namespaces["recon"]) == 0 || len(r.namespaces["kafka"]) != len(r.topics) {
+				t.Errorf("%s: objects by namespace %v; want recon's in recon and the KafkaTopics in kafka", dir, r.namespaces)
+			}
+			for _, kt := range r.topics {
+				if kt.Metadata.Namespace != "kafka" || kt.Metadata.Labels["strimzi.io/cluster"] != "my-cluster" {
+					t.Errorf("%s: KafkaTopic %s in namespace %q for cluster %q; want kafka, my-cluster", dir,
+						kt.Metadata.Name, kt.Metadata.Namespace, kt.Metadata.Labels["strimzi.io/cluster"])
+				}
+			}
 		case "k8s/overlays/keda":
+			if len(r.namespaces) != 1 || len(r.namespaces["recon"]) == 0 {
+				t.Errorf("%s: objects by namespace %v; want all in recon", dir, r.namespaces)
+			}
 			if len(r.scaled) != 1 || r.hpas != 0 || r.scaled[0].Spec.ScaleTargetRef.Name != "recon-scorer" {
 				t.Errorf("%s: %d ScaledObjects and %d HPAs; want KEDA alone to scale the scorers", dir, len(r.scaled), r.hpas)
 			}
@@ -223,8 +243,15 @@ func TestKustomizations(t *testing.T) {
 				env[k] = v
 			}
 		}
+		known := map[string]bool{} // the flags of every binary the rendering runs
 		for name, tmpl := range r.workloads {
-			checkPod(t, dir+": "+name, tmpl, env)
+			maps.Copy(known, checkPod(t, dir+": "+name, tmpl))
+		}
+		// The ConfigMaps are shared: each key names a flag of one of them.
+		for k := range env {
+			if name := envFlag(k); name == "" || !known[name] {
+				t.Errorf("%s: ConfigMap key %s names no flag of the binaries it runs", dir, k)
+			}
 		}
 		for _, s := range r.services {
 			for _, p := range s.Spec.Ports {
@@ -236,7 +263,9 @@ func TestKustomizations(t *testing.T) {
 	}
 }
 
-func checkPod(t *testing.T, where string, tmpl *corev1.PodTemplateSpec, configEnv map[string]string) {
+// checkPod checks a workload's pod and returns the flags its binaries accept.
+func checkPod(t *testing.T, where string, tmpl *corev1.PodTemplateSpec) map[string]bool {
+	known := map[string]bool{}
 	ps := tmpl.Spec
 	psc := ps.SecurityContext
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 ||
@@ -270,6 +299,7 @@ func checkPod(t *testing.T, where string, tmpl *corev1.PodTemplateSpec, configEn
 			argv, args = append(argv, args[0]), args[1:] // a subcommand
 		}
 		flags := flagsOf(t, argv...)
+		maps.Copy(known, flags)
 		values := map[string]string{}
 		for _, a := range args {
 			name, val, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
@@ -287,11 +317,6 @@ func checkPod(t *testing.T, where string, tmpl *corev1.PodTemplateSpec, configEn
 		for _, e := range c.Env {
 			if name := envFlag(e.Name); name == "" || !flags[name] {
 				t.Errorf("%s/%s: %s is not a flag of %v", where, c.Name, e.Name, argv)
-			}
-		}
-		for k := range configEnv {
-			if envFlag(k) == "" {
-				t.Errorf("%s: ConfigMap key %s is not a RECON_ flag variable", where, k)
 			}
 		}
 		ports := map[string]int32{}
@@ -324,6 +349,7 @@ func checkPod(t *testing.T, where string, tmpl *corev1.PodTemplateSpec, configEn
 			}
 		}
 	}
+	return known
 }
 
 // envFlag returns the flag RECON_X_Y names (x-y), or "".
