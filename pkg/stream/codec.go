@@ -358,18 +358,16 @@ func jsonNumber(tok []byte) bool {
 	return i == len(tok)
 }
 
-// decodeObject uses encoding/json: object keys may be escaped and values of
-// keys recon does not use may be anything.
-// nonFiniteToken reports whether tok is how Python and JavaScript write a
-// non-finite number (NaN, Infinity, -Infinity): not JSON, but meant as one.
+// nonFiniteToken reports whether tok is how Python, JavaScript and others
+// write a non-finite number (NaN, Infinity, -inf, …): not JSON, but meant
+// as one.
 func nonFiniteToken(tok []byte) bool {
-	switch string(tok) {
-	case "NaN", "Infinity", "-Infinity", "+Infinity", "nan", "inf", "-inf":
-		return true
-	}
-	return false
+	f, err := strconv.ParseFloat(string(tok), 64)
+	return err == nil && (math.IsNaN(f) || math.IsInf(f, 0))
 }
 
+// decodeObject uses encoding/json: object keys may be escaped and values of
+// keys recon does not use may be anything.
 func (c *Codec) decodeObject(dst []float64, value []byte) error {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(value, &obj); err != nil {

@@ -265,6 +265,10 @@ type Writer struct {
 	tr  *kafka.Transport // its own: kafka-go's Close leaves a given transport's connections open
 	out *outage
 	cfg WriterConfig
+
+	mu      sync.Mutex
+	diagFor time.Time // the outage (its start) diagnosed last
+	diag    error     // what the dial said then (nil: nothing to add)
 }
 
 // NewWriter returns a writer to cfg.Topic; records with the same key go to
@@ -295,8 +299,10 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 // of them (or with the error of the first that failed).
 func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 	if err := w.w.WriteMessages(ctx, msgs...); err != nil {
-		err = w.diagnose(ctx, err)
-		if ctx.Err() == nil {
+		// kafka-go's ErrorLogger has already reported the attempts to
+		// w.out; only a diagnosis adds something to report.
+		if derr := w.diagnose(ctx, err); derr != err {
+			err = derr
 			w.out.fail(err.Error())
 		}
 		return fmt.Errorf("write %d records to %s: %w", len(msgs), w.w.Topic, err)
@@ -307,20 +313,27 @@ func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 
 // diagnose adds the reason to a failed write when the brokers refused the
 // SASL credentials: kafka-go's producer sees only a closed connection
-// (unexpected EOF), a dial says why.
+// (unexpected EOF), a dial says why. It dials once per outage, not once
+// per failed write.
 func (w *Writer) diagnose(ctx context.Context, err error) error {
 	if w.cfg.Security.SASL == nil || authFailure(err.Error()) || ctx.Err() != nil {
 		return err
 	}
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, derr := w.cfg.Security.dialer().DialContext(dctx, "tcp", w.cfg.Brokers[0])
-	if derr == nil {
-		conn.Close()
-		return err
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if since := w.out.started(); since.IsZero() || !since.Equal(w.diagFor) {
+		w.diagFor, w.diag = since, nil
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		conn, derr := w.cfg.Security.dialer().DialContext(dctx, "tcp", w.cfg.Brokers[0])
+		if derr == nil {
+			conn.Close()
+		} else if authFailure(derr.Error()) {
+			w.diag = derr
+		}
 	}
-	if authFailure(derr.Error()) {
-		return fmt.Errorf("%w (%v)", err, derr)
+	if w.diag != nil {
+		return fmt.Errorf("%w (%v)", err, w.diag)
 	}
 	return err
 }

@@ -70,5 +70,16 @@ func (o *outage) ok() {
 	o.since, o.failures = time.Time{}, 0
 }
 
+// started returns when the current outage began (zero: none, or no
+// logger to report to).
+func (o *outage) started() time.Time {
+	if o == nil || o.log == nil {
+		return time.Time{}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.since
+}
+
 // logf adapts kafka-go's ErrorLogger.
 func (o *outage) logf(format string, a ...any) { o.fail(fmt.Sprintf(format, a...)) }

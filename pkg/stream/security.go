@@ -64,7 +64,7 @@ func (s Security) transport() *kafka.Transport {
 // authFailure reports whether msg is the brokers refusing the credentials.
 func authFailure(msg string) bool {
 	m := strings.ToLower(msg)
-	return strings.Contains(m, "sasl authentication failed") || strings.Contains(m, "authentication failed") ||
+	return strings.Contains(m, "authentication failed") ||
 		strings.Contains(m, "illegal sasl state") || strings.Contains(m, "unsupported sasl mechanism")
 }
 
