@@ -19,11 +19,9 @@ import (
 
 // latencyResult is the event-to-alert phase's outcome.
 type latencyResult struct {
-	target, achieved float64 // records/s asked for and produced in the measured window
-	window           time.Duration
+	target, achieved float64         // records/s asked for and produced in the measured window
 	produced         int64           // records in the measured window
 	anomalies        int64           // injected anomalies in the measured window
-	alerts           int             // alerts received for records of the measured window
 	lat              []time.Duration // sorted
 	// Per alert: record handed to the producer -> the replica's scored_at
 	// (producer, broker, fetch and batch fill), and scored_at -> alert
@@ -194,7 +192,7 @@ func latencyPhase(ctx context.Context, cfg scorer.ReplicaConfig, hz float64, dur
 	if werr != nil {
 		return res, fmt.Errorf("latency producer: %w", werr)
 	}
-	res.window, res.produced, res.anomalies = window, measured, anomalies
+	res.produced, res.anomalies = measured, anomalies
 	res.achieved = float64(measured) / window.Seconds()
 
 	// Everything scored and committed, hence every alert acknowledged; then
@@ -231,6 +229,5 @@ func latencyPhase(ctx context.Context, cfg scorer.ReplicaConfig, hz float64, dur
 	slices.Sort(res.lat)
 	slices.Sort(res.toScored)
 	slices.Sort(res.afterScored)
-	res.alerts = len(res.lat)
 	return res, nil
 }

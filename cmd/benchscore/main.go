@@ -270,10 +270,11 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	return nil
 }
 
-func median(rs []rate, f func(rate) float64) float64 {
+// median returns the median records/s of rs.
+func median(rs []rate) float64 {
 	v := make([]float64, len(rs))
 	for i, r := range rs {
-		v[i] = f(r)
+		v[i] = r.perSec
 	}
 	slices.Sort(v)
 	if len(v)%2 == 1 {
@@ -281,8 +282,6 @@ func median(rs []rate, f func(rate) float64) float64 {
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
-
-func perSec(r rate) float64 { return r.perSec }
 
 // throughput is the throughput runs' measurements, one per run each.
 type throughput struct {
@@ -297,7 +296,7 @@ const rawFetchWait = 500 * time.Millisecond
 // medians returns the median rates of the raw consumers and the scorer, and
 // the raw rate the aim compares with: the faster raw consumer's.
 func (t throughput) medians() (raw, rawKgo, sc, best float64) {
-	raw, rawKgo, sc = median(t.raw, perSec), median(t.rawKgo, perSec), median(t.scorer, perSec)
+	raw, rawKgo, sc = median(t.raw), median(t.rawKgo), median(t.scorer)
 	return raw, rawKgo, sc, max(raw, rawKgo)
 }
 

@@ -117,7 +117,7 @@ func start(c config) (*demo, error) {
 		return nil, err
 	}
 	dir, _ := filepath.Abs(c.dir)
-	addrs := make([]string, 8)
+	addrs := make([]string, 7) // devkafka, coordinator gRPC and metrics, 2 trainers, 2 scorers
 	for i := range addrs {
 		a, err := procs.FreeAddr()
 		if err != nil {
@@ -367,16 +367,14 @@ func (d *demo) summary(w io.Writer) bool {
 
 // tally joins the events' truth headers with scores and alerts.
 type tally struct {
-	mu        sync.Mutex
-	truth     map[string]string // record key -> truth
-	scores    map[string]scorer.ScoreRecord
-	alerted   map[string]bool
-	ids       map[string]bool
-	produced  int
-	dead      int
-	alerts    int
-	endOffset map[string]int64 // events partition -> newest offset seen
-	newest    []shownAlert
+	mu       sync.Mutex
+	truth    map[string]string // record key -> truth
+	scores   map[string]scorer.ScoreRecord
+	ids      map[string]bool
+	produced int
+	dead     int
+	alerts   int
+	newest   []shownAlert
 }
 
 type shownAlert struct {
@@ -386,7 +384,7 @@ type shownAlert struct {
 }
 
 func newTally() *tally {
-	return &tally{truth: map[string]string{}, scores: map[string]scorer.ScoreRecord{}, alerted: map[string]bool{}, ids: map[string]bool{}, endOffset: map[string]int64{}}
+	return &tally{truth: map[string]string{}, scores: map[string]scorer.ScoreRecord{}, ids: map[string]bool{}}
 }
 
 func (t *tally) add(topic string, b []kafka.Message) {
@@ -419,7 +417,6 @@ func (t *tally) add(topic string, b []kafka.Message) {
 			}
 			t.alerts++
 			t.ids[a.ID] = true
-			t.alerted[k] = true
 			t.newest = append(t.newest, shownAlert{key: k, alert: a})
 			if len(t.newest) > 5 {
 				t.newest = t.newest[1:]

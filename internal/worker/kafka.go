@@ -40,10 +40,8 @@ type Kafka struct {
 	idle       chan struct{} // closed when the commit goroutine ends
 	err        error         // why fetching stopped (read after batches closes)
 	acceptedAt time.Time     // when a round was last accepted
-	// Skipped counts records that did not decode.
-	Skipped int
-	// Committed counts records whose offsets were committed.
-	Committed int
+	skipped    int           // records that did not decode (Stats)
+	committed  int           // records whose offsets were committed (Stats)
 }
 
 // NewKafka returns a Kafka source; ctx bounds its fetches.
@@ -165,7 +163,7 @@ func (k *Kafka) fill(dst []float64, n int) int {
 		k.buf = k.buf[1:]
 		k.handed = append(k.handed, m)
 		if err := k.codec.Decode(dst[n*p:(n+1)*p], m.Value); err != nil {
-			k.Skipped++
+			k.skipped++
 			continue
 		}
 		n++
@@ -251,7 +249,7 @@ func (k *Kafka) commitLoop() {
 		if err != nil {
 			k.log.Warn("committing trained records failed; they will be re-delivered", "records", len(msgs), "err", err)
 		} else {
-			k.Committed += len(msgs)
+			k.committed += len(msgs)
 		}
 		k.mu.Unlock()
 	}
@@ -281,5 +279,5 @@ func (k *Kafka) Drain(timeout time.Duration) bool {
 func (k *Kafka) Stats() (committed, skipped int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.Committed, k.Skipped
+	return k.committed, k.skipped
 }

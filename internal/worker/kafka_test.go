@@ -84,8 +84,8 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	if st := srv.Status(); st.Round != rounds {
 		t.Fatalf("coordinator at round %d", st.Round)
 	}
-	committed, _ := ks.Stats()
-	t.Logf("%d rounds of %d records trained from Kafka; %d records committed, %d skipped as undecodable", rounds, batch, committed, ks.Skipped)
+	committed, skipped := ks.Stats()
+	t.Logf("%d rounds of %d records trained from Kafka; %d records committed, %d skipped as undecodable", rounds, batch, committed, skipped)
 	if committed < rounds*batch {
 		t.Fatalf("committed %d records, at least the %d in accepted gradients expected", committed, rounds*batch)
 	}

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/recon-ad/recon/internal/cli"
 )
 
 const (
@@ -111,7 +113,7 @@ func generate() ([]byte, error) {
 			if def == "" && len(f) == 1 {
 				def = "false" // a bool flag
 			}
-			env := "RECON_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+			env := cli.EnvName(name)
 			fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", name, env, cell(def), strings.ReplaceAll(usage, "|", "\\|"))
 		}
 	}
