@@ -263,7 +263,9 @@ func TestFaults(t *testing.T) {
 		defer wg.Done()
 		readAll(ctx, brokers, "recon-scores", func(m kafka.Message) bool {
 			var s scorer.ScoreRecord
-			json.Unmarshal(m.Value, &s)
+			if err := json.Unmarshal(m.Value, &s); err != nil {
+				t.Errorf("score record %s: %v: %q", m.Key, err, m.Value)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			scored[string(m.Key)] = s
@@ -283,7 +285,9 @@ func TestFaults(t *testing.T) {
 		defer wg.Done()
 		readAll(ctx, brokers, "recon-alerts", func(m kafka.Message) bool {
 			var a scorer.Alert
-			json.Unmarshal(m.Value, &a)
+			if err := json.Unmarshal(m.Value, &a); err != nil {
+				t.Errorf("alert %s: %v: %q", m.Key, err, m.Value)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if alerts[string(m.Key)] == nil {

@@ -239,8 +239,14 @@ func (k *Kafka) commitLoop() {
 			k.mu.Unlock()
 			return
 		}
-		msgs := k.toCommit[0]
-		k.toCommit = k.toCommit[1:]
+		// Everything queued goes in one commit (kafka-go commits the
+		// highest offset per partition): when rounds are accepted faster
+		// than a commit takes, the queue does not grow.
+		var msgs []kafka.Message
+		for _, q := range k.toCommit {
+			msgs = append(msgs, q...)
+		}
+		k.toCommit = nil
 		k.mu.Unlock()
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := k.r.Commit(cctx, msgs...)
