@@ -401,7 +401,7 @@ func (s *Server) step(now time.Time) (bool, error) {
 			s.broadcastRound(r)
 		}
 	}
-	s.metrics.members.Set(float64(len(s.machine.Workers())))
+	s.metrics.members.Set(float64(s.machine.Len()))
 	return false, nil
 }
 
@@ -410,15 +410,8 @@ func (s *Server) step(now time.Time) (bool, error) {
 // longer counts them, so they must rejoin to take part again, and ending
 // the session makes them reconnect.
 func (s *Server) endExpired() {
-	if len(s.sessions) == 0 {
-		return
-	}
-	known := map[string]bool{}
-	for _, id := range s.machine.Workers() {
-		known[id] = true
-	}
-	for id := range s.sessions {
-		if !known[id] {
+	for id := range s.sessions { // no allocation: it runs every step
+		if !s.machine.Joined(id) {
 			s.log.Warn("worker's lease expired: ending its session (it reconnects and rejoins)", "worker", id, "lease", s.cfg.Lease)
 			s.endSession(id)
 		}
@@ -441,7 +434,7 @@ func (s *Server) maybeEndWarmup() {
 		return
 	}
 	for _, id := range s.machine.Workers() {
-		if !s.warmFrom[id] && n < len(s.machine.Workers()) {
+		if !s.warmFrom[id] && n < s.machine.Len() {
 			return
 		}
 	}

@@ -175,6 +175,12 @@ func (m *Machine) Workers() []string {
 	return ids
 }
 
+// Joined reports whether id is a joined worker.
+func (m *Machine) Joined(id string) bool { _, ok := m.known[id]; return ok }
+
+// Len returns how many workers have joined.
+func (m *Machine) Len() int { return len(m.known) }
+
 // Round returns the current round number and whether it is open.
 func (m *Machine) Round() (uint64, bool) { return m.round, m.open }
 
