@@ -299,10 +299,11 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 // of them (or with the error of the first that failed).
 func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 	if err := w.w.WriteMessages(ctx, msgs...); err != nil {
-		// kafka-go's ErrorLogger has already reported the attempts to
-		// w.out; only a diagnosis adds something to report.
-		if derr := w.diagnose(ctx, err); derr != err {
-			err = derr
+		// kafka-go's ErrorLogger reports some failed attempts, not all
+		// (none when no broker can be dialled): the failed Write is one
+		// more.
+		err = w.diagnose(ctx, err)
+		if ctx.Err() == nil {
 			w.out.fail(err.Error())
 		}
 		return fmt.Errorf("write %d records to %s: %w", len(msgs), w.w.Topic, err)
