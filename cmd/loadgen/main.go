@@ -1,16 +1,28 @@
-// Command loadgen produces records of the seed's kind to a Kafka topic:
-// records near a low-rank subspace plus noise, with a known fraction of
-// injected anomalies of several kinds. Each record carries a "recon-truth"
-// header (normal, spike, off-subspace or scaled) so precision and recall can
-// be measured downstream. It works against any Kafka cluster.
+// Command loadgen produces records to a Kafka topic at a steady rate. It
+// works against any Kafka cluster.
+//
+// By default the records are of the seed's kind: near a low-rank subspace
+// plus noise, with a known fraction of injected anomalies of several
+// kinds. Each record carries a "recon-truth" header (normal, spike,
+// off-subspace or scaled) so precision and recall can be measured
+// downstream.
+//
+// With --input FILE it replays a file instead: a CSV file with a header
+// row, or JSON lines (one object per line). Each row becomes one record of
+// its feature columns in --format, with the file's label as the
+// recon-truth header (normal or anomaly) and its 0-based row number as the
+// "recon-row" header, pass after pass, in file order or shuffled. The file
+// is read into memory once, before anything is produced.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,21 +35,48 @@ import (
 	"github.com/recon-ad/recon/pkg/synth"
 )
 
-// TruthHeader names the header that says what a record is.
-const TruthHeader = "recon-truth"
+// The headers records carry.
+const (
+	TruthHeader = "recon-truth" // what a record is: normal, or the anomaly kind
+	RowHeader   = "recon-row"   // a replayed record's 0-based row in its file
+)
+
+// The flags of one mode only, refused in the other.
+var (
+	syntheticOnly = []string{"features", "rank", "noise", "anomalies", "kinds", "basis-seed"}
+	replayOnly    = []string{"input-format", "columns", "label", "key-column", "order", "passes"}
+)
 
 func main() {
-	cli.Exit("loadgen", run(cli.Signals("loadgen"), os.Args[1:]))
+	cli.Exit("loadgen", run(cli.Signals("loadgen"), os.Args[1:], os.Stderr))
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: loadgen [flags]\n\nProduces records near a low-rank subspace plus noise, with injected anomalies,\n"+
-			"to a Kafka topic at a steady rate. The recon-truth header of each record says\n"+
-			"normal, spike (one feature pushed 6 to 8 of its standard deviations),\n"+
-			"off-subspace (every feature pushed off the subspace, sd 2.5) or scaled (the\n"+
-			"whole record multiplied by 4).\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), "usage: loadgen [flags]\n       loadgen --input FILE [flags]\n\n"+
+			"Produces records to a Kafka topic at a steady rate.\n\n"+
+			"Synthetic records (the default) lie near a low-rank subspace plus noise, with\n"+
+			"injected anomalies. The recon-truth header of each record says normal, spike\n"+
+			"(one feature pushed 6 to 8 of its standard deviations), off-subspace (every\n"+
+			"feature pushed off the subspace, sd 2.5) or scaled (the whole record\n"+
+			"multiplied by 4).\n\n"+
+			"Replay (--input FILE) produces the rows of a file instead: CSV with a header\n"+
+			"row, or JSON lines (one object per line), told apart by the extension (.csv;\n"+
+			".jsonl, .ndjson or .json) or --input-format. Each row is one record in\n"+
+			"--format of the --columns named (default: every column but the label and key\n"+
+			"columns), numbers all, NaN and infinities passed on as they are. The --label\n"+
+			"column (default: label, when the file has one) is not sent as a feature: the\n"+
+			"recon-truth header says normal for 0 (or false, or normal) and anomaly for any\n"+
+			"other value. The recon-row header gives the record's 0-based row in the file,\n"+
+			"and the key is the --key-column's value or else the row number. --passes runs\n"+
+			"through the file that many times (0: until --count, --duration or a signal),\n"+
+			"in file order or, with --order shuffle, shuffled afresh each pass from --seed.\n"+
+			"The file is read into memory first. The synthetic-only flags (--features,\n"+
+			"--rank, --noise, --anomalies, --kinds, --basis-seed) are refused on the command\n"+
+			"line with --input, the replay flags without it; a RECON_* variable of the\n"+
+			"other mode is ignored.\n\n"+
+			"Flags:\n")
 		fs.PrintDefaults()
 	}
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap `addresses`, comma-separated")
@@ -45,14 +84,21 @@ func run(ctx context.Context, args []string) error {
 	rate := fs.Float64("rate", 2000, "records per second (0: as fast as the broker takes them)")
 	count := fs.Int64("count", 0, "stop after this many records (0: no limit)")
 	duration := fs.Duration("duration", 0, "stop after this long (0: no limit)")
-	p := fs.Int("features", 30, "record width")
-	rank := fs.Int("rank", 3, "rank of the subspace records lie near")
-	noise := fs.Float64("noise", 0.4, "noise standard deviation")
-	anomalies := fs.Float64("anomalies", 0.01, "fraction of injected anomalies")
-	kinds := fs.String("kinds", "spike,off-subspace,scaled", "anomaly kinds to inject, comma-separated")
 	format := fs.String("format", "json-array", "record format: json-object, json-array or csv")
-	basisSeed := fs.Uint64("basis-seed", 1, "seed of the subspace (trainers' synth sources use the same)")
-	seed := fs.Uint64("seed", 42, "seed of the records")
+	seed := fs.Uint64("seed", 42, "seed of the records (replay: of the shuffle)")
+	p := fs.Int("features", 30, "synthetic: record width (replay: see --columns)")
+	rank := fs.Int("rank", 3, "synthetic: rank of the subspace records lie near")
+	noise := fs.Float64("noise", 0.4, "synthetic: noise standard deviation")
+	anomalies := fs.Float64("anomalies", 0.01, "synthetic: fraction of injected anomalies")
+	kinds := fs.String("kinds", "spike,off-subspace,scaled", "synthetic: anomaly kinds to inject, comma-separated")
+	basisSeed := fs.Uint64("basis-seed", 1, "synthetic: seed of the subspace (trainers' synth sources use the same)")
+	input := fs.String("input", "", "replay the rows of this CSV or JSON-lines `file` instead of producing synthetic records")
+	inputFormat := fs.String("input-format", "", "replay: the file's `format`, csv or jsonl (default: from its extension)")
+	columns := fs.String("columns", "", "replay: the feature `columns` to send, in record order, comma-separated (default: every column but the label and key columns)")
+	label := fs.String("label", "label", "replay: the label `column`, sent as the recon-truth header, not as a feature (\"\": none; the default only when the file has it)")
+	keyColumn := fs.String("key-column", "", "replay: the `column` whose value keys each record (default: the row number)")
+	ord := fs.String("order", "file", "replay: the order of the rows: file, or shuffle (afresh each pass)")
+	passes := fs.Int("passes", 1, "replay: passes through the file (0: until --count, --duration or a signal)")
 	kafkaFlags := cli.AddKafkaFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -61,24 +107,60 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *p < 2 || *rank < 1 || *rank >= *p || *anomalies < 0 || *anomalies >= 1 || *rate < 0 {
-		return cli.Usagef("want features >= 2, 1 <= rank < features, anomalies in [0,1), rate >= 0")
+	if err := checkMode(commandLine(fs, args), *input != ""); err != nil {
+		return err
 	}
-	ks := strings.Split(*kinds, ",")
-	for _, k := range ks {
-		if !slices.Contains(synth.Kinds, k) {
-			return cli.Usagef("--kinds: unknown kind %q", k)
-		}
+	if *rate < 0 {
+		return cli.Usagef("--rate %v: want >= 0", *rate)
 	}
 	f, err := stream.ParseFormat(*format)
 	if err != nil {
 		return cli.Usagef("--format: %v", err)
 	}
-	var names []string
-	for i := 0; i < *p; i++ {
-		names = append(names, "f"+strconv.Itoa(i))
+
+	var src *source
+	if *input == "" {
+		if *p < 2 || *rank < 1 || *rank >= *p || *anomalies < 0 || *anomalies >= 1 {
+			return cli.Usagef("want features >= 2, 1 <= rank < features, anomalies in [0,1)")
+		}
+		ks := strings.Split(*kinds, ",")
+		for _, k := range ks {
+			if !slices.Contains(synth.Kinds, k) {
+				return cli.Usagef("--kinds: unknown kind %q", k)
+			}
+		}
+		src = synthetic(f, *p, *rank, *noise, *anomalies, ks, *basisSeed, *seed)
+	} else {
+		set := map[string]bool{}
+		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+		sel := selection{label: *label, labelOptional: !set["label"], key: *keyColumn}
+		if *columns != "" {
+			for _, c := range strings.Split(*columns, ",") {
+				if c = strings.TrimSpace(c); c == "" {
+					return cli.Usagef("--columns %q: an empty column name", *columns)
+				}
+				sel.columns = append(sel.columns, c)
+			}
+		}
+		if *passes < 0 {
+			return cli.Usagef("--passes %d: want >= 0", *passes)
+		}
+		if *ord != "file" && *ord != "shuffle" {
+			return cli.Usagef("--order %q: want file or shuffle", *ord)
+		}
+		in, err := parseInputFormat(*inputFormat, *input)
+		if err != nil {
+			return cli.Usagef("%v", err)
+		}
+		var rng *rand.Rand
+		if *ord == "shuffle" {
+			rng = rand.New(rand.NewPCG(*seed, 0x10ad))
+		}
+		if src, err = replay(*input, in, sel, f, *passes, rng); err != nil {
+			return err
+		}
 	}
-	codec, _ := stream.NewCodec(f, names)
+
 	log, err := cli.Logger("info")
 	if err != nil {
 		return err
@@ -88,44 +170,186 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer w.Close()
-	basis := synth.Basis(rand.New(rand.NewPCG(*basisSeed, 0xba5e)), *rank, *p) // as worker.NewSynth
-	rng := rand.New(rand.NewPCG(*seed, 0x10ad))
-	scales := synth.Scales(basis, *rank, *noise)
 	if *duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	start := time.Now()
+	sent := produce(ctx, w, src.next, *rate, *count)
+	fmt.Fprintf(stderr, "loadgen: %s\n", src.summary(sent, *topic, time.Since(start)))
+	return nil
+}
+
+// commandLine returns the names of the flags args sets, leaving aside the
+// RECON_* variables cli.Parse also applies: a shared environment may set
+// flags of the other mode. args must already have parsed into fs.
+func commandLine(fs *flag.FlagSet, args []string) map[string]bool {
+	probe := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	probe.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) { probe.Var(ignore{f.Value}, f.Name, f.Usage) })
+	probe.Parse(args)
+	set := map[string]bool{}
+	probe.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// ignore is a flag value that takes any setting and keeps none.
+type ignore struct{ flag.Value }
+
+func (ignore) Set(string) error { return nil }
+
+func (v ignore) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// checkMode refuses the flags of the mode not chosen.
+func checkMode(given map[string]bool, replay bool) error {
+	wrong, mode := syntheticOnly, "synthetic records only, not for --input"
+	if !replay {
+		wrong, mode = replayOnly, "replaying a file only: they need --input"
+	}
+	var bad []string
+	for _, name := range wrong {
+		if given[name] {
+			bad = append(bad, "--"+name)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	hint := ""
+	if replay && given["features"] {
+		hint = " (--columns picks a file's features)"
+	}
+	return cli.Usagef("%s: for %s%s", strings.Join(bad, ", "), mode, hint)
+}
+
+// source makes the records to produce.
+type source struct {
+	next    func() (kafka.Message, bool)                            // the next record; false when there are no more
+	summary func(sent int64, topic string, el time.Duration) string // what was produced, for the last line
+}
+
+// synthetic returns a source of records near a low-rank subspace, the
+// given fraction of them anomalies of the given kinds.
+func synthetic(f stream.Format, p, rank int, noise, anomalies float64, kinds []string, basisSeed, seed uint64) *source {
+	var names []string
+	for i := 0; i < p; i++ {
+		names = append(names, "f"+strconv.Itoa(i))
+	}
+	codec, _ := stream.NewCodec(f, names)
+	basis := synth.Basis(rand.New(rand.NewPCG(basisSeed, 0xba5e)), rank, p) // as worker.NewSynth
+	rng := rand.New(rand.NewPCG(seed, 0x10ad))
+	scales := synth.Scales(basis, rank, noise)
+	rec := make([]float64, p)
+	var made, injected int64
+	return &source{
+		next: func() (kafka.Message, bool) {
+			synth.Sample(rng, rec, basis, rank, noise)
+			truth := "normal"
+			if rng.Float64() < anomalies {
+				truth = kinds[rng.IntN(len(kinds))]
+				synth.Inject(rng, rec, scales, truth)
+				injected++
+			}
+			key := strconv.FormatInt(made, 10)
+			made++
+			return kafka.Message{Key: []byte(key), Value: codec.Encode(nil, rec),
+				Headers: []kafka.Header{{Key: TruthHeader, Value: []byte(truth)}}}, true
+		},
+		summary: func(sent int64, topic string, el time.Duration) string {
+			s := el.Seconds()
+			return fmt.Sprintf("%d records (%d anomalies) to %s in %.1fs, %.0f records/s", sent, injected, topic, s, float64(sent)/s)
+		},
+	}
+}
+
+// replay returns a source of the rows of the file at path, in records of
+// format f, pass after pass (0: no end) in file order or shuffled by rng.
+func replay(path string, in inputFormat, sel selection, f stream.Format, passes int, rng *rand.Rand) (*source, error) {
+	t, err := load(path, in, sel)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := stream.NewCodec(f, t.features)
+	if err != nil {
+		return nil, err
+	}
+	o := newOrder(t.rows(), passes, rng)
+	return &source{
+		next: func() (kafka.Message, bool) {
+			i, ok := o.next()
+			if !ok {
+				return kafka.Message{}, false
+			}
+			return t.message(codec, i), true
+		},
+		summary: func(sent int64, topic string, el time.Duration) string {
+			return fmt.Sprintf("%d rows read from %s, %d records produced to %s in %s, %.1fs, %.0f records/s",
+				t.rows(), t.name, sent, topic, passesDone(sent, t.rows()), el.Seconds(), float64(sent)/el.Seconds())
+		},
+	}, nil
+}
+
+// load reads the file at path.
+func load(path string, in inputFormat, sel selection) (*table, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--input: %w", err)
+	}
+	defer file.Close()
+	return readTable(file, filepath.Base(path), in, sel)
+}
+
+// passesDone says how many passes through rows rows sent records make.
+func passesDone(sent int64, rows int) string {
+	full, rest := sent/int64(rows), sent%int64(rows)
+	s := strconv.FormatInt(full, 10) + " passes"
+	if full == 1 {
+		s = "1 pass"
+	}
+	if rest > 0 {
+		s += fmt.Sprintf(" and %d rows", rest)
+	}
+	return s
+}
+
+// writer is where records go.
+type writer interface {
+	Write(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// produce writes the records next makes to w at rate records a second (0:
+// as fast as w takes them) until next has no more, count are written (0:
+// no limit) or ctx ends, and returns the number written.
+func produce(ctx context.Context, w writer, next func() (kafka.Message, bool), rate float64, count int64) int64 {
 	const tick = 20 * time.Millisecond
 	perTick := 1000.0
-	if *rate > 0 {
-		perTick = *rate * tick.Seconds()
+	if rate > 0 {
+		perTick = rate * tick.Seconds()
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	rec := make([]float64, *p)
-	var sent, injected int64
+	var sent int64
 	var owed float64
-	start := time.Now()
 	for {
 		owed += perTick
 		n := int(owed)
 		owed -= float64(n)
-		if *count > 0 {
-			n = int(min(int64(n), *count-sent))
+		if count > 0 {
+			n = int(min(int64(n), count-sent))
 		}
 		msgs := make([]kafka.Message, 0, n)
-		for i := 0; i < n; i++ {
-			synth.Sample(rng, rec, basis, *rank, *noise)
-			truth := "normal"
-			if rng.Float64() < *anomalies {
-				truth = ks[rng.IntN(len(ks))]
-				synth.Inject(rng, rec, scales, truth)
-				injected++
+		done := false
+		for len(msgs) < n {
+			m, ok := next()
+			if !ok {
+				done = true
+				break
 			}
-			key := strconv.FormatInt(sent+int64(i), 10)
-			msgs = append(msgs, kafka.Message{Key: []byte(key), Value: codec.Encode(nil, rec),
-				Headers: []kafka.Header{{Key: TruthHeader, Value: []byte(truth)}}})
+			msgs = append(msgs, m)
 		}
 		if len(msgs) > 0 {
 			// An unreachable broker is retried with backoff (the writer
@@ -147,10 +371,10 @@ func run(ctx context.Context, args []string) error {
 			}
 			sent += int64(len(msgs))
 		}
-		if *count > 0 && sent >= *count {
+		if done || count > 0 && sent >= count {
 			break
 		}
-		if *rate > 0 {
+		if rate > 0 {
 			select {
 			case <-ctx.Done():
 			case <-t.C:
@@ -160,7 +384,5 @@ func run(ctx context.Context, args []string) error {
 			break
 		}
 	}
-	el := time.Since(start).Seconds()
-	fmt.Fprintf(os.Stderr, "loadgen: %d records (%d anomalies) to %s in %.1fs, %.0f records/s\n", sent, injected, *topic, el, float64(sent)/el)
-	return nil
+	return sent
 }
