@@ -73,8 +73,8 @@ func startPipeline(t *testing.T, rate, count int) *pipeline {
 	p := &pipeline{t: t, dir: dir, kafka: addr(t), coordGRPC: addr(t), coordMetrics: addr(t)}
 	p.devkafka = procs.New(binDir, dir, "devkafka", "devkafka", "--listen", p.kafka, "--data-dir", filepath.Join(dir, "kafka-data"))
 	p.coord = procs.New(binDir, dir, "coordinator", "coordinator", "--features", "30", "--listen", p.coordGRPC, "--metrics-listen", p.coordMetrics,
-		"--store", filepath.Join(dir, "coordinator.db"), "--window-scores", "1000", "--checkpoint-interval", "1s", "--lease", "3s", "--deadline", "1s",
-		"--code", "3") // the stream's rank (trainer sweep-k finds it); see cmd/demo
+		"--store", filepath.Join(dir, "coordinator.db"), "--checkpoint-interval", "1s", "--lease", "3s", "--deadline", "1s",
+		"--output", "linear") // unbounded Gaussian records with one-feature spikes; see cmd/demo
 	for i := 1; i <= 2; i++ {
 		m := addr(t)
 		p.trainerMetrics = append(p.trainerMetrics, m)

@@ -87,13 +87,13 @@ func trainModel(ctx context.Context, dir string, basis []float64) (*checkpoint.S
 	t0 := time.Now()
 	x := make([]float64, 20000*features)
 	synth.Sample(rand.New(rand.NewPCG(7, 0x7a1)), x, basis, rank, noise)
-	cfg := fit.Config{Spec: modelSpec, Epochs: 30, Batch: 64, LR: 3e-3, Quantile: quantile}
+	cfg := fit.Config{Spec: modelSpec, Epochs: 30, Batch: 64, LR: 3e-3, AlertRate: 1 - quantile}
 	res, err := fit.Fit(ctx, cfg, x, features, nil)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("train the model: %w", err)
 	}
-	c := checkpoint.Build(res.Model, res.Optimizer, res.Normalizer, featureNames())
-	c.Version, c.Threshold, c.Quantile = 1, res.Threshold, res.Quantile
+	c := res.Checkpoint(featureNames())
+	c.Version = 1
 	path := filepath.Join(dir, "scorer.db")
 	st, err := checkpoint.Open(path, checkpoint.Options{Keep: 2})
 	if err != nil {

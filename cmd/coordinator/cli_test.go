@@ -19,7 +19,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		flags []string
 	}{
 		{"coordinator", nil, []string{"listen", "metrics-listen", "store", "keep", "features", "spec-file", "variant", "hidden", "code",
-			"activation", "lr", "seed", "batch", "holdout", "skip-anomalies", "quantile", "warmup-records", "min-workers", "deadline",
+			"activation", "lr", "seed", "batch", "holdout", "skip-anomalies", "alert-rate", "calibration-window", "first-threshold-records", "settle", "warmup-records", "min-workers", "deadline",
 			"lease", "checkpoint-rounds", "checkpoint-interval", "max-rounds", "log-level"}},
 		{"trainer", []string{"run"}, []string{"coordinator", "id", "source", "input", "synth-features", "synth-rank", "synth-noise",
 			"synth-anomalies", "synth-basis-seed", "seed", "metrics-listen", "round-delay", "log-level", "brokers", "topic", "group", "format", "features"}},

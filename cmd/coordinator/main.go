@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/coordinator"
@@ -56,11 +57,11 @@ func run(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 256, "records per worker per round")
 	holdout := fs.Float64("holdout", 0.1, "`fraction` of each worker's records held out to set the threshold")
 	skip := fs.Bool("skip-anomalies", true, "workers skip training records scored above the threshold")
-	rule := fs.String("threshold-rule", coordinator.RuleRobust, "how held-out scores set the alert threshold: robust (median times (Q75/Q25)^(sigmas/1.349): a log-normal fit to the bulk, unmoved by a few percent of anomalies in the stream) or quantile (the --quantile of held-out scores, for clean streams)")
-	sigmas := fs.Float64("sigmas", 4, "robust rule: `k` robust standard deviations of log score above the median")
-	quantile := fs.Float64("quantile", 0.995, "quantile rule: this `quantile` of held-out scores")
-	window := fs.Int("window-scores", 2000, "the threshold is computed from this many of the newest held-out `scores`")
-	settle := fs.Float64("settle", 0.03, "no threshold (no alerts) until the median held-out score falls by less than this `fraction` from one window to the next (negative: from the first window)")
+	cd := calib.DefaultConfig()
+	alertRate := fs.Float64("alert-rate", cd.AlertRate, "alert threshold: the `share` of held-out records scored above it (the 1 - share quantile of their whitened scores)")
+	window := fs.Int("calibration-window", cd.Window, "the whitening and threshold are calibrated on this many of the newest held-out `records` (fewer for wide records: at most 2^21 values)")
+	firstBy := fs.Int64("first-threshold-records", cd.MaxRecords, "set the first threshold once this many stream `records` have been read, settled or not")
+	settle := fs.Float64("settle", cd.Settle, "before --first-threshold-records, no threshold (no alerts) until the median held-out error falls by less than this `fraction` between checks 200 rounds apart (negative: at the first check)")
 	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")
 	minWorkers := fs.Int("min-workers", 1, "gradients needed to complete a round at its deadline")
 	deadline := fs.Duration("deadline", 5*time.Second, "round `deadline`")
@@ -78,7 +79,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := coordinator.Config{LR: *lr, Seed: *seed, Batch: *batch, Holdout: *holdout, SkipAnomalies: *skip,
-		ThresholdRule: *rule, Sigmas: *sigmas, Quantile: *quantile, WindowScores: *window, Settle: *settle, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
+		Calib: calib.Config{AlertRate: *alertRate, Window: *window, MaxRecords: *firstBy, Settle: *settle}, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
 		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, MaxRounds: *maxRounds}
 	if *specFile != "" {
 		b, err := os.ReadFile(*specFile)
@@ -103,8 +104,9 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		spec.Input = p
+		cfg.AutoCode = spec.Code == 0 // chosen from the stream's spectrum at the end of warm-up
 		if auto {
-			spec = fit.AutoSpec(spec, p)
+			spec = fit.AutoSpec(spec, p, nil)
 		}
 		cfg.Spec, cfg.Features = spec.Normalize(), names
 	}

@@ -91,7 +91,7 @@ func (d *dataFlags) read() (*table.Table, error) {
 // trainFlags are the optimization settings.
 type trainFlags struct {
 	epochs, batch, patience *int
-	lr, holdout, quantile   *float64
+	lr, holdout, rate       *float64
 	seed                    *uint64
 }
 
@@ -103,14 +103,14 @@ func addTrainFlags(fs *flag.FlagSet) *trainFlags {
 		patience: fs.Int("patience", d.Patience, "`epochs` without held-out improvement before the learning rate drops (twice) and then training stops"),
 		lr:       fs.Float64("lr", d.LR, "Adam learning `rate`"),
 		holdout:  fs.Float64("holdout", d.Holdout, "`fraction` of rows held out for early stopping and the threshold"),
-		quantile: fs.Float64("quantile", d.Quantile, "alert threshold: this `quantile` of held-out scores"),
+		rate:     fs.Float64("alert-rate", d.AlertRate, "alert threshold: the `share` of held-out records scored above it (the 1 - share quantile of held-out scores)"),
 		seed:     fs.Uint64("seed", d.Seed, "random `seed` for the split, initialization, batches and noise"),
 	}
 }
 
 func (t *trainFlags) config(spec ae.Spec, auto bool) (fit.Config, error) {
 	c := fit.Config{Spec: spec, Auto: auto, Epochs: *t.epochs, Batch: *t.batch, LR: *t.lr,
-		Holdout: *t.holdout, Patience: *t.patience, Quantile: *t.quantile, Seed: *t.seed}
+		Holdout: *t.holdout, Patience: *t.patience, AlertRate: *t.rate, Seed: *t.seed}
 	if err := c.Validate(); err != nil {
 		return c, cli.Usagef("%v", err)
 	}
@@ -123,7 +123,7 @@ func runFit(ctx context.Context, args []string) error {
 		fmt.Fprint(fs.Output(), "usage: trainer fit --out model.db [flags] < data.csv\n\n"+
 			"Trains one autoencoder on the numeric columns of a CSV file (standardized on the\n"+
 			"training rows), stops when held-out error stops improving, sets the alert threshold\n"+
-			"at a quantile of held-out scores and writes the model as the next checkpoint\n"+
+			"for an alert rate on held-out scores and writes the model as the next checkpoint\n"+
 			"version in a bbolt file. Progress goes to standard error.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -189,12 +189,19 @@ func runFit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(res.Constant) > 0 {
+		var names []string
+		for _, j := range res.Constant {
+			names = append(names, t.Names[j])
+		}
+		fmt.Fprintf(os.Stderr, "trainer fit: warning: columns constant on the training rows, centered but not scaled: %s\n", strings.Join(names, ", "))
+	}
 	version, err := store.NextVersion()
 	if err != nil {
 		return err
 	}
-	c := checkpoint.Build(res.Model, res.Optimizer, res.Normalizer, t.Names)
-	c.Version, c.Threshold, c.Quantile, c.Round = version, res.Threshold, res.Quantile, uint64(res.Epochs)
+	c := res.Checkpoint(t.Names)
+	c.Version = version
 	c.CreatedAt = timestamppb.Now()
 	c.Metadata = map[string]string{
 		"tool":          "trainer fit",
@@ -213,8 +220,8 @@ func runFit(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "trainer fit: %s model %d-%v-%d; %d training rows, %d held out; %d epochs (best %d) in %v, %.0f rows/s\n",
 		s.Variant, s.Input, s.Hidden, s.Code, len(res.TrainRows), len(res.HeldOutRows), res.Epochs, res.BestEpoch,
 		res.Elapsed.Round(time.Millisecond), float64(len(res.TrainRows)*res.Epochs)/res.Elapsed.Seconds())
-	fmt.Fprintf(os.Stderr, "trainer fit: held-out error %.5f; threshold %.5f at quantile %v; wrote version %d to %s\n",
-		res.HeldOut, res.Threshold, res.Quantile, version, *out)
+	fmt.Fprintf(os.Stderr, "trainer fit: held-out error %.5f; threshold %.5f for alert rate %v; wrote version %d to %s\n",
+		res.HeldOut, res.Threshold, res.AlertRate, version, *out)
 	return nil
 }
 
@@ -254,7 +261,7 @@ func runSweep(ctx context.Context, args []string) error {
 	}
 	if linear {
 		lc := fit.LinearDemoConfig()
-		lc.Spec, lc.Holdout, lc.Seed, lc.Quantile = spec, cfg.Holdout, cfg.Seed, cfg.Quantile
+		lc.Spec, lc.Holdout, lc.Seed, lc.AlertRate = spec, cfg.Holdout, cfg.Seed, cfg.AlertRate
 		cfg = lc
 	}
 	var x []float64

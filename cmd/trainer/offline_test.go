@@ -143,8 +143,8 @@ func TestCheckpointScoresBitIdentical(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := checkpoint.Build(res.Model, res.Optimizer, res.Normalizer, nil)
-		c.Version, c.Threshold, c.Quantile = 1, res.Threshold, res.Quantile
+		c := res.Checkpoint(nil)
+		c.Version = 1
 		if err := s.Put(c); err != nil {
 			t.Fatal(err)
 		}

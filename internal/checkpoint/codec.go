@@ -98,6 +98,14 @@ func Validate(c *reconv1.Checkpoint) error {
 			return err
 		}
 	}
+	if w := c.GetWhitening(); len(w) > 0 {
+		if len(w) != spec.Input*spec.Input {
+			return fmt.Errorf("whitening has %d values, the model's width %d needs %d", len(w), spec.Input, spec.Input*spec.Input)
+		}
+		if _, err := ae.RestoreWhitening(spec.Input, w); err != nil {
+			return err
+		}
+	}
 	if o := c.GetOptimizer(); o != nil {
 		if _, err := optimizerFromProto(o, m.NumParams()); err != nil {
 			return err

@@ -189,6 +189,7 @@ func Build(m *ae.Model, opt ae.Optimizer, norm *ae.Normalizer, features []string
 type Loaded struct {
 	Model      *ae.Model      // parameters and training state restored
 	Normalizer *ae.Normalizer // nil when the checkpoint has none
+	Whitening  *ae.Whitening  // nil when the checkpoint has none (plain squared error)
 	Optimizer  ae.Optimizer   // nil when the checkpoint has none
 	Features   []string       // feature names; nil when unnamed
 }
@@ -216,10 +217,40 @@ func Load(c *reconv1.Checkpoint) (*Loaded, error) {
 			return nil, err
 		}
 	}
+	if w := c.GetWhitening(); len(w) > 0 {
+		if l.Whitening, err = ae.RestoreWhitening(spec.Input, w); err != nil {
+			return nil, err
+		}
+	}
 	if o := c.GetOptimizer(); o != nil {
 		if l.Optimizer, err = optimizerFromProto(o, m.NumParams()); err != nil {
 			return nil, err
 		}
 	}
 	return l, nil
+}
+
+// Score writes the scores of the standardized records z into scores, and
+// each feature's share of its record's score into contrib when it is not
+// nil (row-major, the shape of z): the residuals whitened when the
+// checkpoint has a whitening, their squares otherwise. rec is scratch of
+// z's length; it is left holding the reconstructions.
+func (l *Loaded) Score(scores, contrib, rec, z []float64) {
+	l.Model.Reconstruct(rec, z)
+	if l.Whitening != nil {
+		l.Whitening.Score(scores, contrib, z, rec)
+		return
+	}
+	p := l.Model.Spec().Input
+	for j := range scores {
+		var s float64
+		for f := j * p; f < (j+1)*p; f++ {
+			d := z[f] - rec[f]
+			if contrib != nil {
+				contrib[f] = d * d
+			}
+			s += d * d
+		}
+		scores[j] = s
+	}
 }

@@ -109,7 +109,7 @@ func AddModelFlagsWith(fs *flag.FlagSet, def ae.Spec) *ModelFlags {
 	return &ModelFlags{
 		variant:     fs.String("variant", "plain", "autoencoder `variant`: plain, denoising, sparse-l1, sparse-kl, contractive, variational"),
 		hidden:      fs.String("hidden", "auto", "encoder hidden layer `widths`, comma-separated, outermost first; \"\" for none; auto: one layer of clamp(p, 16, 128)"),
-		code:        fs.Int("code", 0, "code (bottleneck) `width` k; 0: clamp(p/8, 2, 16)"),
+		code:        fs.Int("code", 0, "code (bottleneck) `width` k; 0 (auto): the elbow of the data's spectrum (the k where the share of variance kept most exceeds k/p), or clamp(p/8, 2, 16) where it cannot be measured"),
 		act:         fs.String("activation", def.Activation.String(), "hidden layer `activation`: linear, relu, sigmoid, tanh"),
 		codeAct:     fs.String("code-activation", "", "code layer `activation` (default: as --activation; sigmoid for sparse-kl)"),
 		output:      fs.String("output", def.Output.String(), "output layer `activation`"),

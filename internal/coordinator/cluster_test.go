@@ -19,9 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
-	"github.com/recon-ad/recon/internal/fit"
-	"github.com/recon-ad/recon/internal/sketch"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
@@ -191,37 +190,59 @@ func TestThreeWorkersReachPCA(t *testing.T) {
 	}
 }
 
-// TestMergedThresholdMatchesExactQuantile: the threshold merged from 4
-// workers' held-out sketches agrees with the quantile of all their held-out
-// scores computed in one place, within the sketch's relative accuracy.
-func TestMergedThresholdMatchesExactQuantile(t *testing.T) {
-	const p, rounds = 12, 40
-	spec := ae.Spec{Input: p, Hidden: []int{8}, Code: 3, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
-	var mu sync.Mutex
-	all := map[uint64][]float64{}
-	cfg := Config{Spec: spec, LR: 1e-3, Batch: 200, Holdout: 0.3, ThresholdRule: RuleQuantile, Quantile: 0.99, MinWorkers: 4, MaxRounds: rounds,
-		WindowScores: blocksPerWindow, Settle: -1, WarmupRecords: 300, Deadline: 20 * time.Second, CheckpointRounds: 1000}
-	cl := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
+// TestCalibratedThresholdHoldsItsAlertRate: 4 workers send held-out
+// records; the coordinator calibrates a whitening and a threshold from them,
+// and the checkpoint it writes, applied to fresh records of the same
+// stream, alerts on about the configured share of them.
+func TestCalibratedThresholdHoldsItsAlertRate(t *testing.T) {
+	const p, rounds, rate = 12, 400, 0.02
+	spec := ae.Spec{Input: p, Hidden: []int{8}, Code: 3, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Tanh}
+	dir := t.TempDir()
+	cfg := Config{Spec: spec, LR: 3e-3, Batch: 200, Holdout: 0.3, MinWorkers: 4, MaxRounds: rounds,
+		Calib: calib.Config{AlertRate: rate, Settle: -1}, WarmupRecords: 300, Deadline: 20 * time.Second, CheckpointRounds: 1000}
+	cl := startCluster(t, cfg, filepath.Join(dir, "ck.db"))
 	ctx, stop := context.WithCancel(context.Background())
 	for i := 0; i < 4; i++ {
-		cl.workerCfg(ctx, worker.Config{ID: fmt.Sprintf("w%d", i), Seed: uint64(i + 1),
-			Source:  worker.NewSynth(1, uint64(i+1), p, 3, 0.3, 0.01),
-			HeldOut: func(r uint64, s []float64) { mu.Lock(); all[r] = append(all[r], s...); mu.Unlock() }})
+		cl.worker(ctx, fmt.Sprintf("w%d", i), worker.NewSynth(1, uint64(i+1), p, 3, 0.3, 0))
 	}
 	cl.wait(60*time.Second, stop)
-	got := cl.srv.Status().Threshold
-	// A block per round (each holds at least WindowScores/8 = 1 score):
-	// the threshold comes from the last 8 rounds' scores.
-	var window []float64
-	for r := uint64(rounds - blocksPerWindow + 1); r <= rounds; r++ {
-		window = append(window, all[r]...)
+	if th := cl.srv.Status().Threshold; !(th > 0) {
+		t.Fatalf("no threshold after %d rounds of 4 workers holding out 30%%", rounds)
 	}
-	exact := fit.Quantile(window, 0.99)
-	rel := math.Abs(got-exact) / exact
-	t.Logf("%d held-out scores from 4 workers over the last %d rounds: merged threshold %.5f, exact 0.99-quantile %.5f, relative difference %.4f (sketch accuracy %v)",
-		len(window), blocksPerWindow, got, exact, rel, sketch.RelativeAccuracy)
-	if rel > sketch.RelativeAccuracy {
-		t.Errorf("merged threshold %.5f differs from the exact quantile %.5f by %.4f > %v", got, exact, rel, sketch.RelativeAccuracy)
+	c, err := cl.srv.store.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.GetWhitening()) != p*p || c.GetThresholdRule() != "alert-rate 0.02" {
+		t.Fatalf("checkpoint has %d whitening values (want %d) and rule %q", len(c.GetWhitening()), p*p, c.GetThresholdRule())
+	}
+	l, err := checkpoint.Load(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	x := make([]float64, n*p)
+	src := worker.NewSynth(1, 99, p, 3, 0.3, 0)
+	for got := 0; got < n; {
+		k, err := src.Read(x[got*p:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += k
+	}
+	l.Normalizer.Transform(x, x)
+	scores, rec := make([]float64, n), make([]float64, n*p)
+	l.Score(scores, nil, rec, x)
+	alerts := 0
+	for _, s := range scores {
+		if s > c.GetThreshold() {
+			alerts++
+		}
+	}
+	share := float64(alerts) / n
+	t.Logf("threshold %.4g: %d of %d fresh records alert (%.4f; configured %v)", c.GetThreshold(), alerts, n, share, rate)
+	if share < rate/2 || share > 2*rate {
+		t.Errorf("alert share %.4f on fresh records, configured %v: want within a factor 2", share, rate)
 	}
 }
 

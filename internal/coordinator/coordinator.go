@@ -12,36 +12,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/DataDog/sketches-go/ddsketch"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/round"
-	"github.com/recon-ad/recon/internal/sketch"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
-// DefaultSpec holds the streaming defaults of the activations: tanh hidden
-// and code layers as fit.Default, but a linear output. A bounded (tanh)
-// output caps reconstructions at one standard deviation, so on a stream the
-// ordinary records beyond it score high, the threshold rises and spikes go
-// unseen (recall 0.62 against 1.00 in internal/scorer's spike test); the
-// offline default keeps tanh, which ranks breast cancer's tumours better.
-var DefaultSpec = ae.Spec{Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
-
-// Threshold rules.
-const (
-	RuleRobust   = "robust"
-	RuleQuantile = "quantile"
-)
+// DefaultSpec holds the streaming defaults of the activations, the offline
+// ones (fit.Default): tanh hidden, code and output layers. A bounded output
+// reconstructs a record far outside the training data badly whichever way
+// it lies; on the ADBench sets a linear output ranked anomalies worse
+// offline (0.729 against 0.823 mean ROC-AUC) and on the stream.
+var DefaultSpec = ae.Spec{Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Tanh}
 
 // Config is a coordinator's model and training rules.
 type Config struct {
@@ -53,24 +46,15 @@ type Config struct {
 	Batch         int     // records per worker per round (default 256)
 	Holdout       float64 // fraction of each worker's records held out for the threshold (0: none, no threshold)
 	SkipAnomalies bool    // workers skip training records scored above the threshold
-	// ThresholdRule is how held-out scores set the threshold: "robust"
-	// (default; Sigmas robust standard deviations of log score above the
-	// median, insensitive to anomalies in the training stream) or
-	// "quantile" (the Quantile of held-out scores, for clean streams).
-	ThresholdRule string
-	Sigmas        float64 // robust rule: log-scale robust standard deviations (default 4)
-	Quantile      float64 // quantile rule: quantile of held-out scores (default 0.995)
-	// WindowScores is how many of the newest held-out scores the threshold
-	// is computed from (default 2000); they are kept as 8 blocks of
-	// sketches, and the threshold moves when a block fills.
-	WindowScores int
-	// Settle gates the first threshold: it is set once the median held-out
-	// score of the newest window is at least (1 - Settle) times that of the
-	// window before it, that is once the model has stopped improving
-	// quickly (default 0.03; negative: set it from the first full block).
-	// Until then nothing alerts: a model still learning would mostly raise
-	// false alarms.
-	Settle float64
+	// Calib is how held-out records set the residual whitening and the
+	// threshold: the alert rate, the window, and the settle test and record
+	// bound that gate the first threshold (calib.Config's defaults).
+	Calib calib.Config
+	// AutoCode chooses the code width from the stream: the elbow of the
+	// spectrum of the warm-up records (calib.CodeWidth over the workers'
+	// merged moments). Spec.Code is the fallback, used for records wider
+	// than calib.MaxMomentsWidth; a resumed store keeps its code width.
+	AutoCode bool
 
 	WarmupRecords int // records each worker summarizes for the normalizer; 0 skips warm-up (identity normalizer)
 
@@ -97,21 +81,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Batch == 0 {
 		c.Batch = 256
-	}
-	if c.Quantile == 0 {
-		c.Quantile = 0.995
-	}
-	if c.ThresholdRule == "" {
-		c.ThresholdRule = RuleRobust
-	}
-	if c.Sigmas == 0 {
-		c.Sigmas = 4
-	}
-	if c.WindowScores == 0 {
-		c.WindowScores = 2000
-	}
-	if c.Settle == 0 {
-		c.Settle = 0.03
 	}
 	if c.MinWorkers == 0 {
 		c.MinWorkers = 1
@@ -142,14 +111,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("batch %d: must be at least 1", c.Batch)
 	case c.Holdout < 0 || c.Holdout >= 1:
 		return fmt.Errorf("held-out fraction %v: must be in [0,1)", c.Holdout)
-	case !(c.Quantile > 0 && c.Quantile < 1):
-		return fmt.Errorf("quantile %v: must be in (0,1)", c.Quantile)
-	case c.ThresholdRule != RuleRobust && c.ThresholdRule != RuleQuantile:
-		return fmt.Errorf("threshold rule %q: want %s or %s", c.ThresholdRule, RuleRobust, RuleQuantile)
-	case !(c.Sigmas > 0) || math.IsInf(c.Sigmas, 0):
-		return fmt.Errorf("sigmas %v: must be positive", c.Sigmas)
-	case c.WindowScores < blocksPerWindow:
-		return fmt.Errorf("window of %d scores: must be at least %d", c.WindowScores, blocksPerWindow)
 	case c.WarmupRecords < 0:
 		return fmt.Errorf("warm-up records %d: must not be negative", c.WarmupRecords)
 	}
@@ -174,12 +135,15 @@ type Server struct {
 	norm      *ae.Normalizer // nil until warm-up ends
 	warm      *ae.Normalizer // merging warm-up statistics
 	warmFrom  map[string]bool
+	moments   *calib.Moments // merging warm-up moments, for AutoCode
 	sessions  map[string]*session
-	blocks    []*ddsketch.DDSketch // closed blocks of held-out scores, oldest first
-	block     *ddsketch.DDSketch   // the filling block
-	roundSk   *ddsketch.DDSketch   // the open round's
-	medians   []float64            // window median at each block close, for Settle
+	cal       *calib.Calibrator
+	roundHeld []float64 // the open round's held-out records (standardized)
+	roundRecs int       // and the stream records read for it
 	threshold float64
+	whitening *ae.Whitening // of the threshold's calibration (nil: plain squared error)
+	calNum    uint64        // calibration number sent with rounds
+	drifted   []int         // features last found outside the normalizer
 	version   uint64
 	latest    *reconv1.Checkpoint
 	watchers  map[chan *reconv1.Checkpoint]struct{}
@@ -189,8 +153,9 @@ type Server struct {
 }
 
 type session struct {
-	id  string
-	out chan *reconv1.CoordinatorMessage
+	id     string
+	out    chan *reconv1.CoordinatorMessage
+	calNum uint64 // the calibration whose whitening it was sent
 }
 
 // New builds a coordinator, resuming from the newest valid checkpoint in
@@ -205,28 +170,39 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 	}
 	s := &Server{cfg: cfg, log: log, store: store, metrics: metrics, wake: make(chan struct{}, 1),
 		sessions: map[string]*session{}, watchers: map[chan *reconv1.Checkpoint]struct{}{}, warmFrom: map[string]bool{}}
+	latest, err := store.Latest()
+	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+		return nil, err
+	}
+	if cfg.AutoCode && err == nil && int(latest.GetSpec().GetInput()) == cfg.Spec.Input && latest.GetSpec().GetCode() > 0 {
+		cfg.Spec.Code = int(latest.GetSpec().GetCode()) // chosen when the store began
+		s.cfg = cfg
+	}
 	m, err := ae.New(cfg.Spec)
 	if err != nil {
 		return nil, err
 	}
 	s.model = m
+	if s.cal, err = calib.New(cfg.Calib, cfg.Spec.Input); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	var startRound uint64
-	latest, err := store.Latest()
 	switch {
-	case errors.Is(err, checkpoint.ErrNotFound):
+	case latest == nil:
 		m.Init(rand.New(rand.NewPCG(cfg.Seed, 0xc0)))
 		s.opt = ae.NewAdam(m.NumParams(), cfg.LR)
 		if cfg.WarmupRecords == 0 {
 			s.norm = ae.NewNormalizer(cfg.Spec.Input) // identity: no statistics
 		} else {
 			s.warm = ae.NewNormalizer(cfg.Spec.Input)
+			if cfg.AutoCode && cfg.Spec.Input <= calib.MaxMomentsWidth {
+				s.moments = calib.NewMoments(cfg.Spec.Input)
+			}
 		}
 		if s.version, err = store.NextVersion(); err != nil {
 			return nil, err
 		}
 		s.version-- // NextVersion counts corrupt entries too: versions only grow
-	case err != nil:
-		return nil, err
 	default:
 		l, err := checkpoint.Load(latest)
 		if err != nil {
@@ -247,7 +223,16 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 		if s.norm == nil {
 			s.norm = ae.NewNormalizer(cfg.Spec.Input)
 		}
-		s.threshold = latest.GetThreshold()
+		s.threshold, s.whitening = latest.GetThreshold(), l.Whitening
+		if s.threshold > 0 && s.whitening == nil && len(latest.GetWhitening()) == 0 {
+			// A checkpoint of the plain-error era: its threshold does not
+			// belong to whitened scores; calibrate afresh.
+			s.threshold = 0
+		}
+		s.cal.Resume(s.threshold, s.whitening)
+		if s.threshold > 0 {
+			s.calNum = 1
+		}
 		s.latest = latest
 		startRound = latest.GetRound()
 		if s.version, err = store.NextVersion(); err != nil {
@@ -286,6 +271,7 @@ type Status struct {
 	Threshold float64              // current alert threshold (0: none yet)
 	Workers   []string             // joined workers, sorted
 	Training  bool                 // warm-up is over
+	Code      int                  // the model's code width
 	Rejected  map[round.Reason]int // rejected gradients by reason
 }
 
@@ -295,7 +281,7 @@ func (s *Server) Status() Status {
 	defer s.mu.Unlock()
 	r, _ := s.machine.Round()
 	return Status{Round: r, Version: s.version, Threshold: s.threshold, Workers: s.machine.Workers(),
-		Training: s.norm != nil, Rejected: s.machine.Rejected()}
+		Training: s.norm != nil, Rejected: s.machine.Rejected(), Code: s.cfg.Spec.Code}
 }
 
 // Run drives training until ctx ends (or MaxRounds), then writes a final
@@ -441,6 +427,13 @@ func (s *Server) maybeEndWarmup() {
 	s.norm = s.warm
 	s.warm = nil
 	s.log.Info("warm-up done: normalizer frozen", "records", s.norm.Count(), "workers", n)
+	if s.moments != nil {
+		s.chooseCode()
+	}
+	if c := s.norm.Constant(); len(c) > 0 {
+		s.log.Warn("features constant during warm-up: centered, not scaled; a later change in them scores as a deviation in their own units",
+			"features", featureNames(s.cfg.Features, c))
+	}
 }
 
 // apply steps the optimizer with a completed round's average gradient.
@@ -451,10 +444,7 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 	} else {
 		s.model.Advance(nil)
 	}
-	if s.roundSk != nil {
-		s.addScores(s.roundSk)
-		s.roundSk = nil
-	}
+	s.calibrate(res.Round)
 	s.metrics.rounds.Inc()
 	s.metrics.loss.Set(res.Loss)
 	s.metrics.samples.Add(float64(res.Samples))
@@ -473,17 +463,31 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 func (s *Server) broadcastRound(r uint64) {
 	st := s.model.State()
 	msg := &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Round{Round: &reconv1.RoundStart{
-		Round:      r,
-		Params:     append([]float64(nil), s.model.Params()...),
-		Normalizer: &reconv1.Normalizer{Count: s.norm.Count(), Mean: s.norm.Mean(), M2: s.norm.M2()},
-		State:      &reconv1.TrainingState{Steps: st.Steps, RhoHat: st.RhoHat},
-		Threshold:  s.threshold,
-		Version:    s.version,
+		Round:       r,
+		Params:      append([]float64(nil), s.model.Params()...),
+		Normalizer:  &reconv1.Normalizer{Count: s.norm.Count(), Mean: s.norm.Mean(), M2: s.norm.M2()},
+		State:       &reconv1.TrainingState{Steps: st.Steps, RhoHat: st.RhoHat},
+		Threshold:   s.threshold,
+		Version:     s.version,
+		Calibration: s.calNum,
 	}}}
+	var withW *reconv1.CoordinatorMessage // msg plus the whitening, for members that lack it
 	for _, id := range s.machine.Members() {
-		if ss := s.sessions[id]; ss != nil {
-			s.send(ss, msg)
+		ss := s.sessions[id]
+		if ss == nil {
+			continue
 		}
+		if ss.calNum == s.calNum || s.whitening == nil {
+			s.send(ss, msg)
+			continue
+		}
+		if withW == nil {
+			rs := proto.Clone(msg.GetRound()).(*reconv1.RoundStart)
+			rs.Whitening = s.whitening.Precision()
+			withW = &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Round{Round: rs}}
+		}
+		ss.calNum = s.calNum
+		s.send(ss, withW)
 	}
 }
 
@@ -506,84 +510,70 @@ func (s *Server) endSession(id string) {
 	s.machine.Leave(id)
 }
 
-// blocksPerWindow is how many blocks of held-out scores make the window.
-const blocksPerWindow = 8
-
-// addScores adds a round's held-out scores to the window; when that fills a
-// block, the threshold is recomputed.
-func (s *Server) addScores(sk *ddsketch.DDSketch) {
-	if s.block == nil {
-		s.block = sketch.New()
+// calibrate passes the round's held-out records to the calibrator and,
+// when it is due, recalibrates the whitening and the threshold.
+func (s *Server) calibrate(round uint64) {
+	if len(s.roundHeld) > 0 || s.roundRecs > 0 {
+		s.cal.Observe(s.roundHeld, s.roundRecs)
+		s.metrics.records.Add(float64(s.roundRecs))
+		s.roundHeld, s.roundRecs = s.roundHeld[:0], 0
 	}
-	s.block.MergeWith(sk)
-	if s.block.GetCount() < float64(s.cfg.WindowScores)/blocksPerWindow {
-		return
-	}
-	s.blocks = append(s.blocks, s.block)
-	s.block = nil
-	if len(s.blocks) > blocksPerWindow {
-		s.blocks = s.blocks[1:]
-	}
-	merged := sketch.New()
-	for _, b := range s.blocks {
-		merged.MergeWith(b)
-	}
-	if s.threshold == 0 && !s.settled(merged) {
-		return
-	}
-	if q, err := s.thresholdOf(merged); err == nil && q > 0 {
-		s.threshold = q
-		s.metrics.threshold.Set(q)
+	if s.cal.Due(round) {
+		s.recalibrate(round)
 	}
 }
 
-// settled reports whether training has settled enough for a first
-// threshold: the window's median held-out score has fallen by less than
-// Settle since the window before (blocksPerWindow blocks ago).
-func (s *Server) settled(merged *ddsketch.DDSketch) bool {
-	if s.cfg.Settle < 0 {
-		return true
+// recalibrate calibrates the whitening and the threshold with the current
+// model: when the calibrator is due, and for every checkpoint once a
+// threshold exists, so that a checkpoint's threshold is its own model's.
+func (s *Server) recalibrate(round uint64) {
+	pr := s.cal.Progress()
+	s.metrics.heldout.Set(float64(pr.Rows))
+	u, ok, err := s.cal.Calibrate(s.model, round)
+	if err != nil {
+		s.log.Warn("calibration failed; the threshold stays", "round", round, "err", err)
+		return
 	}
-	med, err := merged.GetValueAtQuantile(0.5)
-	if err != nil || len(s.blocks) < blocksPerWindow {
-		return false
+	if !ok {
+		s.log.Debug("training not settled yet: no threshold", "round", round, "median_held_out", u.Median, "records", pr.Records)
+		return
 	}
-	s.medians = append(s.medians, med)
-	if len(s.medians) <= blocksPerWindow {
-		return false
+	s.threshold, s.whitening, s.calNum = u.Threshold, u.Whitening, u.Version
+	s.metrics.threshold.Set(u.Threshold)
+	drifted := s.cal.Drifted()
+	s.metrics.drifted.Set(float64(len(drifted)))
+	if len(drifted) > 0 && !slices.Equal(drifted, s.drifted) {
+		s.log.Warn("features outside the normalizer frozen at warm-up: held-out records' mean or spread no longer fits it (more --warmup-records, or a new store, refits it)",
+			"features", featureNames(s.cfg.Features, drifted))
 	}
-	before := s.medians[len(s.medians)-1-blocksPerWindow]
-	s.medians = s.medians[1:]
-	if med >= (1-s.cfg.Settle)*before {
-		s.log.Info("training settled: setting the first threshold", "median_held_out", med, "window_before", before)
-		return true
+	s.drifted = drifted
+	if u.First {
+		s.metrics.settled.Set(1)
+		how := "training settled"
+		if u.Forced {
+			how = "training not settled, the record bound reached"
+		}
+		s.log.Info("first threshold set: "+how, "threshold", u.Threshold, "records", pr.Records, "held_out", u.Rows,
+			"alert_rate", s.cal.Config().AlertRate, "round", round)
 	}
-	return false
-}
-
-// thresholdOf applies the threshold rule to merged held-out scores.
-func (s *Server) thresholdOf(merged *ddsketch.DDSketch) (float64, error) {
-	if s.cfg.ThresholdRule == RuleQuantile {
-		return merged.GetValueAtQuantile(s.cfg.Quantile)
-	}
-	return sketch.Robust(merged, s.cfg.Sigmas)
 }
 
 // ruleText describes the threshold rule for checkpoints.
-func (c Config) ruleText() string {
-	if c.ThresholdRule == RuleQuantile {
-		return fmt.Sprintf("quantile %g", c.Quantile)
-	}
-	return fmt.Sprintf("robust %g", c.Sigmas)
+func (c Config) ruleText(cal calib.Config) string {
+	return fmt.Sprintf("alert-rate %g", cal.AlertRate)
 }
 
 // checkpointLocked writes and publishes the next version.
 func (s *Server) checkpointLocked(now time.Time) error {
+	if s.threshold > 0 && s.cal.Progress().Rows > 0 {
+		s.recalibrate(s.latestRound())
+	}
 	c := checkpoint.Build(s.model, s.opt, s.norm, s.cfg.Features)
 	c.Version = s.version + 1
-	c.Threshold, c.ThresholdRule = s.threshold, s.cfg.ruleText()
-	if s.cfg.ThresholdRule == RuleQuantile {
-		c.Quantile = s.cfg.Quantile
+	cal := s.cal.Config()
+	c.Threshold, c.ThresholdRule, c.Quantile = s.threshold, s.cfg.ruleText(cal), 1-cal.AlertRate
+	if s.whitening != nil {
+		c.Whitening = s.whitening.Precision()
 	}
 	c.Round = s.latestRound()
 	c.CreatedAt = timestamppb.New(now)
@@ -630,3 +620,62 @@ func (s *Server) Checkpoint() (uint64, error) {
 }
 
 var errStopped = status.Error(codes.Unavailable, "coordinator is stopping")
+
+// featureNames names the features idx: by name when names are known, by
+// index otherwise.
+func featureNames(names []string, idx []int) []string {
+	out := make([]string, len(idx))
+	for i, j := range idx {
+		if j < len(names) {
+			out[i] = names[j]
+		} else {
+			out[i] = fmt.Sprintf("#%d", j)
+		}
+	}
+	return out
+}
+
+// chooseCode sets the code width at the elbow of the warm-up records'
+// spectrum, rebuilds the (not yet trained) model at that width and
+// welcomes every worker again with the new spec.
+func (s *Server) chooseCode() {
+	spectrum := s.moments.Spectrum()
+	records := s.moments.Count
+	s.moments = nil
+	k := calib.CodeWidth(spectrum)
+	if s.cfg.Spec.Variant == ae.Plain && k >= s.cfg.Spec.Input {
+		k = s.cfg.Spec.Input - 1
+	}
+	if k < 1 {
+		s.log.Warn("no spectrum from the warm-up records: keeping the fallback code width", "code", s.cfg.Spec.Code)
+		return
+	}
+	head := spectrum[:min(len(spectrum), k+3)]
+	s.log.Info("code width chosen at the elbow of the stream's spectrum", "code", k, "records", records, "eigenvalues", head)
+	if k == s.cfg.Spec.Code {
+		return
+	}
+	spec := s.cfg.Spec
+	spec.Code = k
+	m, err := ae.New(spec)
+	if err == nil {
+		err = s.machine.Resize(m.NumParams())
+	}
+	if err != nil {
+		s.log.Warn("cannot use the chosen code width: keeping the fallback", "code", k, "err", err)
+		return
+	}
+	m.Init(rand.New(rand.NewPCG(s.cfg.Seed, 0xc0)))
+	s.cfg.Spec, s.model, s.opt = spec, m, ae.NewAdam(m.NumParams(), s.cfg.LR)
+	for _, ss := range s.sessions {
+		s.send(ss, s.welcome())
+	}
+}
+
+// welcome is the message that tells a worker the model and the rules.
+func (s *Server) welcome() *reconv1.CoordinatorMessage {
+	return &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Welcome{Welcome: &reconv1.Welcome{
+		Spec: checkpoint.SpecToProto(s.cfg.Spec, s.cfg.Features), Batch: uint32(s.cfg.Batch),
+		Holdout: s.cfg.Holdout, SkipAnomalies: s.cfg.SkipAnomalies,
+	}}}
+}

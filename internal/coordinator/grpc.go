@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"time"
 
-	"github.com/DataDog/sketches-go/ddsketch"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/round"
-	"github.com/recon-ad/recon/internal/sketch"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -44,10 +44,7 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 	}
 	s.sessions[id] = ss
 	s.machine.Join(id, time.Now())
-	ss.out <- &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Welcome{Welcome: &reconv1.Welcome{
-		Spec: checkpoint.SpecToProto(s.cfg.Spec, s.cfg.Features), Batch: uint32(s.cfg.Batch),
-		Holdout: s.cfg.Holdout, SkipAnomalies: s.cfg.SkipAnomalies,
-	}}}
+	ss.out <- s.welcome()
 	if s.norm == nil && !s.warmFrom[id] {
 		ss.out <- &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Warmup{Warmup: &reconv1.WarmupRequest{Records: uint32(s.cfg.WarmupRecords)}}}
 	}
@@ -120,17 +117,30 @@ func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {
 		if err != nil || n.Width() != s.cfg.Spec.Input {
 			return status.Errorf(codes.InvalidArgument, "bad warm-up statistics from %s: %v", ss.id, err)
 		}
+		var mom *calib.Moments
+		if pm := m.Warmup.GetMoments(); pm != nil {
+			mom = &calib.Moments{Count: pm.GetCount(), Sum: pm.GetSum(), Outer: pm.GetOuter()}
+			if mom.Validate(s.cfg.Spec.Input) != nil || mom.Count != n.Count() {
+				mom = nil // malformed: the normalizer still counts, the spectrum does without
+			}
+		}
 		s.mu.Lock()
 		if s.warm != nil && !s.warmFrom[ss.id] {
 			s.warm.Merge(n)
 			s.warmFrom[ss.id] = true
+			if s.moments != nil && mom != nil {
+				s.moments.Merge(mom)
+			}
 		}
 		s.machine.Heartbeat(ss.id, now)
 		s.mu.Unlock()
 		s.ring()
 	case *reconv1.WorkerMessage_Gradient:
 		g := m.Gradient
-		sk := sketchOrNil(g.GetScoreSketch())
+		held := g.GetHeldout()
+		if p := s.cfg.Spec.Input; len(held)%p != 0 || len(held) > calib.MaxHeldOutRows*p || !finite(held) {
+			held = nil // malformed: the gradient still counts, its held-out records do not
+		}
 		s.mu.Lock()
 		err := s.machine.Submit(ss.id, g.GetRound(), &round.Gradient{
 			Samples: int(min(g.GetSamples(), 1<<40)), Loss: g.GetLoss(), Values: g.GetValues(), Extra: g.GetExtra(),
@@ -139,11 +149,9 @@ func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {
 		if err != nil {
 			reply.Reason = err.Error()
 			s.metrics.rejected.WithLabelValues(string(reasonOf(err))).Inc()
-		} else if sk != nil {
-			if s.roundSk == nil {
-				s.roundSk = sketch.New()
-			}
-			s.roundSk.MergeWith(sk)
+		} else {
+			s.roundHeld = append(s.roundHeld, held...)
+			s.roundRecs += int(min(g.GetRecords(), 1<<30))
 		}
 		if s.sessions[ss.id] == ss {
 			s.send(ss, &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Reply{Reply: reply}})
@@ -156,15 +164,13 @@ func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {
 	return nil
 }
 
-func sketchOrNil(b []byte) *ddsketch.DDSketch {
-	if len(b) == 0 {
-		return nil
+func finite(v []float64) bool {
+	for _, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
 	}
-	sk, err := sketch.Decode(b)
-	if err != nil {
-		return nil
-	}
-	return sk
+	return true
 }
 
 func reasonOf(err error) round.Reason {

@@ -14,6 +14,10 @@ type Metrics struct {
 	samples      prometheus.Counter
 	version      prometheus.Gauge
 	threshold    prometheus.Gauge
+	heldout      prometheus.Gauge
+	settled      prometheus.Gauge
+	records      prometheus.Counter
+	drifted      prometheus.Gauge
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered, for tests).
@@ -30,9 +34,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		samples:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_samples_total", Help: "Training records behind applied gradients."}),
 		version:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_version", Help: "Newest checkpoint version written."}),
 		threshold: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_threshold", Help: "Current alert threshold."}),
+		heldout:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_heldout_scores", Help: "Held-out records in the calibration window (the first threshold needs 500)."}),
+		records:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_records_total", Help: "New stream records read by trainers for accepted gradients (held-out ones included)."}),
+		drifted:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_normalizer_drifted_features", Help: "Features whose held-out records no longer fit the normalizer frozen at warm-up (mean beyond 3 sd, or spread off by a factor 3)."}),
+		settled:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_settled", Help: "1 once the first threshold is set (training settled or the record bound reached), else 0."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold)
+		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.records, m.drifted)
 	}
 	return m
 }

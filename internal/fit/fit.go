@@ -15,7 +15,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/recon-ad/recon/internal/calib"
+	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/pkg/ae"
+	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
 // Config is a training run's settings. Zero fields take the defaults
@@ -32,8 +35,10 @@ type Config struct {
 	LR       float64 // Adam learning rate (default 1e-3)
 	Holdout  float64 // held-out fraction of the rows (default 0.2)
 	Patience int     // epochs without held-out improvement before stopping (default 12)
-	Quantile float64 // threshold quantile of held-out scores (default 0.995)
-	Seed     uint64  // seeds the split, the initialization, the batches and the noise (default 1)
+	// AlertRate is the share of normal records the threshold lets alert
+	// (default 0.005); see calib.AlertThreshold.
+	AlertRate float64
+	Seed      uint64 // seeds the split, the initialization, the batches and the noise (default 1)
 	// StopOnTrain tracks the training objective instead of the held-out
 	// score for early stopping and the best epoch: for fitting a model to
 	// its training rows as closely as possible (the linear sweep's PCA
@@ -69,8 +74,8 @@ func (c Config) Defaults() Config {
 	if c.Patience == 0 {
 		c.Patience = 12
 	}
-	if c.Quantile == 0 {
-		c.Quantile = 0.995
+	if c.AlertRate == 0 {
+		c.AlertRate = calib.DefaultAlertRate
 	}
 	if c.Seed == 0 {
 		c.Seed = 1
@@ -91,23 +96,28 @@ func (c Config) Validate() error {
 		return fmt.Errorf("held-out fraction %v: must be in (0,1)", c.Holdout)
 	case c.Patience < 1:
 		return fmt.Errorf("patience %d: must be at least 1", c.Patience)
-	case !(c.Quantile > 0 && c.Quantile < 1):
-		return fmt.Errorf("quantile %v: must be in (0,1)", c.Quantile)
+	case !(c.AlertRate > 0 && c.AlertRate < 1):
+		return fmt.Errorf("alert rate %v: must be in (0,1)", c.AlertRate)
 	}
 	return nil
 }
 
 // AutoSpec fills in the architecture for input width p where spec leaves
 // it open: one hidden layer of width clamp(p, 16, 128) when Hidden is nil,
-// and a code of width clamp(ceil(p/8), 2, 16) when Code is 0 (kept below p
-// for a plain model).
-func AutoSpec(spec ae.Spec, p int) ae.Spec {
+// and, when Code is 0, the code width calib.CodeWidth chooses from
+// spectrum (the eigenvalues of the records' correlation matrix, largest
+// first), or clamp(ceil(p/8), 2, 16) without one; kept below p for a plain
+// model.
+func AutoSpec(spec ae.Spec, p int, spectrum []float64) ae.Spec {
 	spec.Input = p
 	if spec.Hidden == nil {
 		spec.Hidden = []int{min(max(p, 16), 128)}
 	}
 	if spec.Code == 0 {
-		spec.Code = min(max((p+7)/8, 2), 16)
+		spec.Code = calib.CodeWidth(spectrum)
+		if spec.Code == 0 {
+			spec.Code = min(max((p+7)/8, 2), 16)
+		}
 		if spec.Variant == ae.Plain && spec.Code >= p {
 			spec.Code = max(p-1, 1)
 		}
@@ -130,8 +140,12 @@ type Result struct {
 	Model      *ae.Model      // at the best epoch
 	Optimizer  *ae.Adam       // its state at the best epoch
 	Normalizer *ae.Normalizer // fitted on the training rows
-	Threshold  float64        // the Quantile of held-out scores
-	Quantile   float64        // the quantile the threshold is at
+	Whitening  *ae.Whitening  // of the residuals, fitted on the held-out rows
+	Threshold  float64        // calib.AlertThreshold of the held-out scores
+	AlertRate  float64        // the alert rate the threshold is set for
+	// Constant are the features constant on the training rows (centered,
+	// not scaled).
+	Constant []int
 	// HeldOutScores are the held-out rows' scores (at the best epoch).
 	HeldOutScores []float64
 	HeldOutRows   []int         // held-out rows' indices in the input
@@ -141,6 +155,45 @@ type Result struct {
 	BestEpoch     int           // the epoch whose parameters were kept
 	HeldOut       float64       // mean held-out score at the best epoch
 	Elapsed       time.Duration // wall time of the whole fit
+}
+
+// Score returns the scores of the rows of x (row-major, in input units):
+// standardized by the result's normalizer, reconstructed by its model, the
+// residuals whitened.
+func (r *Result) Score(x []float64) []float64 {
+	z := make([]float64, len(x))
+	r.Normalizer.Transform(z, x)
+	rec := make([]float64, len(x))
+	r.Model.Reconstruct(rec, z)
+	out := make([]float64, len(x)/r.Normalizer.Width())
+	r.Whitening.Score(out, nil, z, rec)
+	return out
+}
+
+// Checkpoint returns the result as a checkpoint (version 0: the caller
+// numbers it): model, optimizer, normalizer, residual whitening, threshold
+// and its rule, and the epochs run as the round.
+func (r *Result) Checkpoint(features []string) *reconv1.Checkpoint {
+	c := checkpoint.Build(r.Model, r.Optimizer, r.Normalizer, features)
+	c.Whitening = r.Whitening.Precision()
+	c.Threshold, c.Quantile = r.Threshold, 1-r.AlertRate
+	c.ThresholdRule = fmt.Sprintf("alert-rate %g", r.AlertRate)
+	c.Round = uint64(r.Epochs)
+	return c
+}
+
+// trimmedMean is the mean of the values of s at or below its q-quantile.
+func trimmedMean(s []float64, q float64) float64 {
+	cut := Quantile(s, q)
+	var sum float64
+	var n int
+	for _, v := range s {
+		if v <= cut {
+			sum += v
+			n++
+		}
+	}
+	return sum / float64(max(n, 1))
 }
 
 // EpochBudget is the automatic number of epochs for n training rows: 200,
@@ -174,20 +227,11 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 			return nil, fmt.Errorf("fit: row %d feature %d is %v", i/p, i%p, v)
 		}
 	}
-	spec := cfg.Spec
-	spec.Input = p
-	if cfg.Auto {
-		spec = AutoSpec(spec, p)
-	}
-	m, err := ae.New(spec)
-	if err != nil {
-		return nil, err
-	}
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	perm := rng.Perm(n)
 	nHold := min(max(int(math.Round(cfg.Holdout*float64(n))), 1), n-1)
-	res := &Result{HeldOutRows: perm[:nHold], TrainRows: perm[nHold:], Quantile: cfg.Quantile}
+	res := &Result{HeldOutRows: perm[:nHold], TrainRows: perm[nHold:], AlertRate: cfg.AlertRate}
 	slices.Sort(res.HeldOutRows)
 	slices.Sort(res.TrainRows)
 
@@ -212,6 +256,25 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 	}
 	train, test := gather(res.TrainRows), gather(res.HeldOutRows)
 	res.Train, res.Test = train, test
+	res.Constant = norm.Constant()
+
+	spec := cfg.Spec
+	spec.Input = p
+	if cfg.Auto {
+		var spectrum []float64
+		if spec.Code == 0 {
+			mom := calib.NewMoments(p)
+			for r := range len(train) / p {
+				mom.Add(train[r*p : (r+1)*p])
+			}
+			spectrum = mom.Spectrum()
+		}
+		spec = AutoSpec(spec, p, spectrum)
+	}
+	m, err := ae.New(spec)
+	if err != nil {
+		return nil, err
+	}
 
 	m.Init(rng)
 	opt := ae.NewAdam(m.NumParams(), cfg.LR)
@@ -227,13 +290,13 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 	}
 	buf := make([]float64, batch*p)
 	scores := make([]float64, nHold)
+	// The held-out error that early stopping follows is the mean of the
+	// scores below their 0.9 quantile: a few rows far outside the training
+	// data (anomalies, or a value of a feature constant on the training
+	// rows) would otherwise swamp the improvement on the rest.
 	heldOut := func() float64 {
 		m.Score(scores, test)
-		var s float64
-		for _, v := range scores {
-			s += v
-		}
-		return s / float64(nHold)
+		return trimmedMean(scores, 0.9)
 	}
 
 	best := math.Inf(1)
@@ -309,8 +372,14 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 	}
 	res.Model, res.Optimizer, res.Normalizer = m, opt, norm
 	res.HeldOut = heldOut()
-	res.HeldOutScores = append([]float64(nil), scores...)
-	res.Threshold = Quantile(res.HeldOutScores, cfg.Quantile)
+	if res.Whitening, err = ae.FitWhitening(m, test, calib.WhiteningTrim, calib.WhiteningIters); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
+	rec := make([]float64, len(test))
+	m.Reconstruct(rec, test)
+	res.HeldOutScores = make([]float64, nHold)
+	res.Whitening.Score(res.HeldOutScores, nil, test, rec)
+	res.Threshold = calib.AlertThreshold(res.HeldOutScores, cfg.AlertRate)
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

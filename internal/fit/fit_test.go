@@ -81,9 +81,9 @@ func TestFitThresholdAndEarlyStop(t *testing.T) {
 		}
 	}
 	if above > 3 { // 0.5% of 400 = 2 rows
-		t.Errorf("%d of 400 held-out rows above the 0.995 threshold", above)
+		t.Errorf("%d of 400 held-out rows above the threshold for alert rate 0.005", above)
 	}
-	if res.Model.Spec().Code != 2 || res.Model.Spec().Hidden[0] != 16 {
+	if res.Model.Spec().Code != 3 || res.Model.Spec().Hidden[0] != 16 { // code: the data's rank, from its spectrum
 		t.Errorf("auto spec for p=12: %+v", res.Model.Spec())
 	}
 	// Same seed, same result.
@@ -125,5 +125,41 @@ func TestEpochBudget(t *testing.T) {
 		if got := EpochBudget(tc.n); got != tc.want {
 			t.Errorf("EpochBudget(%d) = %d, want %d", tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestConstantColumnNeitherInflatesNorStopsEarly: columns constant on the
+// training rows (one exactly, one but for a single held-out row) that vary
+// in new records: training runs past its first epochs, the held-out error
+// stays finite and small, and a new record with another value on them
+// scores like a record off by that many units, not by 10^8 times it.
+func TestConstantColumnNeitherInflatesNorStopsEarly(t *testing.T) {
+	const n, p = 2000, 8
+	rng := rand.New(rand.NewPCG(5, 6))
+	base := synth.LowRank(rng, n, 6, 2, 0.3)
+	x := make([]float64, 0, n*p)
+	for r := range n {
+		x = append(x, base[r*6:(r+1)*6]...)
+		x = append(x, 1, 0) // constant, and zero but once
+	}
+	x[7*p+7] = 50 // the one differing row: wherever the split puts it
+	res, err := Fit(context.Background(), Config{Auto: true, Seed: 2}, x, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("constant %v, epochs %d (best %d), held-out error %.4f", res.Constant, res.Epochs, res.BestEpoch, res.HeldOut)
+	if len(res.Constant) == 0 || res.Constant[0] != 6 {
+		t.Errorf("constant features %v, want 6 first", res.Constant)
+	}
+	if res.BestEpoch < 10 || res.HeldOut > 1 || math.IsNaN(res.HeldOut) {
+		t.Errorf("best epoch %d, held-out error %v: training ended early or the error is inflated", res.BestEpoch, res.HeldOut)
+	}
+	rec := append([]float64(nil), x[:p]...)
+	normal := res.Score(rec)[0]
+	rec[6] = 3 // two units off a constant column
+	off := res.Score(rec)[0]
+	t.Logf("score of a training row %.3g; with the constant column 2 units off %.3g", normal, off)
+	if off > 1e6 || off <= normal {
+		t.Errorf("a record 2 units off a constant column scores %.3g (normal %.3g)", off, normal)
 	}
 }

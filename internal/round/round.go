@@ -291,6 +291,23 @@ func (m *Machine) Tick(now time.Time) (res *Result, abandoned bool) {
 	return nil, false
 }
 
+// ErrRoundOpen is returned by Resize while a round is open.
+var ErrRoundOpen = errors.New("round: a round is open")
+
+// Resize changes the gradient length the machine accepts, between rounds:
+// for a model whose shape is settled after the first members joined (an
+// automatic code width). Members stay joined.
+func (m *Machine) Resize(numParams int) error {
+	if m.open {
+		return ErrRoundOpen
+	}
+	if numParams < 1 {
+		return fmt.Errorf("round: %d parameters", numParams)
+	}
+	m.cfg.NumParams = numParams
+	return nil
+}
+
 // Started returns when the current (or last) round started.
 func (m *Machine) Started() time.Time { return m.started }
 

@@ -223,3 +223,27 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestResizeBetweenRounds(t *testing.T) {
+	m := newMachine(t, 1)
+	m.Join("a", t0)
+	r, _ := m.Start(t0)
+	if err := m.Resize(3); !errors.Is(err, ErrRoundOpen) {
+		t.Fatalf("Resize during a round: %v", err)
+	}
+	m.Submit("a", r, grad(1, 1, 2), t0)
+	m.Tick(t0)
+	if err := m.Resize(3); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = m.Start(at(time.Millisecond))
+	if err := m.Submit("a", r, grad(1, 1, 2), at(time.Millisecond)); err == nil {
+		t.Error("a gradient of the old length was accepted after Resize")
+	}
+	if err := m.Submit("a", r, grad(1, 1, 2, 3), at(time.Millisecond)); err != nil {
+		t.Errorf("a gradient of the new length: %v", err)
+	}
+	if !m.Joined("a") || m.Resize(0) == nil {
+		t.Error("member lost, or Resize(0) accepted")
+	}
+}

@@ -230,14 +230,18 @@ func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 	b.score = grow(b.score, n)
 	b.feat = grow(b.feat, n*p)
 	b.ae.Reconstruct(b.rec, b.x)
-	for j := 0; j < n; j++ {
-		var s float64
-		for f := j * p; f < (j+1)*p; f++ {
-			d := b.x[f] - b.rec[f]
-			b.feat[f] = d * d
-			s += d * d
+	if w := l.Whitening; w != nil {
+		w.Score(b.score, b.feat, b.x, b.rec)
+	} else {
+		for j := 0; j < n; j++ {
+			var s float64
+			for f := j * p; f < (j+1)*p; f++ {
+				d := b.x[f] - b.rec[f]
+				b.feat[f] = d * d
+				s += d * d
+			}
+			b.score[j] = s
 		}
-		b.score[j] = s
 	}
 	th := b.model.Threshold
 	var recon []float64

@@ -11,7 +11,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -40,8 +39,8 @@ func TestProcessAccountsForEveryRecord(t *testing.T) {
 	for i := 0; i < p; i++ {
 		names = append(names, fmt.Sprintf("x%d", i))
 	}
-	c := checkpoint.Build(res.Model, nil, res.Normalizer, names)
-	c.Version, c.Threshold, c.Quantile = 7, res.Threshold, 0.995
+	c := res.Checkpoint(names)
+	c.Version, c.Optimizer = 7, nil
 	m, err := NewModel(c)
 	if err != nil {
 		t.Fatal(err)

@@ -219,8 +219,8 @@ func TestReplicaWithoutCoordinator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := checkpoint.Build(res.Model, nil, res.Normalizer, nil)
-	c.Version, c.Threshold = 3, res.Threshold
+	c := res.Checkpoint(nil)
+	c.Version, c.Optimizer = 3, nil
 	if err := store.Put(c); err != nil {
 		t.Fatal(err)
 	}

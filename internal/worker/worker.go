@@ -19,8 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
-	"github.com/recon-ad/recon/internal/sketch"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -184,8 +184,9 @@ func (w *Worker) session(ctx context.Context) error {
 	w.stats.Sessions++
 	w.cfg.Metrics.sessions.Inc()
 	var (
-		model   *ae.Model
-		welcome *reconv1.Welcome
+		model     *ae.Model
+		welcome   *reconv1.Welcome
+		whitening *ae.Whitening // the threshold's, once sent
 	)
 	for {
 		msg, err := stream.Recv()
@@ -212,7 +213,7 @@ func (w *Worker) session(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Warmup{Warmup: &reconv1.WarmupStats{Stats: st}}}); err != nil {
+			if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Warmup{Warmup: st}}); err != nil {
 				return err
 			}
 		case *reconv1.CoordinatorMessage_Round:
@@ -220,7 +221,12 @@ func (w *Worker) session(ctx context.Context) error {
 				return errors.New("coordinator started a round before Welcome")
 			}
 			t0 := time.Now()
-			g, err := w.round(model, welcome, m.Round)
+			if pw := m.Round.GetWhitening(); len(pw) > 0 {
+				if whitening, err = ae.RestoreWhitening(model.Spec().Input, pw); err != nil {
+					return fmt.Errorf("coordinator sent a bad whitening: %w", err)
+				}
+			}
+			g, err := w.round(model, welcome, m.Round, whitening)
 			if err != nil {
 				return err
 			}
@@ -260,9 +266,13 @@ func (w *Worker) session(ctx context.Context) error {
 
 // warmup reads n records, keeps them for training and returns their
 // feature statistics.
-func (w *Worker) warmup(n int) (*reconv1.Normalizer, error) {
+func (w *Worker) warmup(n int) (*reconv1.WarmupStats, error) {
 	p := w.cfg.Source.Width()
 	norm := ae.NewNormalizer(p)
+	var mom *calib.Moments
+	if p <= calib.MaxMomentsWidth {
+		mom = calib.NewMoments(p)
+	}
 	buf := make([]float64, n*p)
 	got, err := readFull(w.cfg.Source, buf)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -272,11 +282,22 @@ func (w *Worker) warmup(n int) (*reconv1.Normalizer, error) {
 	for r := 0; r < got; r++ {
 		// Kept for training, except from a source that commits what it
 		// hands out per round: there the warm-up records count as used.
-		if norm.Observe(buf[r*p:(r+1)*p]) == nil && !acker {
-			w.pending = append(w.pending, buf[r*p:(r+1)*p]...)
+		rec := buf[r*p : (r+1)*p]
+		if norm.Observe(rec) != nil {
+			continue
+		}
+		if mom != nil {
+			mom.Add(rec)
+		}
+		if !acker {
+			w.pending = append(w.pending, rec...)
 		}
 	}
-	return &reconv1.Normalizer{Count: norm.Count(), Mean: norm.Mean(), M2: norm.M2()}, nil
+	st := &reconv1.WarmupStats{Stats: &reconv1.Normalizer{Count: norm.Count(), Mean: norm.Mean(), M2: norm.M2()}}
+	if mom != nil {
+		st.Moments = &reconv1.Moments{Count: mom.Count, Sum: mom.Sum, Outer: mom.Outer}
+	}
+	return st, nil
 }
 
 // readFull reads until dst is full or the source ends.
@@ -312,7 +333,7 @@ func (w *Worker) remember(train []float64) {
 
 // round computes this worker's gradient for a round: nil when there is
 // nothing to train on.
-func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundStart) (*reconv1.RoundGradient, error) {
+func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundStart, wh *ae.Whitening) (*reconv1.RoundGradient, error) {
 	if len(rs.GetParams()) != m.NumParams() {
 		return nil, fmt.Errorf("round %d: %d parameters, the model has %d", rs.GetRound(), len(rs.GetParams()), m.NumParams())
 	}
@@ -374,7 +395,7 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 	nTrain := 0
 	for r := 0; r < n; r++ {
 		rec := raw[r*p : (r+1)*p]
-		if holdout > 0 && w.rng.Float64() < holdout {
+		if holdout > 0 && heldOut(rec, holdout) {
 			w.held = append(w.held, rec...)
 			continue
 		}
@@ -385,9 +406,11 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 	}
 	train, held := raw[:nTrain*p], w.held
 	th := rs.GetThreshold()
-	if welcome.GetSkipAnomalies() && th > 0 && len(train) > 0 {
+	if welcome.GetSkipAnomalies() && th > 0 && wh != nil && len(train) > 0 {
 		scores := make([]float64, len(train)/p)
-		m.Score(scores, train)
+		rec := make([]float64, len(train))
+		m.Reconstruct(rec, train)
+		wh.Score(scores, nil, train, rec)
 		kept := train[:0]
 		for r, s := range scores {
 			if s > th || math.IsNaN(s) {
@@ -408,18 +431,14 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 			train = append(train, w.ring[r*p:(r+1)*p]...)
 		}
 	}
-	g := &reconv1.RoundGradient{Round: rs.GetRound(), Skipped: uint64(w.stats.Skipped)}
+	g := &reconv1.RoundGradient{Round: rs.GetRound(), Skipped: uint64(w.stats.Skipped), Records: uint64(n)}
 	if len(held) > 0 {
-		scores := make([]float64, len(held)/p)
-		m.Score(scores, held)
-		sk := sketch.New()
-		for _, s := range scores {
-			if s >= 0 && !math.IsInf(s, 0) {
-				sk.Add(s)
-			}
-		}
-		g.ScoreSketch = sketch.Encode(sk)
+		// The coordinator calibrates the threshold on these records with
+		// the model of its moment; at most calib.MaxHeldOutRows a round.
+		g.Heldout = append([]float64(nil), held[:min(len(held), calib.MaxHeldOutRows*p)]...)
 		if w.cfg.HeldOut != nil {
+			scores := make([]float64, len(held)/p)
+			m.Score(scores, held)
 			w.cfg.HeldOut(rs.GetRound(), scores)
 		}
 	}
@@ -433,4 +452,26 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		g.Extra = append([]float64(nil), m.CodeMeans()...)
 	}
 	return g, nil
+}
+
+// heldOut decides by a record's content whether it is held out: the same
+// record (a replayed file, a duplicate) is always held out or always
+// trained on, so held-out scores never come from records the model
+// learned. For distinct records it is a uniform draw with probability
+// fraction.
+func heldOut(rec []float64, fraction float64) bool {
+	h := uint64(14695981039346656037) // FNV-1a, 64 bits
+	for _, v := range rec {
+		b := math.Float64bits(v)
+		for range 8 {
+			h ^= b & 0xff
+			h *= 1099511628211
+			b >>= 8
+		}
+	}
+	// Finish with a mixer: FNV's high bits depend weakly on the last bytes.
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return float64(h>>11)/(1<<53) < fraction
 }

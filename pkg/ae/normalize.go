@@ -20,8 +20,11 @@ type Normalizer struct {
 	m2    []float64 // sum of squared deviations from the mean
 }
 
-// MinStd is the smallest standard deviation Transform divides by: a
-// constant feature is centered, not blown up.
+// MinStd is the relative spread below which a feature counts as constant:
+// a feature whose standard deviation is at most MinStd * (1 + |mean|) is
+// centered and not scaled (scale 1, as scikit-learn's StandardScaler does),
+// so a value never seen in the observed records is not blown up by a
+// near-zero divisor.
 const MinStd = 1e-8
 
 // NewNormalizer returns an empty normalizer for records of width p.
@@ -113,7 +116,27 @@ func (z *Normalizer) std(i int) float64 {
 	if z.count == 0 {
 		return 1
 	}
-	return max(math.Sqrt(z.m2[i]/float64(z.count)), MinStd)
+	s := math.Sqrt(z.m2[i] / float64(z.count))
+	if s <= MinStd*(1+math.Abs(z.mean[i])) {
+		return 1
+	}
+	return s
+}
+
+// Constant returns the indices of the features that are constant on the
+// observed records (see MinStd): they are centered, not scaled.
+func (z *Normalizer) Constant() []int {
+	var out []int
+	if z.count == 0 {
+		return nil
+	}
+	for i := range z.mean {
+		s := math.Sqrt(z.m2[i] / float64(z.count))
+		if s <= MinStd*(1+math.Abs(z.mean[i])) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // Transform writes the standardized records of x, (x - mean) / std, into dst.

@@ -448,10 +448,13 @@ type Checkpoint struct {
 	Round      uint64                 `protobuf:"varint,9,opt,name=round,proto3" json:"round,omitempty"`          // training round (offline fit: epochs run)
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	Metadata   map[string]string      `protobuf:"bytes,11,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// How the threshold was set: "robust K" (K robust standard deviations of
-	// log score above the median of held-out scores), "quantile Q" (the Q
-	// quantile of held-out scores; quantile is Q too), or empty.
+	// How the threshold was set: "alert-rate A" (the 1 - A quantile of
+	// held-out scores), older rules "robust K" and "quantile Q", or empty.
 	ThresholdRule string `protobuf:"bytes,12,opt,name=threshold_rule,json=thresholdRule,proto3" json:"threshold_rule,omitempty"`
+	// The residual whitening: the p x p precision matrix (row-major) that
+	// scores a standardized record's residual r as r^T P r. Empty: the score
+	// is the plain squared error ||r||^2.
+	Whitening     []float64 `protobuf:"fixed64,13,rep,packed,name=whitening,proto3" json:"whitening,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +573,13 @@ func (x *Checkpoint) GetThresholdRule() string {
 	return ""
 }
 
+func (x *Checkpoint) GetWhitening() []float64 {
+	if x != nil {
+		return x.Whitening
+	}
+	return nil
+}
+
 var File_recon_v1_checkpoint_proto protoreflect.FileDescriptor
 
 const file_recon_v1_checkpoint_proto_rawDesc = "" +
@@ -617,7 +627,7 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\x05state\x18\a \x03(\x01R\x05state\">\n" +
 	"\rTrainingState\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x17\n" +
-	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\xae\x04\n" +
+	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\xcc\x04\n" +
 	"\n" +
 	"Checkpoint\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12'\n" +
@@ -635,7 +645,8 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12>\n" +
 	"\bmetadata\x18\v \x03(\v2\".recon.v1.Checkpoint.MetadataEntryR\bmetadata\x12%\n" +
-	"\x0ethreshold_rule\x18\f \x01(\tR\rthresholdRule\x1a;\n" +
+	"\x0ethreshold_rule\x18\f \x01(\tR\rthresholdRule\x12\x1c\n" +
+	"\twhitening\x18\r \x03(\x01R\twhitening\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B2Z0github.com/recon-ad/recon/proto/recon/v1;reconv1b\x06proto3"

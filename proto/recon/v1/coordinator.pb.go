@@ -224,8 +224,13 @@ func (*Leave) Descriptor() ([]byte, []int) {
 
 // WarmupStats are a worker's feature statistics from its first records.
 type WarmupStats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stats         *Normalizer            `protobuf:"bytes,1,opt,name=stats,proto3" json:"stats,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Stats *Normalizer            `protobuf:"bytes,1,opt,name=stats,proto3" json:"stats,omitempty"`
+	// Exact sums of the warm-up records (standardized by nothing): the
+	// coordinator merges them and, with an automatic code width, chooses it
+	// at the elbow of their spectrum. Sent for records of at most 256
+	// features.
+	Moments       *Moments `protobuf:"bytes,2,opt,name=moments,proto3" json:"moments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,23 +272,94 @@ func (x *WarmupStats) GetStats() *Normalizer {
 	return nil
 }
 
+func (x *WarmupStats) GetMoments() *Moments {
+	if x != nil {
+		return x.Moments
+	}
+	return nil
+}
+
+type Moments struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	Sum           []float64              `protobuf:"fixed64,2,rep,packed,name=sum,proto3" json:"sum,omitempty"`     // per feature
+	Outer         []float64              `protobuf:"fixed64,3,rep,packed,name=outer,proto3" json:"outer,omitempty"` // p x p, row-major: sum of x x^T
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Moments) Reset() {
+	*x = Moments{}
+	mi := &file_recon_v1_coordinator_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Moments) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Moments) ProtoMessage() {}
+
+func (x *Moments) ProtoReflect() protoreflect.Message {
+	mi := &file_recon_v1_coordinator_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Moments.ProtoReflect.Descriptor instead.
+func (*Moments) Descriptor() ([]byte, []int) {
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Moments) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Moments) GetSum() []float64 {
+	if x != nil {
+		return x.Sum
+	}
+	return nil
+}
+
+func (x *Moments) GetOuter() []float64 {
+	if x != nil {
+		return x.Outer
+	}
+	return nil
+}
+
 // RoundGradient is a worker's contribution to one round.
 type RoundGradient struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	Samples       uint64                 `protobuf:"varint,2,opt,name=samples,proto3" json:"samples,omitempty"`                           // records behind the gradient (its weight)
-	Loss          float64                `protobuf:"fixed64,3,opt,name=loss,proto3" json:"loss,omitempty"`                                // mean objective over them
-	Values        []float64              `protobuf:"fixed64,4,rep,packed,name=values,proto3" json:"values,omitempty"`                     // gradient of that mean, one per parameter
-	Extra         []float64              `protobuf:"fixed64,5,rep,packed,name=extra,proto3" json:"extra,omitempty"`                       // per-round statistics (sparse-KL code means)
-	ScoreSketch   []byte                 `protobuf:"bytes,6,opt,name=score_sketch,json=scoreSketch,proto3" json:"score_sketch,omitempty"` // DDSketch (sketches-go protobuf) of held-out scores
-	Skipped       uint64                 `protobuf:"varint,7,opt,name=skipped,proto3" json:"skipped,omitempty"`                           // records skipped as scoring above the threshold
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Round   uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Samples uint64                 `protobuf:"varint,2,opt,name=samples,proto3" json:"samples,omitempty"`       // records behind the gradient (its weight)
+	Loss    float64                `protobuf:"fixed64,3,opt,name=loss,proto3" json:"loss,omitempty"`            // mean objective over them
+	Values  []float64              `protobuf:"fixed64,4,rep,packed,name=values,proto3" json:"values,omitempty"` // gradient of that mean, one per parameter
+	Extra   []float64              `protobuf:"fixed64,5,rep,packed,name=extra,proto3" json:"extra,omitempty"`   // per-round statistics (sparse-KL code means)
+	Skipped uint64                 `protobuf:"varint,7,opt,name=skipped,proto3" json:"skipped,omitempty"`       // records skipped as scoring above the threshold
+	// Held-out records of the round (standardized, row-major, at most
+	// MaxHeldOutRows of them): never trained on, they calibrate the residual
+	// whitening and the threshold.
+	Heldout       []float64 `protobuf:"fixed64,8,rep,packed,name=heldout,proto3" json:"heldout,omitempty"`
+	Records       uint64    `protobuf:"varint,9,opt,name=records,proto3" json:"records,omitempty"` // new stream records read for the round (held-out ones included)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundGradient) Reset() {
 	*x = RoundGradient{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[4]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +371,7 @@ func (x *RoundGradient) String() string {
 func (*RoundGradient) ProtoMessage() {}
 
 func (x *RoundGradient) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[4]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +384,7 @@ func (x *RoundGradient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundGradient.ProtoReflect.Descriptor instead.
 func (*RoundGradient) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RoundGradient) GetRound() uint64 {
@@ -346,16 +422,23 @@ func (x *RoundGradient) GetExtra() []float64 {
 	return nil
 }
 
-func (x *RoundGradient) GetScoreSketch() []byte {
+func (x *RoundGradient) GetSkipped() uint64 {
 	if x != nil {
-		return x.ScoreSketch
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *RoundGradient) GetHeldout() []float64 {
+	if x != nil {
+		return x.Heldout
 	}
 	return nil
 }
 
-func (x *RoundGradient) GetSkipped() uint64 {
+func (x *RoundGradient) GetRecords() uint64 {
 	if x != nil {
-		return x.Skipped
+		return x.Records
 	}
 	return 0
 }
@@ -376,7 +459,7 @@ type CoordinatorMessage struct {
 
 func (x *CoordinatorMessage) Reset() {
 	*x = CoordinatorMessage{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[5]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +471,7 @@ func (x *CoordinatorMessage) String() string {
 func (*CoordinatorMessage) ProtoMessage() {}
 
 func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[5]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +484,7 @@ func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorMessage.ProtoReflect.Descriptor instead.
 func (*CoordinatorMessage) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CoordinatorMessage) GetMsg() isCoordinatorMessage_Msg {
@@ -488,7 +571,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[6]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +583,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[6]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +596,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Welcome) GetSpec() *ModelSpec {
@@ -554,7 +637,7 @@ type WarmupRequest struct {
 
 func (x *WarmupRequest) Reset() {
 	*x = WarmupRequest{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[7]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +649,7 @@ func (x *WarmupRequest) String() string {
 func (*WarmupRequest) ProtoMessage() {}
 
 func (x *WarmupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[7]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +662,7 @@ func (x *WarmupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmupRequest.ProtoReflect.Descriptor instead.
 func (*WarmupRequest) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WarmupRequest) GetRecords() uint32 {
@@ -591,20 +674,24 @@ func (x *WarmupRequest) GetRecords() uint32 {
 
 // RoundStart opens a round: compute the gradient at these parameters.
 type RoundStart struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	Params        []float64              `protobuf:"fixed64,2,rep,packed,name=params,proto3" json:"params,omitempty"`
-	Normalizer    *Normalizer            `protobuf:"bytes,3,opt,name=normalizer,proto3" json:"normalizer,omitempty"` // frozen after warm-up
-	State         *TrainingState         `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	Threshold     float64                `protobuf:"fixed64,5,opt,name=threshold,proto3" json:"threshold,omitempty"` // 0 while none is set
-	Version       uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`      // newest published checkpoint
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Round      uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Params     []float64              `protobuf:"fixed64,2,rep,packed,name=params,proto3" json:"params,omitempty"`
+	Normalizer *Normalizer            `protobuf:"bytes,3,opt,name=normalizer,proto3" json:"normalizer,omitempty"` // frozen after warm-up
+	State      *TrainingState         `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Threshold  float64                `protobuf:"fixed64,5,opt,name=threshold,proto3" json:"threshold,omitempty"` // 0 while none is set
+	Version    uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`      // newest published checkpoint
+	// The calibration the threshold belongs to: its number, and its residual
+	// whitening (p x p) when this worker has not been sent it yet.
+	Calibration   uint64    `protobuf:"varint,7,opt,name=calibration,proto3" json:"calibration,omitempty"`
+	Whitening     []float64 `protobuf:"fixed64,8,rep,packed,name=whitening,proto3" json:"whitening,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundStart) Reset() {
 	*x = RoundStart{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[8]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +703,7 @@ func (x *RoundStart) String() string {
 func (*RoundStart) ProtoMessage() {}
 
 func (x *RoundStart) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[8]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +716,7 @@ func (x *RoundStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundStart.ProtoReflect.Descriptor instead.
 func (*RoundStart) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RoundStart) GetRound() uint64 {
@@ -674,6 +761,20 @@ func (x *RoundStart) GetVersion() uint64 {
 	return 0
 }
 
+func (x *RoundStart) GetCalibration() uint64 {
+	if x != nil {
+		return x.Calibration
+	}
+	return 0
+}
+
+func (x *RoundStart) GetWhitening() []float64 {
+	if x != nil {
+		return x.Whitening
+	}
+	return nil
+}
+
 // GradientReply says whether a gradient was averaged.
 type GradientReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -686,7 +787,7 @@ type GradientReply struct {
 
 func (x *GradientReply) Reset() {
 	*x = GradientReply{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[9]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +799,7 @@ func (x *GradientReply) String() string {
 func (*GradientReply) ProtoMessage() {}
 
 func (x *GradientReply) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[9]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +812,7 @@ func (x *GradientReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GradientReply.ProtoReflect.Descriptor instead.
 func (*GradientReply) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GradientReply) GetRound() uint64 {
@@ -743,7 +844,7 @@ type WatchCheckpointsRequest struct {
 
 func (x *WatchCheckpointsRequest) Reset() {
 	*x = WatchCheckpointsRequest{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[10]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +856,7 @@ func (x *WatchCheckpointsRequest) String() string {
 func (*WatchCheckpointsRequest) ProtoMessage() {}
 
 func (x *WatchCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[10]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +869,7 @@ func (x *WatchCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*WatchCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 type GetCheckpointRequest struct {
@@ -780,7 +881,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[11]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +893,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[11]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +906,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetCheckpointRequest) GetVersion() uint64 {
@@ -823,7 +924,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[12]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +936,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[12]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +949,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 type ListCheckpointsResponse struct {
@@ -860,7 +961,7 @@ type ListCheckpointsResponse struct {
 
 func (x *ListCheckpointsResponse) Reset() {
 	*x = ListCheckpointsResponse{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[13]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +973,7 @@ func (x *ListCheckpointsResponse) String() string {
 func (*ListCheckpointsResponse) ProtoMessage() {}
 
 func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[13]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +986,7 @@ func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointInfo {
@@ -909,7 +1010,7 @@ type CheckpointInfo struct {
 
 func (x *CheckpointInfo) Reset() {
 	*x = CheckpointInfo{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[14]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1022,7 @@ func (x *CheckpointInfo) String() string {
 func (*CheckpointInfo) ProtoMessage() {}
 
 func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[14]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1035,7 @@ func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointInfo.ProtoReflect.Descriptor instead.
 func (*CheckpointInfo) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CheckpointInfo) GetVersion() uint64 {
@@ -981,7 +1082,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[15]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1094,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[15]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1107,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RollbackRequest) GetVersion() uint64 {
@@ -1025,7 +1126,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_recon_v1_coordinator_proto_msgTypes[16]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1138,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recon_v1_coordinator_proto_msgTypes[16]
+	mi := &file_recon_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1151,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RollbackResponse) GetVersion() uint64 {
@@ -1073,17 +1174,23 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\x03msg\"#\n" +
 	"\x04Join\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\a\n" +
-	"\x05Leave\"9\n" +
+	"\x05Leave\"f\n" +
 	"\vWarmupStats\x12*\n" +
-	"\x05stats\x18\x01 \x01(\v2\x14.recon.v1.NormalizerR\x05stats\"\xbe\x01\n" +
+	"\x05stats\x18\x01 \x01(\v2\x14.recon.v1.NormalizerR\x05stats\x12+\n" +
+	"\amoments\x18\x02 \x01(\v2\x11.recon.v1.MomentsR\amoments\"G\n" +
+	"\aMoments\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\x12\x10\n" +
+	"\x03sum\x18\x02 \x03(\x01R\x03sum\x12\x14\n" +
+	"\x05outer\x18\x03 \x03(\x01R\x05outer\"\xd5\x01\n" +
 	"\rRoundGradient\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\asamples\x18\x02 \x01(\x04R\asamples\x12\x12\n" +
 	"\x04loss\x18\x03 \x01(\x01R\x04loss\x12\x16\n" +
 	"\x06values\x18\x04 \x03(\x01R\x06values\x12\x14\n" +
-	"\x05extra\x18\x05 \x03(\x01R\x05extra\x12!\n" +
-	"\fscore_sketch\x18\x06 \x01(\fR\vscoreSketch\x12\x18\n" +
-	"\askipped\x18\a \x01(\x04R\askipped\"\xdc\x01\n" +
+	"\x05extra\x18\x05 \x03(\x01R\x05extra\x12\x18\n" +
+	"\askipped\x18\a \x01(\x04R\askipped\x12\x18\n" +
+	"\aheldout\x18\b \x03(\x01R\aheldout\x12\x18\n" +
+	"\arecords\x18\t \x01(\x04R\arecordsJ\x04\b\x06\x10\a\"\xdc\x01\n" +
 	"\x12CoordinatorMessage\x12-\n" +
 	"\awelcome\x18\x01 \x01(\v2\x11.recon.v1.WelcomeH\x00R\awelcome\x121\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x17.recon.v1.WarmupRequestH\x00R\x06warmup\x12,\n" +
@@ -1096,7 +1203,7 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\aholdout\x18\x03 \x01(\x01R\aholdout\x12%\n" +
 	"\x0eskip_anomalies\x18\x04 \x01(\bR\rskipAnomalies\")\n" +
 	"\rWarmupRequest\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\rR\arecords\"\xd7\x01\n" +
+	"\arecords\x18\x01 \x01(\rR\arecords\"\x97\x02\n" +
 	"\n" +
 	"RoundStart\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
@@ -1106,7 +1213,9 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"normalizer\x12-\n" +
 	"\x05state\x18\x04 \x01(\v2\x17.recon.v1.TrainingStateR\x05state\x12\x1c\n" +
 	"\tthreshold\x18\x05 \x01(\x01R\tthreshold\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion\"Y\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12 \n" +
+	"\vcalibration\x18\a \x01(\x04R\vcalibration\x12\x1c\n" +
+	"\twhitening\x18\b \x03(\x01R\twhitening\"Y\n" +
 	"\rGradientReply\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\bR\baccepted\x12\x16\n" +
@@ -1146,59 +1255,61 @@ func file_recon_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_recon_v1_coordinator_proto_rawDescData
 }
 
-var file_recon_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_recon_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_recon_v1_coordinator_proto_goTypes = []any{
 	(*WorkerMessage)(nil),           // 0: recon.v1.WorkerMessage
 	(*Join)(nil),                    // 1: recon.v1.Join
 	(*Leave)(nil),                   // 2: recon.v1.Leave
 	(*WarmupStats)(nil),             // 3: recon.v1.WarmupStats
-	(*RoundGradient)(nil),           // 4: recon.v1.RoundGradient
-	(*CoordinatorMessage)(nil),      // 5: recon.v1.CoordinatorMessage
-	(*Welcome)(nil),                 // 6: recon.v1.Welcome
-	(*WarmupRequest)(nil),           // 7: recon.v1.WarmupRequest
-	(*RoundStart)(nil),              // 8: recon.v1.RoundStart
-	(*GradientReply)(nil),           // 9: recon.v1.GradientReply
-	(*WatchCheckpointsRequest)(nil), // 10: recon.v1.WatchCheckpointsRequest
-	(*GetCheckpointRequest)(nil),    // 11: recon.v1.GetCheckpointRequest
-	(*ListCheckpointsRequest)(nil),  // 12: recon.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil), // 13: recon.v1.ListCheckpointsResponse
-	(*CheckpointInfo)(nil),          // 14: recon.v1.CheckpointInfo
-	(*RollbackRequest)(nil),         // 15: recon.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 16: recon.v1.RollbackResponse
-	(*Normalizer)(nil),              // 17: recon.v1.Normalizer
-	(*ModelSpec)(nil),               // 18: recon.v1.ModelSpec
-	(*TrainingState)(nil),           // 19: recon.v1.TrainingState
-	(*Checkpoint)(nil),              // 20: recon.v1.Checkpoint
+	(*Moments)(nil),                 // 4: recon.v1.Moments
+	(*RoundGradient)(nil),           // 5: recon.v1.RoundGradient
+	(*CoordinatorMessage)(nil),      // 6: recon.v1.CoordinatorMessage
+	(*Welcome)(nil),                 // 7: recon.v1.Welcome
+	(*WarmupRequest)(nil),           // 8: recon.v1.WarmupRequest
+	(*RoundStart)(nil),              // 9: recon.v1.RoundStart
+	(*GradientReply)(nil),           // 10: recon.v1.GradientReply
+	(*WatchCheckpointsRequest)(nil), // 11: recon.v1.WatchCheckpointsRequest
+	(*GetCheckpointRequest)(nil),    // 12: recon.v1.GetCheckpointRequest
+	(*ListCheckpointsRequest)(nil),  // 13: recon.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil), // 14: recon.v1.ListCheckpointsResponse
+	(*CheckpointInfo)(nil),          // 15: recon.v1.CheckpointInfo
+	(*RollbackRequest)(nil),         // 16: recon.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 17: recon.v1.RollbackResponse
+	(*Normalizer)(nil),              // 18: recon.v1.Normalizer
+	(*ModelSpec)(nil),               // 19: recon.v1.ModelSpec
+	(*TrainingState)(nil),           // 20: recon.v1.TrainingState
+	(*Checkpoint)(nil),              // 21: recon.v1.Checkpoint
 }
 var file_recon_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 0: recon.v1.WorkerMessage.join:type_name -> recon.v1.Join
 	3,  // 1: recon.v1.WorkerMessage.warmup:type_name -> recon.v1.WarmupStats
-	4,  // 2: recon.v1.WorkerMessage.gradient:type_name -> recon.v1.RoundGradient
+	5,  // 2: recon.v1.WorkerMessage.gradient:type_name -> recon.v1.RoundGradient
 	2,  // 3: recon.v1.WorkerMessage.leave:type_name -> recon.v1.Leave
-	17, // 4: recon.v1.WarmupStats.stats:type_name -> recon.v1.Normalizer
-	6,  // 5: recon.v1.CoordinatorMessage.welcome:type_name -> recon.v1.Welcome
-	7,  // 6: recon.v1.CoordinatorMessage.warmup:type_name -> recon.v1.WarmupRequest
-	8,  // 7: recon.v1.CoordinatorMessage.round:type_name -> recon.v1.RoundStart
-	9,  // 8: recon.v1.CoordinatorMessage.reply:type_name -> recon.v1.GradientReply
-	18, // 9: recon.v1.Welcome.spec:type_name -> recon.v1.ModelSpec
-	17, // 10: recon.v1.RoundStart.normalizer:type_name -> recon.v1.Normalizer
-	19, // 11: recon.v1.RoundStart.state:type_name -> recon.v1.TrainingState
-	14, // 12: recon.v1.ListCheckpointsResponse.checkpoints:type_name -> recon.v1.CheckpointInfo
-	0,  // 13: recon.v1.Coordinator.Train:input_type -> recon.v1.WorkerMessage
-	10, // 14: recon.v1.Coordinator.WatchCheckpoints:input_type -> recon.v1.WatchCheckpointsRequest
-	11, // 15: recon.v1.Coordinator.GetCheckpoint:input_type -> recon.v1.GetCheckpointRequest
-	12, // 16: recon.v1.Coordinator.ListCheckpoints:input_type -> recon.v1.ListCheckpointsRequest
-	15, // 17: recon.v1.Coordinator.Rollback:input_type -> recon.v1.RollbackRequest
-	5,  // 18: recon.v1.Coordinator.Train:output_type -> recon.v1.CoordinatorMessage
-	20, // 19: recon.v1.Coordinator.WatchCheckpoints:output_type -> recon.v1.Checkpoint
-	20, // 20: recon.v1.Coordinator.GetCheckpoint:output_type -> recon.v1.Checkpoint
-	13, // 21: recon.v1.Coordinator.ListCheckpoints:output_type -> recon.v1.ListCheckpointsResponse
-	16, // 22: recon.v1.Coordinator.Rollback:output_type -> recon.v1.RollbackResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 4: recon.v1.WarmupStats.stats:type_name -> recon.v1.Normalizer
+	4,  // 5: recon.v1.WarmupStats.moments:type_name -> recon.v1.Moments
+	7,  // 6: recon.v1.CoordinatorMessage.welcome:type_name -> recon.v1.Welcome
+	8,  // 7: recon.v1.CoordinatorMessage.warmup:type_name -> recon.v1.WarmupRequest
+	9,  // 8: recon.v1.CoordinatorMessage.round:type_name -> recon.v1.RoundStart
+	10, // 9: recon.v1.CoordinatorMessage.reply:type_name -> recon.v1.GradientReply
+	19, // 10: recon.v1.Welcome.spec:type_name -> recon.v1.ModelSpec
+	18, // 11: recon.v1.RoundStart.normalizer:type_name -> recon.v1.Normalizer
+	20, // 12: recon.v1.RoundStart.state:type_name -> recon.v1.TrainingState
+	15, // 13: recon.v1.ListCheckpointsResponse.checkpoints:type_name -> recon.v1.CheckpointInfo
+	0,  // 14: recon.v1.Coordinator.Train:input_type -> recon.v1.WorkerMessage
+	11, // 15: recon.v1.Coordinator.WatchCheckpoints:input_type -> recon.v1.WatchCheckpointsRequest
+	12, // 16: recon.v1.Coordinator.GetCheckpoint:input_type -> recon.v1.GetCheckpointRequest
+	13, // 17: recon.v1.Coordinator.ListCheckpoints:input_type -> recon.v1.ListCheckpointsRequest
+	16, // 18: recon.v1.Coordinator.Rollback:input_type -> recon.v1.RollbackRequest
+	6,  // 19: recon.v1.Coordinator.Train:output_type -> recon.v1.CoordinatorMessage
+	21, // 20: recon.v1.Coordinator.WatchCheckpoints:output_type -> recon.v1.Checkpoint
+	21, // 21: recon.v1.Coordinator.GetCheckpoint:output_type -> recon.v1.Checkpoint
+	14, // 22: recon.v1.Coordinator.ListCheckpoints:output_type -> recon.v1.ListCheckpointsResponse
+	17, // 23: recon.v1.Coordinator.Rollback:output_type -> recon.v1.RollbackResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_recon_v1_coordinator_proto_init() }
@@ -1213,7 +1324,7 @@ func file_recon_v1_coordinator_proto_init() {
 		(*WorkerMessage_Gradient)(nil),
 		(*WorkerMessage_Leave)(nil),
 	}
-	file_recon_v1_coordinator_proto_msgTypes[5].OneofWrappers = []any{
+	file_recon_v1_coordinator_proto_msgTypes[6].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
 		(*CoordinatorMessage_Warmup)(nil),
 		(*CoordinatorMessage_Round)(nil),
@@ -1225,7 +1336,7 @@ func file_recon_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recon_v1_coordinator_proto_rawDesc), len(file_recon_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,92 @@
+package calib
+
+import (
+	"math"
+	"slices"
+)
+
+// DefaultAlertRate is the share of normal records the default threshold
+// lets alert.
+const DefaultAlertRate = 0.005
+
+// WhiteningTrim and WhiteningIters make the residual whitening robust to
+// anomalies among the held-out records (ae.FitWhitening): it is refitted
+// twice without the 5% of records scoring highest.
+const (
+	WhiteningTrim  = 0.05
+	WhiteningIters = 2
+)
+
+// FenceSpreads is how far above the body of the scores the contamination
+// fence lies, in powers of the body's spread: fence = Q90 (Q90/Q50)^4.
+const FenceSpreads = 4
+
+// AlertThreshold returns the threshold at which about rate of the normal
+// records among scores (held-out scores, anomalies possibly among them)
+// score above it. Records beyond a fence far above the body of the
+// distribution, Q90 (Q90/Q50)^FenceSpreads (in log terms FenceSpreads
+// times the Q50-Q90 spread above Q90), are taken for anomalies and left
+// out; the threshold is the 1 - rate quantile of the rest. The fence
+// follows the tail's heaviness: for chi-square-like scores with 30 degrees
+// of freedom it lies near 3.6 Q90, for log-normal ones with sigma 1 at
+// 170 Q90 (over 6 sigma), so it
+// drops clear anomalies (a few percent of the stream would otherwise lift
+// the quantile into them and cap recall at rate over their share) and
+// hardly any normal record. When half the scores or more are zero (exact
+// reconstructions) no fence is drawn. When fewer than TailRecords of the
+// rest lie above the quantile, the tail beyond the top TailRecords is
+// taken as exponential, the limit form of chi-square-like tails, and the
+// threshold extrapolated on it. It returns NaN for no scores.
+func AlertThreshold(scores []float64, rate float64) float64 {
+	if len(scores) == 0 {
+		return math.NaN()
+	}
+	v := slices.Clone(scores)
+	slices.Sort(v)
+	if q50, q90 := quantileSorted(v, 0.5), quantileSorted(v, 0.9); q50 > 0 {
+		fence := q90 * math.Pow(q90/q50, FenceSpreads)
+		if n, _ := slices.BinarySearch(v, math.Nextafter(fence, math.Inf(1))); n > 0 {
+			v = v[:n]
+		}
+	}
+	if rate*float64(len(v)) >= TailRecords {
+		return quantileSorted(v, 1-rate)
+	}
+	// Too few scores above the quantile to read it off: extrapolate an
+	// exponential tail (peaks over threshold) fitted to the top
+	// TailRecords scores.
+	q := min(TailRecords/float64(len(v)), 0.5)
+	u := quantileSorted(v, 1-q)
+	var excess float64
+	var k int
+	for _, x := range v {
+		if x > u {
+			excess += x - u
+			k++
+		}
+	}
+	if k == 0 || q <= rate {
+		return quantileSorted(v, 1-rate)
+	}
+	return u + excess/float64(k)*math.Log(q/rate)
+}
+
+// TailRecords is how many scores above it the threshold's quantile needs to
+// be read off the held-out scores; with fewer (a small window, or a rate
+// below 20 per window) the tail beyond is extrapolated.
+const TailRecords = 20
+
+func quantileSorted(v []float64, q float64) float64 {
+	h := q * float64(len(v)-1)
+	lo := int(math.Floor(h))
+	if lo >= len(v)-1 {
+		return v[len(v)-1]
+	}
+	return v[lo] + (h-float64(lo))*(v[lo+1]-v[lo])
+}
+
+func quantile(s []float64, q float64) float64 {
+	v := slices.Clone(s)
+	slices.Sort(v)
+	return quantileSorted(v, q)
+}
