@@ -5,7 +5,7 @@ PKGS := ./...
 # the default Go build stays portable.
 SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build image test test-simd e2e verify verify-proto proto bench bench-score bench-train eval fuzz demo clean
+.PHONY: all build image test test-simd e2e verify verify-proto proto bench bench-score bench-train eval eval-stream fuzz demo clean
 
 all: build
 
@@ -98,10 +98,17 @@ eval:
 		apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null || { apt-get update -q && apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null; }; fi
 	$(SIMD) $(GO) run ./cmd/eval $(EVAL_FLAGS)
 
+## eval-stream: the adbench sets through the real binaries on devkafka (contaminated protocol, default flags) against the offline fit and the peers (installs python3-sklearn)
+eval-stream: build
+	@if [ ! -d /usr/lib/python3/dist-packages/sklearn ]; then \
+		echo "installing python3-sklearn (Debian) for the peer detectors"; \
+		apt-get install -y -q python3-sklearn >/dev/null || { apt-get update -q && apt-get install -y -q python3-sklearn >/dev/null; }; fi
+	bin/eval --sets adbench-stream $(EVAL_FLAGS)
+
 DEMO_SECONDS ?=
 ## demo: the whole pipeline on the embedded broker with a live view (DEMO_SECONDS=N: a bounded run ending in a summary)
 demo: build
 	bin/demo --bin bin --dir demo-run $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS),)
 
 clean:
-	rm -rf bin demo-run
+	rm -rf bin demo-run eval-run

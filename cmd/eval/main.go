@@ -47,7 +47,12 @@ func main() {
 		epochs  = fs.Int("epochs", 0, "most epochs (0: automatic)")
 		lr      = fs.Float64("lr", 0, "learning rate (0: the default)")
 		batch   = fs.Int("batch", 0, "batch size (0: the default)")
+		abDir   = fs.String("adbench", "../shared/data/adbench", "`directory` of labelled CSV sets (a label column, 1 anomaly) for --sets adbench")
+		abOnly  = fs.String("only", "", "with --sets adbench: only the sets whose names contain one of these, comma-separated")
+		python  = fs.String("python", "/usr/bin/python3", "Python with scikit-learn, for the peer detectors")
+		peers   = fs.String("peers", "scripts/peers/peers.py", "the peer detectors' script")
 	)
+	streamCfg := addStreamFlags(fs)
 	// The model flags are trainer fit's, with fit.Default's model as their
 	// defaults: with none given, eval measures the default configuration.
 	model := cli.AddModelFlags(fs)
@@ -80,6 +85,10 @@ func main() {
 		switch s {
 		case "breast-cancer":
 			err = breastCancer(ctx, *bcPath, *seeds, *workers, *verbose)
+		case "adbench":
+			err = adbenchEval(ctx, *abDir, *python, *peers, *seeds, *workers, *verbose, *abOnly)
+		case "adbench-stream":
+			err = streamEval(ctx, streamCfg, *abDir, *python, *peers, *abOnly)
 		case "fashion-mnist":
 			err = fashion(ctx, *fmDir, *classes, *seeds, *workers, *verbose)
 		default:
