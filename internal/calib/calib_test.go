@@ -59,10 +59,11 @@ func TestAlertThresholdHoldsTheRate(t *testing.T) {
 			held: func() []float64 { return chi2(rng, 4000, 30, 1, 0) }, normal: func() []float64 { return chi2(rng, 100000, 30, 1, 0) }},
 		{name: "log-normal sigma 1.5 (heavy tail), clean",
 			held: func() []float64 { return logNormal(rng, 4000, 1.5) }, normal: func() []float64 { return logNormal(rng, 100000, 1.5) }},
+		// Far: beyond the fence, about 200 here (5 spreads above Q90).
 		{name: "chi-square with 3% far anomalies",
-			held:      func() []float64 { return append(chi2(rng, 3880, 30, 1, 0), chi2(rng, 120, 30, 5, 100)...) },
+			held:      func() []float64 { return append(chi2(rng, 3880, 30, 1, 0), chi2(rng, 120, 30, 5, 200)...) },
 			normal:    func() []float64 { return chi2(rng, 100000, 30, 1, 0) },
-			anomalies: chi2(rng, 10000, 30, 5, 100), minRecall: 0.99},
+			anomalies: chi2(rng, 10000, 30, 5, 200), minRecall: 0.99},
 		{name: "log-normal with 2% far anomalies",
 			held: func() []float64 {
 				return append(logNormal(rng, 3920, 1), chi2(rng, 80, 4, 1000, 3000)...)
