@@ -92,6 +92,7 @@ const (
 	Clean
 )
 
+// String returns the protocol's name.
 func (p Protocol) String() string {
 	if p == Clean {
 		return "clean"
@@ -101,10 +102,10 @@ func (p Protocol) String() string {
 
 // Split is one seeded split of a set.
 type Split struct {
-	Set         *Set
-	Protocol    Protocol
-	Seed        uint64
-	Train, Test []int // row indices, Train in a seeded random order
+	Set         *Set     // the data set split
+	Protocol    Protocol // how it is split
+	Seed        uint64   // seeds the split and the peers
+	Train, Test []int    // row indices, Train in a seeded random order
 }
 
 // NewSplit splits s by protocol with seed.
@@ -159,7 +160,8 @@ func (sp Split) Labels(idx []int) []bool {
 // PeerScores are the test scores of the peer detectors on one split, in
 // the order of Split.Test.
 type PeerScores struct {
-	IForest, KNN []float64
+	IForest []float64 // IsolationForest (100 trees) on the raw rows
+	KNN     []float64 // distance to the 5th nearest training row, standardized
 }
 
 // Peers scores every split with the peer detectors of script (run by

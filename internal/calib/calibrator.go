@@ -212,13 +212,13 @@ func rowHash(rec []float64) uint64 {
 
 // Update is what a calibration set.
 type Update struct {
-	Threshold float64
-	Whitening *ae.Whitening
-	Version   uint64 // counts calibrations that set a threshold, from 1
-	First     bool   // the first threshold
-	Forced    bool   // set at MaxRecords before training settled
-	Median    float64
-	Rows      int // held-out records it used
+	Threshold float64       // alert when a whitened score exceeds it
+	Whitening *ae.Whitening // the residual whitening the threshold belongs to
+	Version   uint64        // counts calibrations that set a threshold, from 1
+	First     bool          // the first threshold
+	Forced    bool          // set at MaxRecords before training settled
+	Median    float64       // median plain held-out error of the window
+	Rows      int           // held-out records it used
 }
 
 // Calibrate recalibrates with model m (at training round round): it

@@ -19,7 +19,7 @@ import (
 // the covariance and its spectrum. Trainers send their warm-up records'
 // moments with their normalizer statistics; the coordinator adds them.
 type Moments struct {
-	Count int64
+	Count int64     // records added
 	Sum   []float64 // p
 	Outer []float64 // p x p, row-major: sum of x x^T
 }
