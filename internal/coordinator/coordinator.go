@@ -555,6 +555,10 @@ func (s *Server) recalibrate(round uint64) {
 		}
 		s.log.Info("first threshold set: "+how, "threshold", u.Threshold, "records", pr.Records, "held_out", u.Rows,
 			"alert_rate", s.cal.Config().AlertRate, "round", round)
+		if u.Rows < s.cal.Config().MinRows {
+			s.log.Warn("the first threshold rests on few distinct held-out records: its alert rate is rough until more arrive",
+				"held_out", u.Rows, "want", s.cal.Config().MinRows)
+		}
 	}
 }
 
