@@ -156,7 +156,7 @@ func (c *Calibrator) Observe(held []float64, records int) {
 	c.records += int64(records)
 	for r := 0; r < len(held)/c.p; r++ {
 		rec := held[r*c.p : (r+1)*c.p]
-		h := rowHash(rec)
+		h := ae.RowHash(rec)
 		if _, dup := c.held1[h]; dup {
 			c.held++
 			continue
@@ -198,20 +198,6 @@ func (c *Calibrator) Due(round uint64) bool {
 // threshold from them is rough (Update.Rows says how rough), but a stream
 // without any alerts would be worse.
 const MinBoundRows = 2
-
-// rowHash is FNV-1a over a record's bits.
-func rowHash(rec []float64) uint64 {
-	h := uint64(14695981039346656037)
-	for _, v := range rec {
-		b := math.Float64bits(v)
-		for range 8 {
-			h ^= b & 0xff
-			h *= 1099511628211
-			b >>= 8
-		}
-	}
-	return h
-}
 
 // Update is what a calibration set.
 type Update struct {
@@ -280,9 +266,6 @@ type Progress struct {
 func (c *Calibrator) Progress() Progress {
 	return Progress{Rows: c.n, HeldOut: c.held, Records: c.records, Threshold: c.threshold, Settled: c.settled}
 }
-
-// Threshold returns the threshold in force (0: none yet) and its whitening.
-func (c *Calibrator) Threshold() (float64, *ae.Whitening) { return c.threshold, c.whitening }
 
 // DriftLimit is how far a feature's spread among held-out records may lie
 // from the normalizer's (a factor either way), or its mean from the

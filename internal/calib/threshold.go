@@ -1,8 +1,11 @@
 package calib
 
 import (
+	"fmt"
 	"math"
 	"slices"
+
+	"github.com/recon-ad/recon/pkg/ae"
 )
 
 // DefaultAlertRate is the share of normal records the default threshold
@@ -79,17 +82,9 @@ func AlertThreshold(scores []float64, rate float64) float64 {
 // below 20 per window) the tail beyond is extrapolated.
 const TailRecords = 20
 
-func quantileSorted(v []float64, q float64) float64 {
-	h := q * float64(len(v)-1)
-	lo := int(math.Floor(h))
-	if lo >= len(v)-1 {
-		return v[len(v)-1]
-	}
-	return v[lo] + (h-float64(lo))*(v[lo+1]-v[lo])
-}
+func quantileSorted(v []float64, q float64) float64 { return ae.QuantileSorted(v, q) }
 
-func quantile(s []float64, q float64) float64 {
-	v := slices.Clone(s)
-	slices.Sort(v)
-	return quantileSorted(v, q)
-}
+func quantile(s []float64, q float64) float64 { return ae.Quantile(s, q) }
+
+// RuleText names the threshold rule in checkpoints: "alert-rate A".
+func RuleText(rate float64) string { return fmt.Sprintf("alert-rate %g", rate) }

@@ -562,11 +562,6 @@ func (s *Server) recalibrate(round uint64) {
 	}
 }
 
-// ruleText describes the threshold rule for checkpoints.
-func (c Config) ruleText(cal calib.Config) string {
-	return fmt.Sprintf("alert-rate %g", cal.AlertRate)
-}
-
 // checkpointLocked writes and publishes the next version.
 func (s *Server) checkpointLocked(now time.Time) error {
 	if s.threshold > 0 && s.cal.Progress().Rows > 0 {
@@ -575,7 +570,7 @@ func (s *Server) checkpointLocked(now time.Time) error {
 	c := checkpoint.Build(s.model, s.opt, s.norm, s.cfg.Features)
 	c.Version = s.version + 1
 	cal := s.cal.Config()
-	c.Threshold, c.ThresholdRule, c.Quantile = s.threshold, s.cfg.ruleText(cal), 1-cal.AlertRate
+	c.Threshold, c.ThresholdRule, c.Quantile = s.threshold, calib.RuleText(cal.AlertRate), 1-cal.AlertRate
 	if s.whitening != nil {
 		c.Whitening = s.whitening.Precision()
 	}

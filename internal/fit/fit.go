@@ -177,7 +177,7 @@ func (r *Result) Checkpoint(features []string) *reconv1.Checkpoint {
 	c := checkpoint.Build(r.Model, r.Optimizer, r.Normalizer, features)
 	c.Whitening = r.Whitening.Precision()
 	c.Threshold, c.Quantile = r.Threshold, 1-r.AlertRate
-	c.ThresholdRule = fmt.Sprintf("alert-rate %g", r.AlertRate)
+	c.ThresholdRule = calib.RuleText(r.AlertRate)
 	c.Round = uint64(r.Epochs)
 	return c
 }
@@ -384,19 +384,6 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 	return res, nil
 }
 
-// Quantile returns the q-quantile of s by linear interpolation between
-// order statistics (the "type 7" definition of R and numpy). s is not
-// changed. It returns NaN for an empty s.
-func Quantile(s []float64, q float64) float64 {
-	if len(s) == 0 {
-		return math.NaN()
-	}
-	v := slices.Clone(s)
-	slices.Sort(v)
-	h := q * float64(len(v)-1)
-	lo := int(math.Floor(h))
-	if lo >= len(v)-1 {
-		return v[len(v)-1]
-	}
-	return v[lo] + (h-float64(lo))*(v[lo+1]-v[lo])
-}
+// Quantile returns the q-quantile of s (ae.Quantile: type 7, s unchanged,
+// NaN when empty).
+func Quantile(s []float64, q float64) float64 { return ae.Quantile(s, q) }

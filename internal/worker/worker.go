@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,8 +112,10 @@ type Worker struct {
 	grad    []float64
 	buf     []float64
 	held    []float64
-	ring    []float64 // recent standardized training records, for replay
-	ringAt  int       // next slot to overwrite once the ring is full
+	// scratch for scoring training records against the threshold
+	skipScores, skipRec []float64
+	ring                []float64 // recent standardized training records, for replay
+	ringAt              int       // next slot to overwrite once the ring is full
 }
 
 // New returns a worker.
@@ -407,8 +410,9 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 	train, held := raw[:nTrain*p], w.held
 	th := rs.GetThreshold()
 	if welcome.GetSkipAnomalies() && th > 0 && wh != nil && len(train) > 0 {
-		scores := make([]float64, len(train)/p)
-		rec := make([]float64, len(train))
+		w.skipScores = slices.Grow(w.skipScores[:0], len(train)/p)[:len(train)/p]
+		w.skipRec = slices.Grow(w.skipRec[:0], len(train))[:len(train)]
+		scores, rec := w.skipScores, w.skipRec
 		m.Reconstruct(rec, train)
 		wh.Score(scores, nil, train, rec)
 		kept := train[:0]
@@ -460,18 +464,5 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 // learned. For distinct records it is a uniform draw with probability
 // fraction.
 func heldOut(rec []float64, fraction float64) bool {
-	h := uint64(14695981039346656037) // FNV-1a, 64 bits
-	for _, v := range rec {
-		b := math.Float64bits(v)
-		for range 8 {
-			h ^= b & 0xff
-			h *= 1099511628211
-			b >>= 8
-		}
-	}
-	// Finish with a mixer: FNV's high bits depend weakly on the last bytes.
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	return float64(h>>11)/(1<<53) < fraction
+	return float64(ae.RowHash(rec)>>11)/(1<<53) < fraction
 }

@@ -65,7 +65,7 @@ func FitWhitening(m *Model, z []float64, trim float64, iters int) (*Whitening, e
 	keep := make([]bool, n)
 	for range iters {
 		w.residualScores(scores, nil, res)
-		cut := quantile(scores, 1-trim)
+		cut := Quantile(scores, 1-trim)
 		for i, s := range scores {
 			keep[i] = s <= cut
 		}
@@ -209,14 +209,43 @@ func (w *Whitening) score(r, pr, c []float64) float64 {
 	return s
 }
 
-// quantile is the type-7 q-quantile of s (s is not changed).
-func quantile(s []float64, q float64) float64 {
+// Quantile returns the q-quantile of s by linear interpolation between
+// order statistics (the "type 7" definition of R and numpy); s is not
+// changed. It returns NaN for an empty s.
+func Quantile(s []float64, q float64) float64 {
+	if len(s) == 0 {
+		return math.NaN()
+	}
 	v := slices.Clone(s)
 	slices.Sort(v)
+	return QuantileSorted(v, q)
+}
+
+// QuantileSorted is Quantile of an ascending, non-empty v.
+func QuantileSorted(v []float64, q float64) float64 {
 	h := q * float64(len(v)-1)
 	lo := int(math.Floor(h))
 	if lo >= len(v)-1 {
 		return v[len(v)-1]
 	}
 	return v[lo] + (h-float64(lo))*(v[lo+1]-v[lo])
+}
+
+// RowHash is a 64-bit FNV-1a hash of a record's bits, finished with a
+// mixer (FNV's high bits depend weakly on the last bytes): the identity of
+// a record for choosing held-out records and keeping them once.
+func RowHash(rec []float64) uint64 {
+	h := uint64(14695981039346656037)
+	for _, v := range rec {
+		b := math.Float64bits(v)
+		for range 8 {
+			h ^= b & 0xff
+			h *= 1099511628211
+			b >>= 8
+		}
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return h
 }
