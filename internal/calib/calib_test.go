@@ -41,6 +41,27 @@ func logNormal(rng *rand.Rand, n int, sigma float64) []float64 {
 	return out
 }
 
+// pareto returns scores exp(beta E), E exponential: a Pareto tail with
+// index 1/beta.
+func pareto(rng *rand.Rand, n int, beta float64) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = math.Exp(beta * rng.ExpFloat64())
+	}
+	return out
+}
+
+// nearAnomalies are log-uniform between 3 and 100 times the 99.5% quantile
+// of pareto(1.1) scores (200^1.1).
+func nearAnomalies(rng *rand.Rand, n int) []float64 {
+	q := math.Pow(200, 1.1)
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = q * math.Exp(math.Log(3)+rng.Float64()*math.Log(100.0/3))
+	}
+	return out
+}
+
 // TestAlertThresholdHoldsTheRate: on clean, heavy-tailed, contaminated and
 // degenerate score distributions the threshold lets about the configured
 // share of fresh normal scores through, and catches well-separated
@@ -70,6 +91,14 @@ func TestAlertThresholdHoldsTheRate(t *testing.T) {
 			},
 			normal:    func() []float64 { return logNormal(rng, 100000, 1) },
 			anomalies: chi2(rng, 10000, 4, 1000, 3000), minRecall: 0.99},
+		// Near: 1% of anomalies between 3 and 100 times the normal
+		// scores' 99.5% quantile, far below the fence of a Pareto body
+		// (real data's shape): the 99.5% quantile of all would lie among
+		// them.
+		{name: "Pareto body with 1% near anomalies",
+			held:      func() []float64 { return append(pareto(rng, 3960, 1.1), nearAnomalies(rng, 40)...) },
+			normal:    func() []float64 { return pareto(rng, 200000, 1.1) },
+			anomalies: nearAnomalies(rng, 10000), minRecall: 0.9},
 		{name: "30% exact reconstructions",
 			held: func() []float64 {
 				s := chi2(rng, 4000, 6, 1, 0)
@@ -260,6 +289,28 @@ func TestCalibratorGatesAndBoundsTheFirstThreshold(t *testing.T) {
 	if pr := c2.Progress(); pr.Records != 10000 || pr.Rows != 310 || pr.Threshold != u.Threshold || pr.Settled {
 		t.Errorf("progress %+v", pr)
 	}
+
+	// Rounds of 74 records: the bound fires in the round the next one
+	// would pass it, so the first threshold comes within MaxRecords.
+	c3, _ := New(Config{MinRows: 1000, MaxRecords: 10000}, p)
+	c3.Observe(held[:300*p], 0)
+	for r := uint64(1); r < 1000; r++ {
+		c3.Observe(nil, 74)
+		if !c3.Due(r) {
+			continue
+		}
+		n := c3.Progress().Records
+		if n > 10000 || n < 10000-2*74 {
+			t.Fatalf("bound fired at %d records, want within one round below 10000", n)
+		}
+		if u, ok, err := c3.Calibrate(m, r); !ok || err != nil || !u.Forced {
+			t.Fatalf("at the record bound: %+v ok %v err %v", u, ok, err)
+		}
+		break
+	}
+	if c3.Progress().Threshold == 0 {
+		t.Fatal("no threshold in 1000 rounds of 74 records")
+	}
 }
 
 // TestSlowStreamGetsAThreshold: at 10 records/s the first threshold comes
@@ -346,16 +397,16 @@ func TestReplayedRecordsAreKeptOnce(t *testing.T) {
 	const p = 10
 	m, held := lowRankModel(t, p)
 	c, _ := New(Config{MaxRecords: 10000}, p)
-	for range 50 { // 50 passes over 15 held-out records (of 150)
+	for r := range uint64(50) { // 50 passes over 15 held-out records (of 150), a round each
 		c.Observe(held[:15*p], 150)
+		if c.Due(r) {
+			t.Fatalf("due before the record bound with 15 rows, after %d records", c.Progress().Records)
+		}
 	}
 	if pr := c.Progress(); pr.Rows != 15 || pr.HeldOut != 750 || pr.Records != 7500 {
 		t.Fatalf("progress %+v: want 15 distinct rows of 750 held out", pr)
 	}
-	if c.Due(1) {
-		t.Fatal("due before the record bound with 15 rows")
-	}
-	c.Observe(held[:15*p], 2500)
+	c.Observe(held[:15*p], 2350) // 9850: the next round of 150 reaches the bound
 	if !c.Due(2) {
 		t.Fatal("not due at the record bound")
 	}

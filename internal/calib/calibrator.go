@@ -104,13 +104,15 @@ type Calibrator struct {
 	cfg Config
 	p   int
 
-	rows    []float64      // ring of held-out records, row-major
-	at, n   int            // next slot, rows held
-	hashes  []uint64       // of the rows held, by slot
-	held1   map[uint64]int // rows held by hash: a record already held is not kept twice
-	since   int            // rows observed since the last calibration
-	records int64          // stream records seen
-	held    int64          // held-out records seen
+	rows     []float64      // ring of held-out records, row-major
+	at, n    int            // next slot, rows held
+	hashes   []uint64       // of the rows held, by slot
+	held1    map[uint64]int // rows held by hash: a record already held is not kept twice
+	since    int            // rows observed since the last calibration
+	records  int64          // stream records seen
+	pending  int64          // of them, seen since the last Due
+	perRound int64          // seen between the last two Due calls
+	held     int64          // held-out records seen
 
 	checkedAt  uint64 // round of the last settle check
 	lastMedian float64
@@ -154,6 +156,7 @@ func (c *Calibrator) Observe(held []float64, records int) {
 		panic(fmt.Sprintf("calib: Observe: %d values for width %d", len(held), c.p))
 	}
 	c.records += int64(records)
+	c.pending += int64(records)
 	for r := 0; r < len(held)/c.p; r++ {
 		rec := held[r*c.p : (r+1)*c.p]
 		h := ae.RowHash(rec)
@@ -179,12 +182,15 @@ func (c *Calibrator) Observe(held []float64, records int) {
 
 // Due reports whether Calibrate should run after round: before the first
 // threshold, once the window holds MinRows records, every SettleRounds
-// rounds, and at once when MaxRecords have been seen with at least
-// MinBoundRows held out (a small data set replayed holds out few distinct
-// records); after it, every Every new held-out records.
+// rounds, and at once when the next round would pass MaxRecords (at the
+// pace of the last one) with at least MinBoundRows held out (a small data
+// set replayed holds out few distinct records), so that the first
+// threshold comes within MaxRecords; after it, every Every new held-out
+// records.
 func (c *Calibrator) Due(round uint64) bool {
+	c.perRound, c.pending = c.pending, 0
 	if c.threshold == 0 {
-		if c.records >= c.cfg.MaxRecords && c.n >= MinBoundRows {
+		if c.records+c.perRound >= c.cfg.MaxRecords && c.n >= MinBoundRows {
 			return true
 		}
 		return c.n >= c.cfg.MinRows && (!c.checked || round >= c.checkedAt+c.cfg.SettleRounds)
@@ -228,7 +234,7 @@ func (c *Calibrator) Calibrate(m *ae.Model, round uint64) (u Update, ok bool, er
 	if c.threshold == 0 {
 		settled := c.cfg.Settle < 0 || c.checked && med >= (1-c.cfg.Settle)*c.lastMedian
 		c.checked, c.checkedAt, c.lastMedian = true, round, med
-		forced := !settled && c.records >= c.cfg.MaxRecords
+		forced := !settled && c.records+c.perRound >= c.cfg.MaxRecords
 		if !settled && !forced {
 			return u, false, nil
 		}

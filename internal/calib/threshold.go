@@ -42,13 +42,24 @@ const FenceSpreads = 5
 // extrapolated on it: heavier than a chi-square tail, so it errs towards
 // fewer alerts (an exponential tail let 7 times the rate through on a
 // trained model's scores, the order statistic 1 to 3 times, Pareto 0.8 to
-// 1.6 times). It returns NaN for no scores.
+// 1.6 times). The threshold is at most bodyBound, the quantile
+// extrapolated from the body (Q80 to Q97) alone: anomalies a few times the
+// normal scores, below the fence and more common than rate, would
+// otherwise set it among themselves (thyroid in ADBench: a false-alarm
+// rate of 0.06% for 0.5%). It returns NaN for no scores.
 func AlertThreshold(scores []float64, rate float64) float64 {
 	if len(scores) == 0 {
 		return math.NaN()
 	}
-	v := slices.Clone(scores)
-	slices.Sort(v)
+	all := slices.Clone(scores)
+	slices.Sort(all)
+	return min(fencedQuantile(all, rate), bodyBound(all, rate))
+}
+
+// fencedQuantile is the 1 - rate quantile of sorted scores v below the
+// contamination fence, extrapolated on a Pareto tail when too few lie
+// above it.
+func fencedQuantile(v []float64, rate float64) float64 {
 	if q50, q90 := quantileSorted(v, 0.5), quantileSorted(v, 0.9); q50 > 0 {
 		fence := q90 * math.Pow(q90/q50, FenceSpreads)
 		if n, _ := slices.BinarySearch(v, math.Nextafter(fence, math.Inf(1))); n > 0 {
@@ -75,6 +86,33 @@ func AlertThreshold(scores []float64, rate float64) float64 {
 		return quantileSorted(v, 1-rate)
 	}
 	return u * math.Exp(excess/float64(k)*math.Log(q/rate))
+}
+
+// BodyLow and BodyHigh are the quantiles between which bodyBound fits its
+// tail: above the median, below the top 3% where contamination lives.
+const (
+	BodyLow  = 0.80
+	BodyHigh = 0.97
+)
+
+// bodyBound extrapolates the 1 - rate quantile of sorted scores v from
+// their body alone: a Pareto tail through the BodyLow and BodyHigh
+// quantiles, P(S > s) = (1 - BodyHigh) (s / Q_BodyHigh)^-alpha. Anomalies
+// that sit above the normal records' tail but below the fence (a few
+// percent of the stream, each only a few times the normal scores: the
+// usual case on real data) would otherwise set the threshold among
+// themselves. It is +Inf when rate is not below 1 - BodyHigh or the body
+// has no spread.
+func bodyBound(v []float64, rate float64) float64 {
+	if rate >= 1-BodyHigh {
+		return math.Inf(1)
+	}
+	a, b := quantileSorted(v, BodyLow), quantileSorted(v, BodyHigh)
+	if !(a > 0 && b > a) {
+		return math.Inf(1)
+	}
+	alpha := math.Log((1-BodyLow)/(1-BodyHigh)) / math.Log(b/a)
+	return b * math.Pow((1-BodyHigh)/rate, 1/alpha)
 }
 
 // TailRecords is how many scores above it the threshold's quantile needs to
