@@ -190,7 +190,7 @@ type clientLog struct {
 }
 
 // outageWarning is the message of pkg/stream's outage warnings.
-const outageWarning = "cannot reach Kafka; kafka-go retries with backoff"
+const outageWarning = "cannot reach Kafka; retrying with backoff"
 
 func newClientLog() *clientLog {
 	return &clientLog{counts: map[string]int{}, warn: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -42,6 +43,12 @@ type Reader struct {
 	closed    bool
 	stopWatch context.CancelFunc
 	watched   chan struct{}
+	// stopMonitor and monitored end and await the progress monitor, when
+	// Monitor started one.
+	stopMonitor context.CancelFunc
+	monitored   chan struct{}
+
+	fetchFailing atomic.Pointer[fetchFailure]
 }
 
 // membership is one kafka-go group reader; ctx ends when Rejoin or Close
@@ -171,22 +178,68 @@ func (r *Reader) Watch(after time.Duration, ready func() bool) {
 }
 
 // Batch returns the next records: it blocks for the first, then gathers
-// more until MaxBatch or MaxWait. The records are not committed.
+// more until MaxBatch or MaxWait. The records are not committed. A failed
+// fetch is not returned: kafka-go heals by itself (its group reader keeps
+// rejoining, its partition readers redial), so Batch reports it (one line
+// per burst, in its own words) and fetches again with capped backoff. It
+// returns an error only when ctx ends or the reader is closed.
 func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
-	m, _ := r.current()
-	first, err := m.kr.FetchMessage(ctx)
-	for err != nil && ctx.Err() == nil {
-		now, closed := r.current()
-		if closed || now == m {
-			return nil, err
+	backoff := 100 * time.Millisecond
+	for {
+		m, closed := r.current()
+		if closed {
+			return nil, ErrClosed
 		}
-		m = now // Rejoin closed the reader this fetch was on
-		first, err = m.kr.FetchMessage(ctx)
+		first, err := m.kr.FetchMessage(ctx)
+		if err == nil {
+			r.fetchFailing.Store(nil)
+			r.out.ok()
+			return r.fill(ctx, m, first), nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if now, closed := r.current(); closed {
+			return nil, ErrClosed
+		} else if now != m {
+			continue // Rejoin closed the reader this fetch was on
+		}
+		f := &fetchFailure{since: time.Now(), err: err.Error()}
+		if prev := r.fetchFailing.Load(); prev != nil {
+			f.since = prev.since
+		}
+		r.fetchFailing.Store(f)
+		r.out.fail(err.Error())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	if err != nil {
-		return nil, err
+}
+
+// ErrClosed is Batch's error on a closed Reader.
+var ErrClosed = errors.New("stream: reader closed")
+
+// fetchFailure is a run of failed fetches.
+type fetchFailure struct {
+	since time.Time
+	err   string
+}
+
+// FetchFailing returns since when fetches have been failing and the last
+// error (zero time: the last fetch worked, or none failed).
+func (r *Reader) FetchFailing() (time.Time, string) {
+	if f := r.fetchFailing.Load(); f != nil {
+		return f.since, f.err
 	}
-	r.out.ok()
+	return time.Time{}, ""
+}
+
+// fill gathers records after first from membership m until MaxBatch or
+// MaxWait.
+func (r *Reader) fill(ctx context.Context, m *membership, first kafka.Message) []kafka.Message {
 	batch := make([]kafka.Message, 1, min(r.cfg.MaxBatch, 256))
 	batch[0] = first
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
@@ -195,14 +248,11 @@ func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
 	for len(batch) < r.cfg.MaxBatch && m.ctx.Err() == nil {
 		msg, err := m.kr.FetchMessage(wctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return batch, nil // the caller stops; these were not committed
-			}
-			break // the wait ran out: hand out what there is
+			break // the wait ran out, the caller stops (these were not committed), or a fetch failed: hand out what there is
 		}
 		batch = append(batch, msg)
 	}
-	return batch, nil
+	return batch
 }
 
 // Commit commits the offsets of finished records (per partition, the
@@ -239,11 +289,15 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	r.closed = true
-	m, stopWatch := r.cur, r.stopWatch
+	m, stopWatch, stopMonitor := r.cur, r.stopWatch, r.stopMonitor
 	r.mu.Unlock()
 	if stopWatch != nil {
 		stopWatch()
 		<-r.watched
+	}
+	if stopMonitor != nil {
+		stopMonitor()
+		<-r.monitored
 	}
 	m.end()
 	return m.kr.Close()

@@ -71,14 +71,15 @@ func authFailure(msg string) bool {
 // PartitionProgress is a consumer group's place in one partition.
 type PartitionProgress struct {
 	Committed int64 // the group's committed offset (-1: none)
+	Start     int64 // the partition's first retained offset
 	End       int64 // the partition's end offset (the next record's)
 }
 
 // Lag returns the records between the committed offset and the end (all
-// of them when nothing is committed).
+// retained ones when nothing is committed).
 func (p PartitionProgress) Lag() int64 {
 	if p.Committed < 0 {
-		return p.End
+		return max(p.End-p.Start, 0)
 	}
 	return max(p.End-p.Committed, 0)
 }
@@ -121,15 +122,18 @@ func (a *Admin) GroupProgress(ctx context.Context, group, topic string) (map[int
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("stream: topic %s has no partitions", topic)
 	}
-	reqs := make([]kafka.OffsetRequest, len(parts))
-	for i, p := range parts {
-		reqs[i] = kafka.LastOffsetOf(p)
+	reqs := make([]kafka.OffsetRequest, 0, 2*len(parts))
+	for _, p := range parts {
+		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
 	}
-	lo, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	// The committed offsets first, then the ends: read the other way, a
+	// commit landing between could pass an end read before it, and look
+	// like a log that went back.
+	of, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
 		return nil, err
 	}
-	of, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	lo, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +142,7 @@ func (a *Admin) GroupProgress(ctx context.Context, group, topic string) (map[int
 		if p.Error != nil {
 			return nil, p.Error
 		}
-		out[p.Partition] = PartitionProgress{Committed: -1, End: p.LastOffset}
+		out[p.Partition] = PartitionProgress{Committed: -1, Start: max(p.FirstOffset, 0), End: p.LastOffset}
 	}
 	if of.Error == nil {
 		for _, p := range of.Topics[topic] {
