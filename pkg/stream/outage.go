@@ -32,14 +32,14 @@ func newOutage(log *slog.Logger, what string, brokers []string) *outage {
 // Kinds of failed attempt, named for what they are: only "unreachable"
 // says Kafka cannot be reached.
 const (
-	kindUnreachable = "unreachable"  // no broker answers (refused, reset, dial timeout)
-	kindAuth        = "auth"         // SASL or TLS refused
-	kindTopic       = "topic"        // the topic (or partition) does not exist
-	kindRebalance   = "rebalance"    // the consumer group is rebalancing: routine
-	kindTooLarge    = "too_large"    // a record exceeds a broker or client size limit
-	kindIdle        = "idle"         // a fetch long-poll timed out on an idle partition
-	kindOffset      = "offset"       // an offset outside the partition's log
-	kindOther       = "other"        // a Kafka error not named above
+	kindUnreachable = "unreachable" // no broker answers (refused, reset, dial timeout)
+	kindAuth        = "auth"        // SASL or TLS refused
+	kindTopic       = "topic"       // the topic (or partition) does not exist
+	kindRebalance   = "rebalance"   // the consumer group is rebalancing: routine
+	kindTooLarge    = "too_large"   // a record exceeds a broker or client size limit
+	kindIdle        = "idle"        // a fetch long-poll timed out on an idle partition
+	kindOffset      = "offset"      // an offset outside the partition's log
+	kindOther       = "other"       // a Kafka error not named above
 )
 
 // classify names a kafka-go error message: its kind, and the line to log.

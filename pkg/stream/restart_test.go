@@ -65,7 +65,9 @@ func (b *broker) stop() {
 	}
 }
 
-func (b *broker) addrs() []string { return []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port))} }
+func (b *broker) addrs() []string {
+	return []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port))}
+}
 
 // syncLog is a log buffer safe for the reader's goroutines.
 type syncLog struct {
