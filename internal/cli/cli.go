@@ -22,7 +22,7 @@ import (
 // Exit codes.
 const (
 	ExitError = 1 // the command failed
-	ExitUsage = 2 // bad flags or arguments
+	ExitUsage = 2 // bad flags or arguments, or a permanent refusal (ErrPermanent)
 )
 
 // ErrUsage marks an error as a usage error (exit code 2).
@@ -33,6 +33,25 @@ func Usagef(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, a...)...)
 }
 
+// ErrPermanent marks an error that retrying cannot cure: a configuration
+// the brokers or the coordinator refuse (a missing topic, a schema that
+// does not match). Exit gives it exit code 2, like a usage error.
+var ErrPermanent = errors.New("permanent")
+
+// Permanent marks err as permanent (errors.Is(err, ErrPermanent)); its
+// message is err's own.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ error }
+
+func (p permanentError) Unwrap() error        { return p.error }
+func (p permanentError) Is(target error) bool { return target == ErrPermanent }
+
 // Exit prints err as one line prefixed by the command name and exits with
 // ExitUsage for usage errors, ExitError otherwise. A nil err exits 0.
 func Exit(cmd string, err error) {
@@ -40,7 +59,7 @@ func Exit(cmd string, err error) {
 		os.Exit(0)
 	}
 	fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
-	if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) || errors.Is(err, ErrPermanent) {
 		os.Exit(ExitUsage)
 	}
 	os.Exit(ExitError)
