@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -151,12 +152,18 @@ func number(tok string, field string) (float64, error) {
 	return v, nil
 }
 
-// clip copies s for an error message, shortened.
+// clip copies s for an error message, shortened and quoted.
 func clip(s string) string {
+	return strconv.Quote(clipRaw(s))
+}
+
+// clipRaw shortens JSON text for an error message, as written (a JSON
+// string keeps its one pair of quotes).
+func clipRaw(s string) string {
 	if len(s) > 40 {
 		s = s[:40] + "..."
 	}
-	return strconv.Quote(s)
+	return s
 }
 
 func (c *Codec) decodeCSV(dst []float64, value []byte) error {
@@ -295,10 +302,10 @@ func (c *Codec) arrayElement(s *scanner, dst []float64, n int) error {
 	}
 	if !jsonNumber(tok) {
 		if isLiteral(tok) {
-			return fail(ReasonNotANumber, "%s (element %d): %s is not a number", c.names[n], n, clip(string(tok)))
+			return fail(ReasonNotANumber, "%s (element %d): %s is not a number", c.names[n], n, clipRaw(string(tok)))
 		}
 		if nonFiniteToken(tok) {
-			return fail(ReasonNonFinite, "%s (element %d): %s is not finite (nor valid JSON)", c.names[n], n, clip(string(tok)))
+			return fail(ReasonNonFinite, "%s (element %d): %s is not finite (nor valid JSON)", c.names[n], n, clipRaw(string(tok)))
 		}
 		return fail(ReasonBadJSON, "element %d: %s is not a JSON value", n, clip(string(tok)))
 	}
@@ -371,7 +378,7 @@ func nonFiniteToken(tok []byte) bool {
 func (c *Codec) decodeObject(dst []float64, value []byte) error {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(value, &obj); err != nil {
-		return fail(ReasonBadJSON, "want a JSON object of named numbers: %v", err)
+		return c.objectError(value, err)
 	}
 	if obj == nil {
 		return fail(ReasonBadJSON, "want a JSON object of named numbers, got null")
@@ -383,7 +390,7 @@ func (c *Codec) decodeObject(dst []float64, value []byte) error {
 		}
 		tok := []byte(strings.TrimSpace(string(raw)))
 		if !jsonNumber(tok) {
-			return fail(ReasonNotANumber, "%s: %s is not a number", name, clip(string(tok)))
+			return fail(ReasonNotANumber, "%s: %s is not a number", name, clipRaw(string(tok)))
 		}
 		v, err := number(string(tok), name)
 		if err != nil {
@@ -392,6 +399,54 @@ func (c *Codec) decodeObject(dst []float64, value []byte) error {
 		dst[i] = v
 	}
 	return nil
+}
+
+// objectError says in the user's terms why value is not a JSON object of
+// named numbers: a feature written as NaN or Infinity (what Python's
+// json.dumps writes) is non_finite, not bad JSON.
+func (c *Codec) objectError(value []byte, err error) error {
+	for _, name := range c.names {
+		if tok := fieldToken(value, name); tok != nil && nonFiniteToken(tok) {
+			return fail(ReasonNonFinite, "%s: %s is not finite (nor valid JSON)", name, clipRaw(string(tok)))
+		}
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fail(ReasonBadJSON, "want a JSON object of named numbers, got a JSON %s", te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fail(ReasonBadJSON, "want a JSON object of named numbers; not valid JSON at byte %d", se.Offset)
+	}
+	return fail(ReasonBadJSON, "want a JSON object of named numbers")
+}
+
+// fieldToken returns the raw token after "name": in value (nil: none),
+// without parsing the rest, for values that are not JSON.
+func fieldToken(value []byte, name string) []byte {
+	key := []byte(strconv.Quote(name))
+	for i := 0; ; {
+		j := bytes.Index(value[i:], key)
+		if j < 0 {
+			return nil
+		}
+		k := i + j + len(key)
+		for k < len(value) && (value[k] == ' ' || value[k] == '\t' || value[k] == '\n' || value[k] == '\r') {
+			k++
+		}
+		if k < len(value) && value[k] == ':' {
+			k++
+			for k < len(value) && (value[k] == ' ' || value[k] == '\t' || value[k] == '\n' || value[k] == '\r') {
+				k++
+			}
+			e := k
+			for e < len(value) && !strings.ContainsRune(",}] \t\r\n", rune(value[e])) {
+				e++
+			}
+			return value[k:e]
+		}
+		i = k
+	}
 }
 
 // Encode appends x encoded in the codec's format to dst and returns it.

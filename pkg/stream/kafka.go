@@ -366,6 +366,59 @@ func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 	return nil
 }
 
+// WriteEach produces msgs and returns each one's error (nil: acknowledged
+// by the brokers), so that a caller retries only what failed. A record
+// larger than MaxRecordBytes fails alone with kafka.MessageTooLargeError,
+// without being sent or holding up the rest; the brokers' own refusals
+// (kafka.MessageSizeTooLarge, a missing topic) come per partition batch.
+func (w *Writer) WriteEach(ctx context.Context, msgs ...kafka.Message) []error {
+	errs := make([]error, len(msgs))
+	send := make([]kafka.Message, 0, len(msgs))
+	idx := make([]int, 0, len(msgs))
+	for i := range msgs {
+		if RecordSize(msgs[i]) > MaxRecordBytes {
+			errs[i] = kafka.MessageTooLargeError{Message: msgs[i]}
+			continue
+		}
+		send, idx = append(send, msgs[i]), append(idx, i)
+	}
+	if len(send) == 0 {
+		return errs
+	}
+	err := w.Write(ctx, send...)
+	if err == nil {
+		return errs
+	}
+	var we kafka.WriteErrors
+	if errors.As(err, &we) && len(we) == len(send) {
+		for j, e := range we {
+			if e != nil {
+				errs[idx[j]] = fmt.Errorf("write to %s: %w", w.w.Topic, e)
+			}
+		}
+		return errs
+	}
+	for _, i := range idx {
+		errs[i] = err
+	}
+	return errs
+}
+
+// MaxRecordBytes is the largest record a Writer sends: kafka-go's batch
+// limit (1 MiB, which is also Kafka's default max.message.bytes) less
+// room for the batch's framing.
+const MaxRecordBytes = 1<<20 - 1024
+
+// RecordSize bounds m's size on the wire from above (kafka-go's record
+// size plus slack), for comparing with MaxRecordBytes.
+func RecordSize(m kafka.Message) int {
+	n := 64 + len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += 16 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
 // diagnose adds the reason to a failed write when the brokers refused the
 // SASL credentials: kafka-go's producer sees only a closed connection
 // (unexpected EOF), a dial says why. It dials once per outage, not once

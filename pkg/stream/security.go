@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -99,6 +100,30 @@ func (s Security) Admin(brokers []string) *Admin {
 
 // Close closes the Admin's connections.
 func (a *Admin) Close() { a.tr.CloseIdleConnections() }
+
+// MissingTopics returns those of topics the brokers do not have. It never
+// creates one (its metadata request does not allow auto-creation).
+func (a *Admin) MissingTopics(ctx context.Context, topics ...string) ([]string, error) {
+	md, err := a.cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, t := range md.Topics {
+		if t.Error == nil && len(t.Partitions) > 0 {
+			have[t.Name] = true
+		} else if t.Error != nil && !errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+			return nil, fmt.Errorf("topic %s: %w", t.Name, t.Error)
+		}
+	}
+	var missing []string
+	for _, t := range topics {
+		if !have[t] {
+			missing = append(missing, t)
+		}
+	}
+	return missing, nil
+}
 
 // GroupProgress returns, for every partition of topic, where group stands:
 // what a member sees of the whole group, its own partitions or not.
