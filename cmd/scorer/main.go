@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -239,9 +240,6 @@ func runReplica(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 	reg := cli.Registry()
-	if _, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log); err != nil {
-		return err
-	}
 	cfg := scorer.ReplicaConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, AlertsTopic: *alerts,
 		DLQTopic: *dlqTopic, ScoresTopic: *scores, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
 		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec, StuckAfter: *stuckAfter}
@@ -257,8 +255,15 @@ func runReplica(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// /readyz: a model, consuming, fetches and output writes working.
+	if _, err := cli.Serve(ctx, *metricsAddr, reg, log, rep.Ready); err != nil {
+		return err
+	}
 	log.Info("scorer starting", "brokers", *brokers, "topic", *topic, "group", *group, "version", rep.Version())
 	err = rep.Run(ctx)
 	log.Info("scorer stopped", "processed", rep.Processed.Load(), "version", rep.Version())
+	if errors.Is(err, scorer.ErrMissingTopic) {
+		return cli.Permanent(err)
+	}
 	return err
 }

@@ -86,11 +86,18 @@ func Registry() *prometheus.Registry {
 	return reg
 }
 
-// ServeMetrics serves /metrics from reg, and /healthz (200 while the
-// process runs: a liveness probe), on addr until ctx ends; an empty
-// addr serves nothing. It returns the bound address (useful with port 0) or
-// an error if it cannot listen.
+// ServeMetrics serves /metrics from reg, and /livez and /healthz (200
+// while the process runs: a liveness probe), on addr until ctx ends; an
+// empty addr serves nothing. It returns the bound address (useful with
+// port 0) or an error if it cannot listen.
 func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (string, error) {
+	return Serve(ctx, addr, reg, log, nil)
+}
+
+// Serve is ServeMetrics with a readiness probe: /readyz answers 200 "ok"
+// while ready returns nil, and 503 with its error's text otherwise (nil
+// ready: always ready).
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, ready func() error) (string, error) {
 	if addr == "" {
 		return "", nil
 	}
@@ -100,7 +107,19 @@ func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, lo
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	live := func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }
+	mux.HandleFunc("/healthz", live)
+	mux.HandleFunc("/livez", live)
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, "not ready: "+err.Error()+"\n")
+				return
+			}
+		}
+		io.WriteString(w, "ok\n")
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

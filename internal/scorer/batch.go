@@ -295,17 +295,21 @@ func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, rec
 	if err != nil {
 		panic(fmt.Sprintf("scorer: marshal alert: %v", err)) // every field is finite by construction
 	}
-	return kafka.Message{Key: m.Key, Value: v}
+	return kafka.Message{Key: m.Key, Value: v, Headers: m.Headers} // the source's headers (tracing, tenancy) travel on
 }
 
+// deadLetter is m for the dead-letter topic: its key, value and headers,
+// then recon's headers saying why and where it came from.
 func deadLetter(m kafka.Message, reason, detail string) kafka.Message {
-	return kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-		{Key: HeaderReason, Value: []byte(reason)},
-		{Key: HeaderDetail, Value: []byte(detail)},
-		{Key: HeaderTopic, Value: []byte(m.Topic)},
-		{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
-		{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	}}
+	hs := make([]kafka.Header, 0, len(m.Headers)+5)
+	hs = append(hs, m.Headers...)
+	hs = append(hs,
+		kafka.Header{Key: HeaderReason, Value: []byte(reason)},
+		kafka.Header{Key: HeaderDetail, Value: []byte(detail)},
+		kafka.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
+		kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
+		kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))})
+	return kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}
 }
 
 func grow(b []float64, n int) []float64 {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/recon-ad/recon/pkg/stream"
 )
 
 // Metrics are a scorer replica's Prometheus metrics.
@@ -19,6 +21,13 @@ type Metrics struct {
 	lag         *prometheus.GaugeVec
 	// commitFailures counts batches published but not committed.
 	commitFailures prometheus.Counter
+	// Output writes (publisher).
+	outputFailures *prometheus.CounterVec // records whose write failed, per attempt
+	outputRetries  *prometheus.CounterVec // batches written again
+	outputTooLarge *prometheus.CounterVec // records refused as too large
+	outputDropped  prometheus.Counter     // dead letters refused even cut
+	outputFailing  prometheus.Gauge       // 1 while writes fail
+	offsetResets   prometheus.Counter     // partitions read again after their log went back
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered).
@@ -33,14 +42,52 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_scorer_event_to_alert_seconds", Help: "From a record's Kafka timestamp to its alert's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "recon_scorer_consumer_lag",
-			Help: "Records behind the end of each partition this replica consumes, as of its last published batch."}, []string{"partition"}),
+			Help: "The scorer group's lag per partition of the input topic (log end minus committed offset), read every 5 s from the brokers; every replica reports the whole group's, so aggregate with max by (partition)."}, []string{"partition"}),
 		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_commit_failures_total",
 			Help: "Batches published whose offsets could not be committed (Kafka re-delivers their records unless a later commit covers them)."}),
+		outputFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_output_write_failures_total",
+			Help: "Output records whose write failed, per attempt, by output (alerts, dead_letters, scores); they are retried."}, []string{"output"}),
+		outputRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_output_retries_total",
+			Help: "Times an output's failed records were written again, by output."}, []string{"output"}),
+		outputTooLarge: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_output_too_large_total",
+			Help: "Output records refused as too large, by output: dead letters are cut to fit, alerts and scores dead-lettered."}, []string{"output"}),
+		outputDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_output_dropped_total",
+			Help: "Dead letters the brokers refused even cut to 4 KiB, dropped with an error line."}),
+		outputFailing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_output_failing",
+			Help: "1 while writing output fails (the replica is not ready), else 0."}),
+		offsetResets: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_offset_resets_total",
+			Help: "Partitions whose log went back (a broker restarted empty, a topic recreated), read again from their first retained offset."}),
+	}
+	// Labelled counters exist from the start at 0 for their known labels.
+	for _, r := range DeadLetterReasons {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, o := range []string{outAlerts, outDeadLetters, outScores} {
+		m.outputFailures.WithLabelValues(o)
+		m.outputRetries.WithLabelValues(o)
+		m.outputTooLarge.WithLabelValues(o)
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag, m.commitFailures)
+		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag, m.commitFailures,
+			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets)
 	}
 	return m
+}
+
+// DeadLetterReasons are the values of the recon-dlq-reason header.
+var DeadLetterReasons = []string{
+	string(stream.ReasonEmpty), string(stream.ReasonBadJSON), string(stream.ReasonBadCSV), string(stream.ReasonWrongLength),
+	string(stream.ReasonMissingField), string(stream.ReasonNotANumber), string(stream.ReasonNonFinite),
+	"non_finite_score", "output_too_large",
+}
+
+// setLag sets the lag gauges from a reading of the group's progress and
+// drops those of partitions that are gone.
+func (m *Metrics) setLag(prog map[int]stream.PartitionProgress) {
+	m.lag.Reset()
+	for part, p := range prog {
+		m.lag.WithLabelValues(strconv.Itoa(part)).Set(float64(p.Lag()))
+	}
 }
 
 // observe records one published batch.
@@ -55,19 +102,6 @@ func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duratio
 	for _, s := range out.Scores {
 		if s.Alert && !s.Msg.Time.IsZero() {
 			m.latency.Observe(acked.Sub(s.Msg.Time).Seconds())
-		}
-	}
-	// A fetched record carries its partition's high watermark: the lag
-	// after it is the records between.
-	last := map[int]int{} // partition -> index of its newest record
-	for i := range msgs {
-		if j, ok := last[msgs[i].Partition]; !ok || msgs[i].Offset > msgs[j].Offset {
-			last[msgs[i].Partition] = i
-		}
-	}
-	for part, i := range last {
-		if msg := &msgs[i]; msg.HighWaterMark > 0 {
-			m.lag.WithLabelValues(strconv.Itoa(part)).Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
 		}
 	}
 	m.version.Set(float64(version))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,9 @@ type ReplicaConfig struct {
 	Log   *slog.Logger // where checkpoint swaps and retries are logged
 	// Metrics, when set, counts the replica's work.
 	Metrics *Metrics
+	// LagEvery is how often the group's lag is read from the brokers (and
+	// a log that went back looked for; default 5 s).
+	LagEvery time.Duration
 }
 
 // ScoreRecord is the JSON value of a scores-topic record (key: the source
@@ -75,6 +79,8 @@ type Replica struct {
 	// Processed counts records scored or dead-lettered and committed.
 	Processed atomic.Int64
 	commits   commitFailures // used by the publisher goroutine only
+	reader    atomic.Pointer[stream.Reader] // while consuming
+	pub       atomic.Pointer[publisher]     // while consuming
 }
 
 // NewReplica returns a replica, loading the newest cached checkpoint if any.
@@ -100,6 +106,9 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if cfg.StuckAfter == 0 {
 		cfg.StuckAfter = 20 * time.Second
 	}
+	if cfg.LagEvery == 0 {
+		cfg.LagEvery = 5 * time.Second
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
@@ -117,6 +126,36 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	return r, nil
 }
 
+// Readiness bounds: output failing or fetches failing for longer than
+// these make the replica not ready.
+const (
+	readyOutputFailing = 5 * time.Second
+	readyFetchFailing  = 15 * time.Second
+)
+
+// Ready returns nil when the replica is doing its job: it has a model, it
+// is consuming, its fetches work and its output is being acknowledged; or
+// else what is wrong.
+func (r *Replica) Ready() error {
+	if r.model.Load() == nil {
+		if r.cfg.Coordinator == nil {
+			return errors.New("no model: the cache is empty and no coordinator is configured, so none can come")
+		}
+		return errors.New("no model yet: waiting for the coordinator's first checkpoint")
+	}
+	rd, pub := r.reader.Load(), r.pub.Load()
+	if rd == nil || pub == nil {
+		return errors.New("not consuming yet")
+	}
+	if since, why := pub.failing(); !since.IsZero() && time.Since(since) > readyOutputFailing {
+		return fmt.Errorf("writing output has failed for %v: %s", time.Since(since).Round(time.Second), why)
+	}
+	if since, why := rd.FetchFailing(); !since.IsZero() && time.Since(since) > readyFetchFailing {
+		return fmt.Errorf("fetching records has failed for %v: %s", time.Since(since).Round(time.Second), why)
+	}
+	return nil
+}
+
 // Version returns the version scored with (0: none yet).
 func (r *Replica) Version() uint64 {
 	if m := r.model.Load(); m != nil {
@@ -129,7 +168,21 @@ func (r *Replica) Version() uint64 {
 func (r *Replica) Run(ctx context.Context) error {
 	if r.cfg.Coordinator != nil {
 		go r.watch(ctx)
+	} else if r.model.Load() == nil {
+		r.cfg.Log.Error("no model: the cache holds no checkpoint and no coordinator is configured, so this replica can never score (set --coordinator)")
 	}
+	go func() { // the version gauge follows the model, records or not
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			r.cfg.Metrics.version.Set(float64(r.Version()))
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	// No model, no consumption: records wait in Kafka.
 	for r.model.Load() == nil {
 		select {
@@ -145,13 +198,25 @@ func (r *Replica) Run(ctx context.Context) error {
 // Publishing and committing the batches in hand go on for DrainTimeout
 // after ctx ends (work, below).
 func (r *Replica) consume(ctx context.Context) error {
+	if err := r.checkTopics(ctx); err != nil {
+		return err
+	}
 	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: r.cfg.Brokers, Topic: r.cfg.Topic, Group: r.cfg.Group,
 		MaxBatch: r.cfg.MaxBatch, MaxWait: r.cfg.MaxWait, StartFirst: true, Logger: r.cfg.Log, Security: r.cfg.Security})
 	if err != nil {
 		return err
 	}
 	defer rd.Close()
+	r.reader.Store(rd)
+	defer r.reader.Store(nil)
 	rd.Watch(r.cfg.StuckAfter, nil) // rejoins over a stuck partition
+	rd.Monitor(stream.MonitorConfig{Every: r.cfg.LagEvery, // lag from the brokers, and logs that went back
+		Report: func(prog map[int]stream.PartitionProgress, err error) {
+			if err == nil {
+				r.cfg.Metrics.setLag(prog)
+			}
+		},
+		WentBack: func(int) { r.cfg.Metrics.offsetResets.Inc() }})
 	writer := func(topic string) (*stream.Writer, error) {
 		// A batch's whole output goes in one call: nothing more is coming
 		// to wait for, so the writer's batch timer is kept tiny.
@@ -175,6 +240,9 @@ func (r *Replica) consume(ctx context.Context) error {
 		}
 		defer scores.Close()
 	}
+	pub := &publisher{alerts: sink{outAlerts, alerts}, dlq: sink{outDeadLetters, dlq}, scores: sink{outScores, scores},
+		metrics: r.cfg.Metrics, log: r.cfg.Log}
+	r.pub.Store(pub)
 	// Stopping: the batch in hand is still published and committed, for
 	// up to DrainTimeout after ctx ends; only then is it abandoned (and
 	// re-delivered to the group).
@@ -210,7 +278,7 @@ func (r *Replica) consume(ctx context.Context) error {
 			if err != nil {
 				continue // a failed stage drops the rest, uncommitted
 			}
-			if err = r.publish(work, j.out, alerts, dlq, scores, j.model); err != nil {
+			if err = r.publish(work, pub, j.out, j.model); err != nil {
 				close(failed)
 				continue
 			}
@@ -246,7 +314,7 @@ func (r *Replica) consume(ctx context.Context) error {
 	var b *Parallel
 	var loopErr error
 	for ctx.Err() == nil {
-		msgs, err := rd.Batch(ctx)
+		msgs, err := rd.Batch(ctx) // waits out outages: an error only when stopping
 		if err != nil {
 			if ctx.Err() == nil {
 				loopErr = fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
@@ -279,38 +347,59 @@ func (r *Replica) consume(ctx context.Context) error {
 	return loopErr
 }
 
-// publish writes a batch's output, retrying with backoff until it is
-// acknowledged or ctx ends.
-func (r *Replica) publish(ctx context.Context, out Output, alerts, dlq, scores *stream.Writer, m *Model) error {
+// publish writes a batch's output through pub, retrying what failed until
+// it is acknowledged or ctx ends.
+func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Model) error {
 	var sc []kafka.Message
-	if scores != nil {
+	if pub.scores.w != nil {
+		sc = make([]kafka.Message, 0, len(out.Scores))
 		for _, s := range out.Scores {
 			v, _ := json.Marshal(ScoreRecord{ID: fmt.Sprintf("%s/%d/%d", s.Msg.Topic, s.Msg.Partition, s.Msg.Offset),
 				Score: s.Score, Threshold: m.Threshold, Alert: s.Alert, Version: m.Version})
-			sc = append(sc, kafka.Message{Key: s.Msg.Key, Value: v})
+			sc = append(sc, kafka.Message{Key: s.Msg.Key, Value: v, Headers: s.Msg.Headers})
 		}
 	}
+	return pub.publish(ctx, out.Alerts, out.DeadLetters, sc)
+}
+
+// checkTopics refuses to start when a topic the replica reads or writes
+// does not exist: a misspelt name would otherwise be auto-created empty
+// (input) or stall the first batch (output).
+func (r *Replica) checkTopics(ctx context.Context) error {
+	topics := []string{r.cfg.Topic, r.cfg.AlertsTopic, r.cfg.DLQTopic}
+	if r.cfg.ScoresTopic != "" {
+		topics = append(topics, r.cfg.ScoresTopic)
+	}
+	admin := r.cfg.Security.Admin(r.cfg.Brokers)
+	defer admin.Close()
 	backoff := 100 * time.Millisecond
 	for {
-		err := r.write(ctx, alerts, out.Alerts)
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		missing, err := admin.MissingTopics(qctx, topics...)
+		cancel()
 		if err == nil {
-			err = r.write(ctx, dlq, out.DeadLetters)
-		}
-		if err == nil && scores != nil {
-			err = r.write(ctx, scores, sc)
-		}
-		if err == nil {
+			if len(missing) > 0 {
+				return fmt.Errorf("%w: %s on %s (create them, or check --topic, --alerts-topic, --dlq-topic and --scores-topic)",
+					ErrMissingTopic, strings.Join(missing, ", "), strings.Join(r.cfg.Brokers, ","))
+			}
 			return nil
 		}
-		r.cfg.Log.Warn("writing scorer output failed; retrying (offsets stay uncommitted)", "err", err, "in", backoff)
+		if ctx.Err() != nil {
+			return nil // stopping: consume ends at once
+		}
+		// The brokers are down: wait for them as the reader would.
+		r.cfg.Log.Warn("cannot check the topics: cannot reach Kafka; retrying with backoff", "brokers", strings.Join(r.cfg.Brokers, ","), "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
+
+// ErrMissingTopic is the start refusing topics that do not exist.
+var ErrMissingTopic = errors.New("topics do not exist")
 
 // commitFailures follows failed commits across memberships: it reports
 // the first of a run at once, then at most one line per commitReportEvery
