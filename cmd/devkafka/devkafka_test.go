@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,8 +17,9 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// startBroker runs the devkafka binary and waits for its bootstrap line.
-func startBroker(t *testing.T, bin, addr, dataDir string) *exec.Cmd {
+// startBroker runs the devkafka binary and waits for its bootstrap line
+// and the line saying whether it starts empty, which it returns.
+func startBroker(t *testing.T, bin, addr, dataDir string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, "--listen", addr, "--data-dir", dataDir)
 	out, err := cmd.StdoutPipe()
@@ -34,11 +36,17 @@ func startBroker(t *testing.T, bin, addr, dataDir string) *exec.Cmd {
 			cmd.Wait()
 		}
 	})
-	line, err := bufio.NewReader(out).ReadString('\n')
+	br := bufio.NewReader(out)
+	line, err := br.ReadString('\n')
 	if err != nil || !strings.Contains(line, "bootstrap "+addr) {
 		t.Fatalf("devkafka said %q, %v", line, err)
 	}
-	return cmd
+	state, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("devkafka said %q then %v", line, err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, br) }()
+	return cmd, state
 }
 
 func readAll(t *testing.T, addr, group string, want int) []string {
@@ -73,7 +81,10 @@ func TestDevkafkaServesKafkaGoAndPersists(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	data := t.TempDir()
-	broker := startBroker(t, bin, addr, data)
+	broker, state := startBroker(t, bin, addr, data)
+	if !strings.Contains(state, "STARTING EMPTY") || !strings.Contains(state, data) {
+		t.Errorf("a broker on an empty data dir said %q, want STARTING EMPTY and where", state)
+	}
 
 	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "recon-events", Balancer: &kafka.Hash{},
 		BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
@@ -95,7 +106,9 @@ func TestDevkafkaServesKafkaGoAndPersists(t *testing.T) {
 	if err := broker.Wait(); err != nil {
 		t.Fatalf("devkafka exit after SIGTERM: %v", err)
 	}
-	startBroker(t, bin, addr, data)
+	if _, state := startBroker(t, bin, addr, data); !strings.Contains(state, "resuming from the data in "+data) {
+		t.Errorf("a restarted broker said %q, want resuming and where", state)
+	}
 	got := readAll(t, addr, "g2", 20)
 	seen := map[string]bool{}
 	for _, v := range got {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -94,6 +95,12 @@ func run(ctx context.Context, args []string) error {
 	if *syncWrites {
 		opts = append(opts, kfake.SyncWrites())
 	}
+	abs, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir %q: %w", *dataDir, err)
+	}
+	entries, _ := os.ReadDir(abs) // absent or empty: a new broker
+	fresh := len(entries) == 0
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
@@ -102,7 +109,16 @@ func run(ctx context.Context, args []string) error {
 	for _, t := range ts {
 		names = append(names, fmt.Sprintf("%s(%d)", t.name, t.partitions))
 	}
-	fmt.Printf("devkafka: bootstrap %s; topics %s; data in %s\n", strings.Join(c.ListenAddrs(), ","), strings.Join(names, " "), *dataDir)
+	fmt.Printf("devkafka: bootstrap %s; topics %s; data in %s\n", strings.Join(c.ListenAddrs(), ","), strings.Join(names, " "), abs)
+	if fresh {
+		// Said loudly: a broker started from another directory, or with
+		// its data deleted, has none of the records, offsets or groups
+		// clients expect; their offsets are now ahead of its logs.
+		fmt.Printf("devkafka: STARTING EMPTY: %s held no data (a new broker: no records, no committed offsets). "+
+			"If you meant to resume, stop and pass --data-dir with the directory used before.\n", abs)
+	} else {
+		fmt.Printf("devkafka: resuming from the data in %s\n", abs)
+	}
 	<-ctx.Done()
 	c.Close()
 	fmt.Println("devkafka: stopped; state saved in", *dataDir)
