@@ -42,9 +42,10 @@ type ReplicaConfig struct {
 	// committing the batch in hand (default 3 s).
 	DrainTimeout time.Duration
 	// CommitGiveUp is how long offset commits may keep failing while the
-	// replica runs before Run returns an error (default 1 min; negative:
-	// never). Until then each failure is logged and counted, and scoring
-	// goes on: the records are re-delivered, never lost.
+	// replica runs before Run returns an error (default: never; no outage
+	// ends a replica). Meanwhile each failure is logged and counted, the
+	// replica is not ready after readyCommitFailing, and scoring goes on:
+	// the records are re-delivered, never lost.
 	CommitGiveUp time.Duration
 	// Coordinator streams new checkpoints; nil scores with the cached one only.
 	Coordinator grpc.ClientConnInterface
@@ -78,9 +79,12 @@ type Replica struct {
 	model atomic.Pointer[Model]
 	// Processed counts records scored or dead-lettered and committed.
 	Processed atomic.Int64
-	commits   commitFailures // used by the publisher goroutine only
+	commits   commitFailures                // used by the publisher goroutine only
 	reader    atomic.Pointer[stream.Reader] // while consuming
-	pub       atomic.Pointer[publisher]     // while consuming
+	// commitsFailing is when the current run of failed commits began
+	// (UnixNano; 0: commits work).
+	commitsFailing atomic.Int64
+	pub            atomic.Pointer[publisher] // while consuming
 }
 
 // NewReplica returns a replica, loading the newest cached checkpoint if any.
@@ -101,7 +105,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		cfg.DrainTimeout = 3 * time.Second
 	}
 	if cfg.CommitGiveUp == 0 {
-		cfg.CommitGiveUp = time.Minute
+		cfg.CommitGiveUp = -1
 	}
 	if cfg.StuckAfter == 0 {
 		cfg.StuckAfter = 20 * time.Second
@@ -131,6 +135,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 const (
 	readyOutputFailing = 5 * time.Second
 	readyFetchFailing  = 15 * time.Second
+	readyCommitFailing = 30 * time.Second
 )
 
 // Ready returns nil when the replica is doing its job: it has a model, it
@@ -149,6 +154,9 @@ func (r *Replica) Ready() error {
 	}
 	if since, why := pub.failing(); !since.IsZero() && time.Since(since) > readyOutputFailing {
 		return fmt.Errorf("writing output has failed for %v: %s", time.Since(since).Round(time.Second), why)
+	}
+	if ns := r.commitsFailing.Load(); ns != 0 && time.Since(time.Unix(0, ns)) > readyCommitFailing {
+		return fmt.Errorf("committing offsets has failed for %v (records are scored, and re-delivered on a restart)", time.Since(time.Unix(0, ns)).Round(time.Second))
 	}
 	if since, why := rd.FetchFailing(); !since.IsZero() && time.Since(since) > readyFetchFailing {
 		return fmt.Errorf("fetching records has failed for %v: %s", time.Since(since).Round(time.Second), why)
@@ -209,7 +217,7 @@ func (r *Replica) consume(ctx context.Context) error {
 	defer rd.Close()
 	r.reader.Store(rd)
 	defer r.reader.Store(nil)
-	rd.Watch(r.cfg.StuckAfter, nil) // rejoins over a stuck partition
+	rd.Watch(r.cfg.StuckAfter, nil)                        // rejoins over a stuck partition
 	rd.Monitor(stream.MonitorConfig{Every: r.cfg.LagEvery, // lag from the brokers, and logs that went back
 		Report: func(prog map[int]stream.PartitionProgress, err error) {
 			if err == nil {
@@ -298,12 +306,14 @@ func (r *Replica) consume(ctx context.Context) error {
 				if ctx.Err() != nil {
 					giveUp = 0
 				}
+				r.commitsFailing.CompareAndSwap(0, time.Now().UnixNano())
 				if err = r.commits.failed(r.cfg.Log, len(j.msgs), cerr, giveUp); err != nil {
 					close(failed)
 				}
 				continue
 			}
 			r.commits.succeeded(r.cfg.Log)
+			r.commitsFailing.Store(0)
 			r.Processed.Add(int64(len(j.msgs)))
 		}
 		if work.Err() != nil {
