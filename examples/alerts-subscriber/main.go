@@ -64,14 +64,19 @@ func main() {
 	})
 	defer r.Close()
 	seen := newSeen(100_000) // ids of recent alerts: at-least-once means rare repeats
+	wait := newBackoff()
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			log.Fatalf("fetch: %v", err)
+			// kafka-go keeps reconnecting and rejoining by itself: an
+			// error here is an outage (or a rebalance), not the end.
+			wait.fail(ctx, "fetch", err)
+			continue
 		}
+		wait.ok()
 		var a Alert
 		if err := json.Unmarshal(m.Value, &a); err != nil {
 			log.Printf("skipping an alert that does not parse (offset %d): %v", m.Offset, err)
@@ -80,10 +85,45 @@ func main() {
 		}
 		// Commit after acting: a crash before this line repeats the alert
 		// (the id makes that harmless), it never loses one.
-		if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
-			log.Fatalf("commit: %v", err)
+		// A failed commit (an outage) only means the alert may come again.
+		for err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil; err = r.CommitMessages(ctx, m) {
+			wait.fail(ctx, "commit", err)
 		}
+		wait.ok()
 	}
+}
+
+// backoff waits between failed attempts, 100 ms doubling to 5 s, and logs
+// the first failure of an outage and then one line every minute.
+type backoff struct {
+	delay  time.Duration
+	since  time.Time
+	logged time.Time
+}
+
+func newBackoff() *backoff { return &backoff{delay: 100 * time.Millisecond} }
+
+func (b *backoff) fail(ctx context.Context, what string, err error) {
+	now := time.Now()
+	if b.since.IsZero() {
+		b.since = now
+	}
+	if now.Sub(b.logged) >= time.Minute {
+		log.Printf("%s failed (down for %v); retrying: %v", what, now.Sub(b.since).Round(time.Second), err)
+		b.logged = now
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(b.delay):
+	}
+	b.delay = min(2*b.delay, 5*time.Second)
+}
+
+func (b *backoff) ok() {
+	if !b.since.IsZero() {
+		log.Printf("Kafka works again after %v", time.Since(b.since).Round(time.Second))
+	}
+	*b = backoff{delay: 100 * time.Millisecond}
 }
 
 // act is what to do with a new alert.
