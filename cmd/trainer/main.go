@@ -450,6 +450,7 @@ func runWorker(ctx context.Context, args []string) error {
 			return err
 		}
 		defer rd.Close()
+		rd.Monitor(stream.MonitorConfig{}) // a log that went back is read again from its start
 		k := worker.NewKafka(ctx, rd, codec, log)
 		k.WatchStuck(*stuckAfter)
 		src = k
