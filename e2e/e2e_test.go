@@ -190,58 +190,21 @@ func versions(log, msg string) []uint64 {
 	return out
 }
 
-// TestFaults streams records through the whole pipeline while it injects,
-// at random moments, kill -9 of a scorer, a trainer and the coordinator,
-// and a devkafka restart. Afterwards every produced record must be scored
-// or dead-lettered, every anomaly scored with a threshold must have an
-// alert, each record's alerts share one id, checkpoint versions never go
-// down, every process must have come back, and every process must stop
-// within 5 s of SIGTERM.
-func TestFaults(t *testing.T) {
-	const rate, count = 2500, 100_000 // 40 s of stream
-	seed := uint64(time.Now().UnixNano())
-	if s, err := strconv.ParseUint(os.Getenv("RECON_E2E_SEED"), 10, 64); err == nil {
-		seed = s // replay a run's fault timing
-	}
-	rng := rand.New(rand.NewPCG(seed, 1))
-	t.Logf("fault timing seed %d", seed)
-	p := startPipeline(t, rate, count)
-	pause := func(lo, hi float64) {
-		time.Sleep(time.Duration((lo + (hi-lo)*rng.Float64()) * float64(time.Second)))
-	}
+// accounting is what became of loadgen's records.
+type accounting struct {
+	missing, ready, anomalies, missed, falseAlarms, ids int
+	dead                                                map[string]string // key -> dead-letter reason
+}
 
-	waitFor(t, 60*time.Second, "a threshold", func() bool { return scrape(p.coordMetrics, "recon_coordinator_threshold") > 0 })
-	t.Logf("threshold %.3f at version %.0f", scrape(p.coordMetrics, "recon_coordinator_threshold"), scrape(p.coordMetrics, "recon_coordinator_checkpoint_version"))
-	faults := []func(){
-		func() { p.restart(p.scorers[rng.IntN(2)], false, 500*time.Millisecond) },
-		func() { p.restart(p.trainers[rng.IntN(2)], false, 500*time.Millisecond) },
-		func() { p.restart(p.coord, false, time.Second) },
-		func() { p.restart(p.devkafka, true, time.Second) },
-	}
-	rng.Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
-	for _, f := range faults {
-		pause(1, 4)
-		f()
-	}
-	// Every process came back: each serves again.
-	waitFor(t, 30*time.Second, "the coordinator to train again after the faults", func() bool {
-		return scrape(p.coordMetrics, "recon_coordinator_round") > 0 && scrape(p.coordMetrics, "recon_coordinator_workers") == 2
-	})
-	for i, m := range p.scorerMetrics {
-		waitFor(t, 30*time.Second, fmt.Sprintf("scorer-%d to score again", i+1), func() bool { return scrape(m, "recon_scorer_records_total") > 0 })
-	}
-	for i, m := range p.trainerMetrics {
-		waitFor(t, 30*time.Second, fmt.Sprintf("trainer-%d to send gradients again", i+1), func() bool { return scrape(m, "recon_worker_gradients_total") > 0 })
-	}
-	waitFor(t, 90*time.Second, "loadgen to finish", func() bool { return !p.load.Running() })
-	if !strings.Contains(p.load.LogText(), fmt.Sprintf("loadgen: %d records", count)) {
-		t.Fatalf("loadgen did not produce %d records: %s", count, p.load.LogText())
-	}
-
-	// Accounting: read the topics until every record is accounted for.
+// account reads the events, scores, dead-letter and alerts topics until
+// each of loadgen's count records is scored or dead-lettered (or 90 s
+// pass), checks that each record's alerts share one id, and counts.
+func (p *pipeline) account(count int) accounting {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	brokers := []string{p.kafka}
+	t := p.t
 	truth := map[string]string{}
 	if err := readAll(ctx, brokers, "recon-events", func(m kafka.Message) bool {
 		truth[string(m.Key)] = header(m, "recon-truth")
@@ -310,12 +273,12 @@ func TestFaults(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	var missing, ready, anomalies, missed, falseAlarms int
+	var r accounting
 	ids := map[string]string{}
 	for k, tr := range truth {
 		s, ok := scored[k]
 		if _, d := dead[k]; !ok && !d {
-			missing++
+			r.missing++
 			continue
 		}
 		for id := range alerts[k] {
@@ -330,22 +293,76 @@ func TestFaults(t *testing.T) {
 		if !ok || s.Threshold == 0 {
 			continue
 		}
-		ready++
+		r.ready++
 		switch {
 		case tr != "normal":
-			anomalies++
+			r.anomalies++
 			if !s.Alert || len(alerts[k]) == 0 {
-				missed++
-				if missed <= 5 {
+				r.missed++
+				if r.missed <= 5 {
 					t.Errorf("anomaly %s (%s) scored %.3f against threshold %.3f by version %d: no alert", k, tr, s.Score, s.Threshold, s.Version)
 				}
 			}
 		case s.Alert:
-			falseAlarms++
+			r.falseAlarms++
 		}
 	}
+	r.dead, r.ids = dead, len(ids)
 	t.Logf("%d records: %d missing, %d dead-lettered; %d scored with a threshold, %d anomalies among them, %d missed, %d false alarms; %d alert ids",
-		count, missing, len(dead), ready, anomalies, missed, falseAlarms, len(ids))
+		count, r.missing, len(dead), r.ready, r.anomalies, r.missed, r.falseAlarms, len(ids))
+	return r
+}
+
+// TestFaults streams records through the whole pipeline while it injects,
+// at random moments, kill -9 of a scorer, a trainer and the coordinator,
+// and a devkafka restart. Afterwards every produced record must be scored
+// or dead-lettered, every anomaly scored with a threshold must have an
+// alert, each record's alerts share one id, checkpoint versions never go
+// down, every process must have come back, and every process must stop
+// within 5 s of SIGTERM.
+func TestFaults(t *testing.T) {
+	const rate, count = 2500, 100_000 // 40 s of stream
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("RECON_E2E_SEED"), 10, 64); err == nil {
+		seed = s // replay a run's fault timing
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t.Logf("fault timing seed %d", seed)
+	p := startPipeline(t, rate, count)
+	pause := func(lo, hi float64) {
+		time.Sleep(time.Duration((lo + (hi-lo)*rng.Float64()) * float64(time.Second)))
+	}
+
+	waitFor(t, 60*time.Second, "a threshold", func() bool { return scrape(p.coordMetrics, "recon_coordinator_threshold") > 0 })
+	t.Logf("threshold %.3f at version %.0f", scrape(p.coordMetrics, "recon_coordinator_threshold"), scrape(p.coordMetrics, "recon_coordinator_checkpoint_version"))
+	faults := []func(){
+		func() { p.restart(p.scorers[rng.IntN(2)], false, 500*time.Millisecond) },
+		func() { p.restart(p.trainers[rng.IntN(2)], false, 500*time.Millisecond) },
+		func() { p.restart(p.coord, false, time.Second) },
+		func() { p.restart(p.devkafka, true, time.Second) },
+	}
+	rng.Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
+	for _, f := range faults {
+		pause(1, 4)
+		f()
+	}
+	// Every process came back: each serves again.
+	waitFor(t, 30*time.Second, "the coordinator to train again after the faults", func() bool {
+		return scrape(p.coordMetrics, "recon_coordinator_round") > 0 && scrape(p.coordMetrics, "recon_coordinator_workers") == 2
+	})
+	for i, m := range p.scorerMetrics {
+		waitFor(t, 30*time.Second, fmt.Sprintf("scorer-%d to score again", i+1), func() bool { return scrape(m, "recon_scorer_records_total") > 0 })
+	}
+	for i, m := range p.trainerMetrics {
+		waitFor(t, 30*time.Second, fmt.Sprintf("trainer-%d to send gradients again", i+1), func() bool { return scrape(m, "recon_worker_gradients_total") > 0 })
+	}
+	waitFor(t, 90*time.Second, "loadgen to finish", func() bool { return !p.load.Running() })
+	if !strings.Contains(p.load.LogText(), fmt.Sprintf("loadgen: %d records", count)) {
+		t.Fatalf("loadgen did not produce %d records: %s", count, p.load.LogText())
+	}
+
+	r := p.account(count)
+	missing, ready := r.missing, r.ready
 	if missing > 0 {
 		t.Errorf("%d records neither scored nor dead-lettered", missing)
 		if os.Getenv("RECON_E2E_DUMP") != "" { // group assignments and goroutine dumps, to debug a stall

@@ -49,7 +49,10 @@ func Permanent(err error) error {
 
 type permanentError struct{ error }
 
-func (p permanentError) Unwrap() error        { return p.error }
+// Unwrap returns the error marked permanent.
+func (p permanentError) Unwrap() error { return p.error }
+
+// Is matches ErrPermanent.
 func (p permanentError) Is(target error) bool { return target == ErrPermanent }
 
 // Exit prints err as one line prefixed by the command name and exits with
