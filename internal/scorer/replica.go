@@ -397,8 +397,11 @@ func (r *Replica) checkTopics(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil // stopping: consume ends at once
 		}
-		// The brokers are down: wait for them as the reader would.
-		r.cfg.Log.Warn("cannot check the topics: cannot reach Kafka; retrying with backoff", "brokers", strings.Join(r.cfg.Brokers, ","), "err", err, "in", backoff)
+		// The brokers are down: wait for them as the reader would, saying
+		// so once, and again each 30 s.
+		if backoff == 100*time.Millisecond || backoff == 30*time.Second {
+			r.cfg.Log.Warn("cannot reach Kafka; retrying with backoff (checking the topics at start)", "brokers", strings.Join(r.cfg.Brokers, ","), "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
