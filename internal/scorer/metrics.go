@@ -91,7 +91,7 @@ func (m *Metrics) setLag(prog map[int]stream.PartitionProgress) {
 }
 
 // observe records one published batch.
-func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duration, acked time.Time, version uint64) {
+func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duration, acked time.Time) {
 	n := len(msgs)
 	m.records.Add(float64(n))
 	m.alerts.Add(float64(len(out.Alerts)))
@@ -104,5 +104,4 @@ func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duratio
 			m.latency.Observe(acked.Sub(s.Msg.Time).Seconds())
 		}
 	}
-	m.version.Set(float64(version))
 }

@@ -122,7 +122,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.model.Store(m)
+		r.setModel(m)
 		cfg.Log.Info("scoring with the cached checkpoint", "version", m.Version)
 	} else if !errors.Is(err, checkpoint.ErrNotFound) {
 		return nil, err
@@ -164,6 +164,12 @@ func (r *Replica) Ready() error {
 	return nil
 }
 
+// setModel swaps m in; the version gauge follows at once, records or not.
+func (r *Replica) setModel(m *Model) {
+	r.model.Store(m)
+	r.cfg.Metrics.version.Set(float64(m.Version))
+}
+
 // Version returns the version scored with (0: none yet).
 func (r *Replica) Version() uint64 {
 	if m := r.model.Load(); m != nil {
@@ -179,18 +185,6 @@ func (r *Replica) Run(ctx context.Context) error {
 	} else if r.model.Load() == nil {
 		r.cfg.Log.Error("no model: the cache holds no checkpoint and no coordinator is configured, so this replica can never score (set --coordinator)")
 	}
-	go func() { // the version gauge follows the model, records or not
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			r.cfg.Metrics.version.Set(float64(r.Version()))
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
 	// No model, no consumption: records wait in Kafka.
 	for r.model.Load() == nil {
 		select {
@@ -290,7 +284,7 @@ func (r *Replica) consume(ctx context.Context) error {
 				close(failed)
 				continue
 			}
-			r.cfg.Metrics.observe(j.out, j.msgs, j.scoring, time.Now(), j.model.Version)
+			r.cfg.Metrics.observe(j.out, j.msgs, j.scoring, time.Now())
 			// A failed commit loses nothing: the output is out, and the
 			// records are re-delivered (scored again, alerts with the
 			// same ids) unless a later commit on their partitions covers
@@ -488,7 +482,7 @@ func (r *Replica) watch(ctx context.Context) {
 				if err2 := r.cfg.Cache.Put(c); err2 != nil && !errors.Is(err2, checkpoint.ErrNotNewer) {
 					r.cfg.Log.Warn("caching checkpoint", "version", c.GetVersion(), "err", err2)
 				}
-				r.model.Store(m)
+				r.setModel(m)
 				r.cfg.Log.Info("new checkpoint", "version", m.Version, "threshold", m.Threshold)
 			}
 		}

@@ -152,29 +152,44 @@ func (r *Reader) Watch(after time.Duration, ready func() bool) {
 	if after <= 0 {
 		return
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	r.mu.Lock()
-	if r.closed || r.stopWatch != nil {
-		r.mu.Unlock()
-		stop()
-		return
-	}
-	r.stopWatch, r.watched = stop, make(chan struct{})
-	r.mu.Unlock()
-	log := r.cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := r.log()
 	sw := &stuckWatch{security: r.cfg.Security, brokers: r.cfg.Brokers, group: r.cfg.Group, topic: r.cfg.Topic,
 		after: after, ready: ready, log: log}
-	go func() {
-		defer close(r.watched)
+	r.background(&r.stopWatch, &r.watched, func(ctx context.Context) {
 		for sw.wait(ctx) {
 			if err := r.Rejoin(); err != nil {
 				log.Warn("leaving the group to rejoin it", "group", r.cfg.Group, "err", err)
 			}
 		}
+	})
+}
+
+// background runs f in a goroutine that Close ends (through *stop) and
+// awaits (through *done), unless the reader is closed or *stop is set
+// already (one of each kind per reader).
+func (r *Reader) background(stop *context.CancelFunc, done *chan struct{}, f func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	if r.closed || *stop != nil {
+		r.mu.Unlock()
+		cancel()
+		return
+	}
+	ch := make(chan struct{})
+	*stop, *done = cancel, ch
+	r.mu.Unlock()
+	go func() {
+		defer close(ch)
+		f(ctx)
 	}()
+}
+
+// log returns the configured logger, or one that discards.
+func (r *Reader) log() *slog.Logger {
+	if r.cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.cfg.Logger
 }
 
 // Batch returns the next records: it blocks for the first, then gathers

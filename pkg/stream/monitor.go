@@ -36,21 +36,8 @@ func (r *Reader) Monitor(cfg MonitorConfig) {
 	if cfg.Every <= 0 {
 		cfg.Every = 5 * time.Second
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	r.mu.Lock()
-	if r.closed || r.stopMonitor != nil {
-		r.mu.Unlock()
-		stop()
-		return
-	}
-	r.stopMonitor, r.monitored = stop, make(chan struct{})
-	r.mu.Unlock()
-	log := r.cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	go func() {
-		defer close(r.monitored)
+	log := r.log()
+	r.background(&r.stopMonitor, &r.monitored, func(ctx context.Context) {
 		admin := r.cfg.Security.Admin(r.cfg.Brokers)
 		defer admin.Close()
 		t := time.NewTicker(cfg.Every)
@@ -98,7 +85,7 @@ func (r *Reader) Monitor(cfg MonitorConfig) {
 			}
 			last = prog
 		}
-	}()
+	})
 }
 
 // reset commits the first retained offset of each partition in parts for

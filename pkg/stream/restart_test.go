@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/recon-ad/recon/internal/testenv"
 )
 
 // broker is a kfake cluster that can be stopped and started again on the
@@ -69,24 +70,6 @@ func (b *broker) addrs() []string {
 	return []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port))}
 }
 
-// syncLog is a log buffer safe for the reader's goroutines.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // readKeys reads rd, committing each batch, until want keys are seen or
 // ctx ends; it returns the keys seen and Batch's first error.
 func readKeys(ctx context.Context, rd *Reader, want map[string]bool) (map[string]bool, error) {
@@ -134,7 +117,7 @@ func TestReaderWaitsOutALongOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	produce(t, ctx, b.addrs(), topic, 0, 50)
-	var logs syncLog
+	var logs testenv.LogBuffer
 	rd, err := NewReader(ReaderConfig{Brokers: b.addrs(), Topic: topic, Group: "g", StartFirst: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -210,7 +193,7 @@ func TestReaderReadsALogThatWentBack(t *testing.T) {
 	rd.Close()
 	produce(t, ctx, b.addrs(), topic, 100, 20)
 
-	var logs syncLog
+	var logs testenv.LogBuffer
 	rd2, err := NewReader(ReaderConfig{Brokers: b.addrs(), Topic: topic, Group: "g", StartFirst: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
