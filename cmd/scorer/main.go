@@ -234,7 +234,9 @@ func runReplica(ctx context.Context, args []string) error {
 	if err != nil {
 		return cli.Usagef("--format: %v", err)
 	}
-	store, err := checkpoint.Open(*cache, checkpoint.Options{Keep: 2, Logger: log})
+	// The cache is only a fallback: a damaged one is set aside (with a
+	// warning) and the model comes from the coordinator.
+	store, err := checkpoint.Open(*cache, checkpoint.Options{Keep: 2, SetAsideDamaged: true, Logger: log})
 	if err != nil {
 		return err
 	}
