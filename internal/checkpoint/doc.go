@@ -14,7 +14,31 @@
 // Keep plus the pinned. Latest skips corrupt entries (logging each) and
 // returns the newest valid one. bbolt takes an exclusive file lock, so a
 // second process opening the same file fails after LockTimeout with
-// ErrLocked instead of hanging.
+// ErrLocked instead of hanging. A bucket "meta" holds the store's ID, 16
+// random bytes in hex made at the first writable Open.
+//
+// A damaged bbolt file never panics. bbolt trusts its pages and panics (or
+// faults in its mmap) on a bad one, so Open first walks the file's tree
+// itself, in bounds, then runs bbolt's Check; every bbolt call runs under
+// recover with debug.SetPanicOnFault. Opened writable, a damaged file is
+// salvaged: Open looks through all of its bytes for checkpoint frames that
+// verify (a frame's checksum finds its end), writes them into a fresh file
+// that takes the old one's place, keeps the damaged file beside it as
+// path.damaged-<UTC time>, and logs one warning with how many checkpoints
+// it kept, the newest version and where the damaged copy is. Versions go on
+// growing past newer entries that did not verify. The ID is kept when the
+// live root page is readable, else a new one is made (the warning says
+// which). When no checkpoint verifies, Open returns an error wrapping
+// ErrDamaged and leaves the file alone; so does a read-only Open. With
+// Options.SetAsideDamaged (a cache) the damaged file is moved aside and an
+// empty store opened. Damage found after Open, a panic or fault in bbolt,
+// is an error wrapping ErrDamaged from that call and every later one: the
+// next Open salvages.
+//
+// Caveats: a salvage reads freed pages too, so a checkpoint that retention
+// had dropped can come back until the next Put; pins survive only when the
+// live root page is readable. A panic inside bbolt.Open leaks that file
+// handle (bbolt never returns it). Open reads the whole file once.
 //
 // Use:
 //
