@@ -121,6 +121,9 @@ func run(ctx context.Context, args []string) error {
 	defer store.Close()
 	reg := cli.Registry()
 	srv, err := coordinator.New(cfg, store, log, coordinator.NewMetrics(reg))
+	if errors.Is(err, coordinator.ErrSchema) {
+		return cli.Permanent(err) // exit 2: the store's model takes other features
+	}
 	if err != nil {
 		return err
 	}

@@ -411,6 +411,12 @@ func runWorker(ctx context.Context, args []string) error {
 		}
 	}
 	var src worker.Source
+	var (
+		schema     []string // feature names sent at join (nil: positional)
+		formatName string
+	)
+	reg := cli.Registry()
+	wm := worker.NewMetrics(reg)
 	switch *source {
 	case "synth":
 		if *synthP < 2 || *synthRank < 1 || *synthRank >= *synthP || *synthNoise < 0 || *synthAnom < 0 || *synthAnom >= 1 {
@@ -451,13 +457,16 @@ func runWorker(ctx context.Context, args []string) error {
 		}
 		defer rd.Close()
 		rd.Monitor(stream.MonitorConfig{}) // a log that went back is read again from its start
-		k := worker.NewKafka(ctx, rd, codec, log)
+		k := worker.NewKafka(ctx, rd, codec, log, wm)
+		if _, err := strconv.Atoi(*features); err != nil {
+			schema = names // named: the coordinator checks them against its model's
+		}
+		formatName = f.String()
 		k.WatchStuck(*stuckAfter)
 		src = k
 	default:
 		return cli.Usagef("--source %q: want synth, csv or kafka", *source)
 	}
-	reg := cli.Registry()
 	if _, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log); err != nil {
 		return err
 	}
@@ -466,12 +475,16 @@ func runWorker(ctx context.Context, args []string) error {
 		return cli.Usagef("--coordinator %q: %v", *addr, err)
 	}
 	defer conn.Close()
-	w, err := worker.New(worker.Config{ID: *id, Conn: conn, Source: src, Log: log, Seed: *seed, Replay: *replay, ReplaySize: *replaySize, RoundDelay: *delay, Metrics: worker.NewMetrics(reg)})
+	w, err := worker.New(worker.Config{ID: *id, Conn: conn, Source: src, Log: log, Seed: *seed, Replay: *replay, ReplaySize: *replaySize, RoundDelay: *delay, Metrics: wm,
+		Features: schema, Format: formatName})
 	if err != nil {
 		return err
 	}
 	log.Info("worker starting", "id", *id, "coordinator", *addr, "source", *source)
 	err = w.Run(ctx)
+	if errors.Is(err, worker.ErrRefused) {
+		err = cli.Permanent(err) // exit 2: restarting would be refused again
+	}
 	if k, ok := src.(*worker.Kafka); ok {
 		// Commit the offsets of every accepted gradient's records.
 		if !k.Drain(3 * time.Second) {

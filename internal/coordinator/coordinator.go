@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +106,8 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Features) != 0 && len(c.Features) != c.Spec.Input:
 		return fmt.Errorf("%d feature names for input width %d", len(c.Features), c.Spec.Input)
+	case duplicate(c.Features) != "":
+		return fmt.Errorf("feature %q is named twice", duplicate(c.Features))
 	case c.LR <= 0:
 		return fmt.Errorf("learning rate %v: must be positive", c.LR)
 	case c.Batch < 1:
@@ -207,6 +210,10 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 		l, err := checkpoint.Load(latest)
 		if err != nil {
 			return nil, err
+		}
+		if why := compareSchema(l.Model.Spec().Input, l.Features, cfg.Spec.Input, cfg.Features); why != "" {
+			return nil, fmt.Errorf("%w: --features gives %s (the model of checkpoint %d in %s): start with the features it was trained on, or use another --store",
+				ErrSchema, strings.Replace(why, "the model takes", "but the model takes", 1), latest.GetVersion(), store.Path())
 		}
 		if l.Model.NumParams() != m.NumParams() || l.Model.Spec().Input != cfg.Spec.Input {
 			return nil, fmt.Errorf("coordinator: checkpoint %d in %s is a different model (%d parameters) than configured (%d); use another store",
@@ -456,6 +463,15 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 	}
 	if len(res.Missing) > 0 {
 		s.log.Info("round completed without some members", "round", res.Round, "missing", res.Missing)
+	}
+	for _, id := range res.Benched {
+		why := fmt.Sprintf("benched: no gradient by the deadline (%v) in %d completed rounds in a row; rounds go on without waiting for this worker until one of its gradients comes in time",
+			s.cfg.Deadline, s.machine.MaxMisses())
+		s.metrics.benched.Inc()
+		s.log.Warn("worker benched: rounds no longer wait for it", "worker", id, "round", res.Round, "why", why)
+		if ss := s.sessions[id]; ss != nil {
+			s.send(ss, &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Reply{Reply: &reconv1.GradientReply{Round: res.Round, Reason: why}}})
+		}
 	}
 }
 

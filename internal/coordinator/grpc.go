@@ -32,6 +32,11 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 		return status.Error(codes.InvalidArgument, "the first message of a Train session must be Join with a worker id")
 	}
 	id := join.GetWorkerId()
+	if why := s.joinMismatch(join); why != "" {
+		s.metrics.refused.Inc()
+		s.log.Warn("worker refused: its record schema does not match the model's", "worker", id, "format", join.GetFormat(), "why", why)
+		return status.Error(codes.FailedPrecondition, why)
+	}
 	ss := &session{id: id, out: make(chan *reconv1.CoordinatorMessage, sessionBuffer)}
 
 	s.mu.Lock()
@@ -50,7 +55,7 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 	}
 	s.mu.Unlock()
 	s.ring()
-	s.log.Info("worker joined", "worker", id)
+	s.log.Info("worker joined", "worker", id, "format", join.GetFormat())
 
 	// Sender: drains the session's queue until the session is ended.
 	sendErr := make(chan error, 1)
@@ -142,9 +147,13 @@ func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {
 			held = nil // malformed: the gradient still counts, its held-out records do not
 		}
 		s.mu.Lock()
+		benched := s.machine.Benched(ss.id)
 		err := s.machine.Submit(ss.id, g.GetRound(), &round.Gradient{
 			Samples: int(min(g.GetSamples(), 1<<40)), Loss: g.GetLoss(), Values: g.GetValues(), Extra: g.GetExtra(),
 		}, now)
+		if benched && !s.machine.Benched(ss.id) {
+			s.log.Info("benched worker sent a gradient in time: rounds wait for it again", "worker", ss.id, "round", g.GetRound())
+		}
 		reply := &reconv1.GradientReply{Round: g.GetRound(), Accepted: err == nil}
 		if err != nil {
 			reply.Reason = err.Error()

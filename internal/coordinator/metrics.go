@@ -18,6 +18,10 @@ type Metrics struct {
 	settled      prometheus.Gauge
 	records      prometheus.Counter
 	drifted      prometheus.Gauge
+	refused      prometheus.Counter
+	benched      prometheus.Counter
+	ckFailures   prometheus.Counter
+	ckFailing    prometheus.Gauge
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered, for tests).
@@ -28,19 +32,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		abandoned: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_rounds_abandoned_total", Help: "Rounds abandoned at their deadline with too few gradients."}),
 		roundSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_coordinator_round_duration_seconds",
 			Help: "Time from a round's start to its completion.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		members:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_workers", Help: "Workers joined."}),
-		rejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_coordinator_gradients_rejected_total", Help: "Gradients rejected, by reason."}, []string{"reason"}),
-		loss:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_loss", Help: "Sample-weighted mean training objective of the last round."}),
-		samples:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_samples_total", Help: "Training records behind applied gradients."}),
-		version:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_version", Help: "Newest checkpoint version written."}),
-		threshold: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_threshold", Help: "Current alert threshold."}),
-		heldout:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_heldout_scores", Help: "Held-out records in the calibration window (the first threshold needs 500)."}),
-		records:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_records_total", Help: "New stream records read by trainers for accepted gradients (held-out ones included)."}),
-		drifted:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_normalizer_drifted_features", Help: "Features whose held-out records no longer fit the normalizer frozen at warm-up (mean beyond 3 sd, or spread off by a factor 3)."}),
-		settled:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_settled", Help: "1 once the first threshold is set (training settled or the record bound reached), else 0."}),
+		members:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_workers", Help: "Workers joined."}),
+		rejected:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_coordinator_gradients_rejected_total", Help: "Gradients rejected, by reason."}, []string{"reason"}),
+		loss:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_loss", Help: "Sample-weighted mean training objective of the last round."}),
+		samples:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_samples_total", Help: "Training records behind applied gradients."}),
+		version:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_version", Help: "Newest checkpoint version written."}),
+		threshold:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_threshold", Help: "Current alert threshold."}),
+		heldout:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_heldout_scores", Help: "Held-out records in the calibration window (the first threshold needs 500)."}),
+		records:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_records_total", Help: "New stream records read by trainers for accepted gradients (held-out ones included)."}),
+		drifted:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_normalizer_drifted_features", Help: "Features whose held-out records no longer fit the normalizer frozen at warm-up (mean beyond 3 sd, or spread off by a factor 3)."}),
+		refused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_joins_refused_total", Help: "Worker joins refused because their record schema (width or feature names) does not match the model's."}),
+		benched:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_members_benched_total", Help: "Times a worker was taken out of the rounds for sending no gradient in several rounds in a row."}),
+		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_checkpoint_write_failures_total", Help: "Checkpoint writes that failed (a full disk, a damaged store); training goes on and the write is retried."}),
+		ckFailing:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_failing", Help: "1 while the last checkpoint write failed, else 0."}),
+		settled:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_settled", Help: "1 once the first threshold is set (training settled or the record bound reached), else 0."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.records, m.drifted)
+		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.records, m.drifted,
+			m.refused, m.benched, m.ckFailures, m.ckFailing)
 	}
 	return m
 }

@@ -29,6 +29,10 @@ type Config struct {
 	MinWorkers int           // gradients needed to complete a round at its deadline (default 1)
 	Deadline   time.Duration // how long a round waits for all its members (default 5 s)
 	Lease      time.Duration // silence after which a worker is dropped (default 3 x Deadline)
+	// MaxMisses is how many completed rounds in a row a member may miss
+	// before it is benched (default 3): later rounds are still sent to it
+	// but do not wait for it, until a gradient of it arrives in time.
+	MaxMisses int
 }
 
 // Validate reports whether the config can run, after defaults.
@@ -55,6 +59,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Lease == 0 {
 		c.Lease = 3 * c.Deadline
+	}
+	if c.MaxMisses == 0 {
+		c.MaxMisses = 3
 	}
 	return c
 }
@@ -108,6 +115,10 @@ type Result struct {
 	Samples      int       // total records
 	Contributors []string  // workers whose gradients were averaged, sorted
 	Missing      []string  // members that did not submit in time, sorted
+	// Benched are the members this round benched: they have now missed
+	// MaxMisses completed rounds in a row. Later rounds do not wait for
+	// them until one of their gradients arrives in time.
+	Benched []string
 }
 
 type worker struct {
@@ -116,13 +127,19 @@ type worker struct {
 
 // Machine is the round state machine. The zero value is not usable; call New.
 type Machine struct {
-	cfg      Config
-	round    uint64
-	open     bool
-	started  time.Time
-	known    map[string]*worker   // every joined worker
-	members  map[string]bool      // this round's members
-	grads    map[string]*Gradient // this round's submissions
+	cfg     Config
+	round   uint64
+	open    bool
+	started time.Time
+	known   map[string]*worker // every joined worker
+	// This round's members: true for those it waits for, false for the
+	// benched, who are sent the round and may submit to it.
+	members map[string]bool
+	grads   map[string]*Gradient // this round's submissions
+	// Completed rounds missed in a row, by worker; kept across a drop
+	// and a rejoin, so a worker that keeps timing out stays benched.
+	misses   map[string]int
+	starts   [startsKept]time.Time // recent rounds' start times, by round % startsKept
 	rejected map[Reason]int
 	dropped  int
 }
@@ -136,7 +153,7 @@ func New(cfg Config, next uint64) (*Machine, error) {
 		return nil, err
 	}
 	return &Machine{cfg: cfg, round: next, known: map[string]*worker{}, members: map[string]bool{},
-		grads: map[string]*Gradient{}, rejected: map[Reason]int{}}, nil
+		grads: map[string]*Gradient{}, rejected: map[Reason]int{}, misses: map[string]int{}}, nil
 }
 
 // Join records that worker id wants to train; it becomes a member at the
@@ -153,7 +170,7 @@ func (m *Machine) Join(id string, now time.Time) {
 // no longer waits for it.
 func (m *Machine) Leave(id string) {
 	delete(m.known, id)
-	if m.members[id] && m.grads[id] == nil {
+	if m.isMember(id) && m.grads[id] == nil {
 		delete(m.members, id)
 	}
 }
@@ -184,7 +201,8 @@ func (m *Machine) Len() int { return len(m.known) }
 // Round returns the current round number and whether it is open.
 func (m *Machine) Round() (uint64, bool) { return m.round, m.open }
 
-// Members returns the open round's members, sorted.
+// Members returns the open round's members, sorted: everyone it is sent
+// to, the benched included.
 func (m *Machine) Members() []string {
 	ids := make([]string, 0, len(m.members))
 	for id := range m.members {
@@ -217,10 +235,11 @@ func (m *Machine) Start(now time.Time) (round uint64, ok bool) {
 	m.round++
 	m.open = true
 	m.started = now
+	m.starts[m.round%startsKept] = now
 	clear(m.members)
 	clear(m.grads)
 	for id := range m.known {
-		m.members[id] = true
+		m.members[id] = m.misses[id] < m.cfg.MaxMisses
 	}
 	return m.round, true
 }
@@ -232,6 +251,11 @@ func (m *Machine) Submit(id string, r uint64, g *Gradient, now time.Time) error 
 	if w, ok := m.known[id]; ok {
 		w.lastSeen = now
 	}
+	if m.Benched(id) && r <= m.round && m.round-r < startsKept && now.Sub(m.starts[r%startsKept]) <= m.cfg.Deadline {
+		// Within the deadline of the round it answers: it would have
+		// made it, so rounds wait for it again from the next one on.
+		delete(m.misses, id)
+	}
 	reject := func(reason Reason, format string, a ...any) error {
 		m.rejected[reason]++
 		return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
@@ -239,7 +263,7 @@ func (m *Machine) Submit(id string, r uint64, g *Gradient, now time.Time) error 
 	switch {
 	case !m.open || r != m.round:
 		return reject(WrongRound, "worker %s sent round %d, open round is %d (open: %v)", id, r, m.round, m.open)
-	case !m.members[id]:
+	case !m.isMember(id):
 		return reject(UnknownMember, "worker %s is not a member of round %d", id, r)
 	case m.grads[id] != nil:
 		return reject(Duplicate, "worker %s already sent round %d", id, r)
@@ -268,6 +292,19 @@ func (m *Machine) Submit(id string, r uint64, g *Gradient, now time.Time) error 
 	return nil
 }
 
+// startsKept is how many recent rounds' start times a machine keeps, to
+// tell whether a benched worker's late gradient came within its round's
+// deadline.
+const startsKept = 64
+
+func (m *Machine) isMember(id string) bool { _, ok := m.members[id]; return ok }
+
+// MaxMisses returns the rounds in a row a member may miss before it is benched.
+func (m *Machine) MaxMisses() int { return m.cfg.MaxMisses }
+
+// Benched reports whether worker id is benched: rounds do not wait for it.
+func (m *Machine) Benched(id string) bool { return m.misses[id] >= m.cfg.MaxMisses }
+
 // Tick advances time: it drops workers silent past their lease and, when
 // the open round is complete (all members in, or the deadline passed with
 // at least MinWorkers gradients), closes it and returns its result. A round
@@ -278,7 +315,16 @@ func (m *Machine) Tick(now time.Time) (res *Result, abandoned bool) {
 	if !m.open {
 		return nil, false
 	}
-	all := len(m.members) > 0 && len(m.grads) == len(m.members)
+	waited, in := 0, 0
+	for id, wait := range m.members {
+		if wait {
+			waited++
+			if m.grads[id] != nil {
+				in++
+			}
+		}
+	}
+	all := waited > 0 && in == waited
 	late := now.Sub(m.started) >= m.cfg.Deadline
 	switch {
 	case all || (late && len(m.grads) >= m.cfg.MinWorkers):
@@ -326,6 +372,21 @@ func (m *Machine) expire(now time.Time) {
 	}
 }
 
+// count updates the misses of a completed round's members: a gradient in
+// time clears them, a missing one adds one, and reaching MaxMisses
+// benches the member (listed in res.Benched).
+func (m *Machine) count(res *Result) {
+	for _, id := range res.Contributors {
+		delete(m.misses, id)
+	}
+	for _, id := range res.Missing {
+		m.misses[id]++
+		if m.misses[id] == m.cfg.MaxMisses {
+			res.Benched = append(res.Benched, id)
+		}
+	}
+}
+
 func (m *Machine) aggregate() *Result {
 	ids := make([]string, 0, len(m.grads))
 	for id := range m.grads {
@@ -351,11 +412,12 @@ func (m *Machine) aggregate() *Result {
 		}
 		res.Loss += w * g.Loss
 	}
-	for id := range m.members {
-		if m.grads[id] == nil {
+	for id, wait := range m.members {
+		if wait && m.grads[id] == nil {
 			res.Missing = append(res.Missing, id)
 		}
 	}
 	slices.Sort(res.Missing)
+	m.count(res)
 	return res
 }

@@ -247,3 +247,98 @@ func TestResizeBetweenRounds(t *testing.T) {
 		t.Error("member lost, or Resize(0) accepted")
 	}
 }
+
+// A member that misses MaxMisses completed rounds in a row is benched:
+// later rounds are still sent to it but complete without waiting for it;
+// a lease drop and a rejoin keep it benched; a gradient of it within its
+// round's deadline, even after the round closed, makes rounds wait for it
+// again.
+func TestSilentMemberIsBenched(t *testing.T) {
+	m := newMachine(t, 1) // deadline 1 s, lease 3 s, MaxMisses 3
+	now := t0
+	m.Join("fast", now)
+	m.Join("stuck", now)
+	var benched []string
+	for i := range 3 {
+		r, ok := m.Start(now)
+		if !ok {
+			t.Fatalf("round %d did not start", i)
+		}
+		m.Submit("fast", r, grad(1, 1, 1), now)
+		if res, _ := m.Tick(now.Add(500 * time.Millisecond)); res != nil {
+			t.Fatalf("round %d completed before its deadline without a waited-for member", r)
+		}
+		now = now.Add(1100 * time.Millisecond)
+		m.Heartbeat("stuck", now) // alive (say reading warm-up), just sends no gradient
+		res, _ := m.Tick(now)
+		if res == nil || !slices.Equal(res.Missing, []string{"stuck"}) {
+			t.Fatalf("round %d: result %+v, want stuck missing", r, res)
+		}
+		benched = append(benched, res.Benched...)
+		if want := i == 2; m.Benched("stuck") != want {
+			t.Fatalf("after %d missed rounds benched = %v", i+1, !want)
+		}
+	}
+	if !slices.Equal(benched, []string{"stuck"}) {
+		t.Fatalf("benched %v, want stuck once, in the third round", benched)
+	}
+	// Benched: the round is sent to it but completes on fast's gradient alone.
+	r, _ := m.Start(now)
+	if !slices.Equal(m.Members(), []string{"fast", "stuck"}) {
+		t.Errorf("members %v: the benched worker must still be sent the round", m.Members())
+	}
+	m.Submit("fast", r, grad(1, 1, 1), now)
+	if res, _ := m.Tick(now); res == nil || len(res.Missing) != 0 {
+		t.Fatalf("round with a benched member did not complete at once: %+v", res)
+	}
+	// Dropped for silence past the lease, then rejoining: still benched.
+	now = now.Add(4 * time.Second)
+	m.Heartbeat("fast", now)
+	m.Tick(now)
+	if m.Joined("stuck") {
+		t.Fatal("stuck not dropped after its lease")
+	}
+	m.Join("stuck", now)
+	if !m.Benched("stuck") {
+		t.Fatal("a rejoin unbenched a worker that never sent a gradient")
+	}
+	// Its gradient for a round that already closed, but within that
+	// round's deadline: it would have made it, so it is waited for again.
+	r, _ = m.Start(now)
+	m.Submit("fast", r, grad(1, 1, 1), now)
+	m.Tick(now)
+	if err := m.Submit("stuck", r, grad(1, 1, 1), now.Add(200*time.Millisecond)); !errors.Is(err, ErrRejected) {
+		t.Fatalf("a gradient for a closed round was accepted: %v", err)
+	}
+	if m.Benched("stuck") {
+		t.Fatal("a gradient within its round's deadline did not unbench the worker")
+	}
+	r, _ = m.Start(now.Add(300 * time.Millisecond))
+	m.Submit("fast", r, grad(1, 1, 1), now.Add(300*time.Millisecond))
+	if res, _ := m.Tick(now.Add(400 * time.Millisecond)); res != nil {
+		t.Fatal("the round did not wait for the unbenched worker")
+	}
+}
+
+// A benched worker whose gradient arrives past its round's deadline stays
+// benched: it would still have held the rounds up.
+func TestLateGradientKeepsWorkerBenched(t *testing.T) {
+	m := newMachine(t, 1)
+	now := t0
+	m.Join("fast", now)
+	m.Join("slow", now)
+	for range 3 {
+		r, _ := m.Start(now)
+		m.Submit("fast", r, grad(1, 1, 1), now)
+		now = now.Add(1100 * time.Millisecond)
+		m.Heartbeat("slow", now)
+		m.Tick(now)
+	}
+	r, _ := m.Start(now)
+	m.Submit("fast", r, grad(1, 1, 1), now)
+	m.Tick(now)
+	m.Submit("slow", r, grad(1, 1, 1), now.Add(1500*time.Millisecond))
+	if !m.Benched("slow") {
+		t.Error("a gradient 1.5 s into a 1 s round unbenched the worker")
+	}
+}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -42,12 +43,38 @@ type Kafka struct {
 	acceptedAt time.Time     // when a round was last accepted
 	skipped    int           // records that did not decode (Stats)
 	committed  int           // records whose offsets were committed (Stats)
+	metrics    *Metrics
+	// The decode share of the records handed out since winStart: a
+	// large share that does not decode is warned about (a wrong --format).
+	winTotal, winBad int
+	winErr           error // the window's first decode error
+	warnedAt         time.Time
 }
 
-// NewKafka returns a Kafka source; ctx bounds its fetches.
-// A goroutine prefetches batches until ctx ends.
-func NewKafka(ctx context.Context, r *stream.Reader, codec *stream.Codec, log *slog.Logger) *Kafka {
-	k := &Kafka{ctx: ctx, r: r, codec: codec, log: log, pending: map[uint64][]kafka.Message{}, batches: make(chan []kafka.Message, 4)}
+// Decode-share warning: judged over decodeWindow records, warned about
+// when more than half fail, at most once per decodeWarnEvery.
+const (
+	decodeWindow    = 1000
+	decodeWarnEvery = time.Minute
+)
+
+// CheckRecords waits up to checkWait for at least checkMin records and
+// fails when none of those decodes: the format or the feature names
+// cannot be right, and joining would only stall the rounds. With fewer
+// records by then it passes, and the decode-share warning watches on.
+const (
+	checkWait = 10 * time.Second
+	checkMin  = 20
+)
+
+// NewKafka returns a Kafka source; ctx bounds its fetches. m counts its
+// records (nil: unregistered counters). A goroutine prefetches batches
+// until ctx ends.
+func NewKafka(ctx context.Context, r *stream.Reader, codec *stream.Codec, log *slog.Logger, m *Metrics) *Kafka {
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	k := &Kafka{ctx: ctx, r: r, codec: codec, log: log, metrics: m, pending: map[uint64][]kafka.Message{}, batches: make(chan []kafka.Message, 4)}
 	go k.prefetch()
 	return k
 }
@@ -162,13 +189,91 @@ func (k *Kafka) fill(dst []float64, n int) int {
 		m := k.buf[0]
 		k.buf = k.buf[1:]
 		k.handed = append(k.handed, m)
-		if err := k.codec.Decode(dst[n*p:(n+1)*p], m.Value); err != nil {
-			k.skipped++
+		err := k.codec.Decode(dst[n*p:(n+1)*p], m.Value)
+		k.count(m, err)
+		if err != nil {
 			continue
 		}
 		n++
 	}
 	return n
+}
+
+// count records one handed-out record's decoding in the counters and the
+// decode-share window, warning when most of a window failed (k.mu held).
+func (k *Kafka) count(m kafka.Message, err error) {
+	k.metrics.consumed.Inc()
+	k.winTotal++
+	if err != nil {
+		k.skipped++
+		k.winBad++
+		reason := "other"
+		var de *stream.DecodeError
+		if errors.As(err, &de) {
+			reason = string(de.Reason)
+		}
+		k.metrics.undecodable.WithLabelValues(reason).Inc()
+		if k.winErr == nil {
+			k.winErr = fmt.Errorf("partition %d offset %d: %w", m.Partition, m.Offset, err)
+		}
+	}
+	if k.winTotal < decodeWindow {
+		return
+	}
+	if 2*k.winBad > k.winTotal && time.Since(k.warnedAt) >= decodeWarnEvery {
+		k.warnedAt = time.Now()
+		k.log.Warn("most training records do not decode: is --format or --features wrong?", "topic", m.Topic,
+			"undecodable", k.winBad, "of", k.winTotal, "format", k.codec.Format().String(), "first", k.winErr)
+	}
+	k.winTotal, k.winBad, k.winErr = 0, 0, nil
+}
+
+// CheckRecords implements Checker: it waits up to checkWait for checkMin
+// records and fails when none of them decodes. The records stay for
+// training.
+func (k *Kafka) CheckRecords(ctx context.Context) error {
+	deadline := time.NewTimer(checkWait)
+	defer deadline.Stop()
+	for {
+		k.mu.Lock()
+		have := len(k.buf)
+		k.mu.Unlock()
+		if have >= checkMin {
+			break
+		}
+		select {
+		case b, ok := <-k.batches:
+			if !ok {
+				return nil // stopping: Run finds out
+			}
+			k.mu.Lock()
+			k.buf = append(k.buf, b...)
+			k.mu.Unlock()
+			continue
+		case <-deadline.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		break
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.buf) < checkMin {
+		return nil
+	}
+	dst := make([]float64, k.codec.Width())
+	var first error
+	for _, m := range k.buf {
+		err := k.codec.Decode(dst, m.Value)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = fmt.Errorf("partition %d offset %d: %w", m.Partition, m.Offset, err)
+		}
+	}
+	return fmt.Errorf("none of the first %d records of %s decodes as %s with these %d features (%s): is --format or --features wrong?",
+		len(k.buf), k.buf[0].Topic, k.codec.Format(), k.codec.Width(), first)
 }
 
 var errStop = errors.New("kafka source stopped")

@@ -58,7 +58,7 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks := worker.NewKafka(wctx, rd, codec, log)
+	ks := worker.NewKafka(wctx, rd, codec, log, nil)
 	wk, err := worker.New(worker.Config{ID: "k1", Conn: conn, Log: log, Source: ks})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
@@ -71,12 +73,32 @@ type Config struct {
 	HeldOut func(round uint64, scores []float64)
 	// Metrics, when set, counts the worker's work.
 	Metrics *Metrics
+	// Features are the source's feature names in record order, sent at
+	// join for the coordinator to check against its model's (nil:
+	// positional records, only the width is checked). Format names the
+	// records' format, for the coordinator's log.
+	Features []string
+	Format   string
+}
+
+// ErrRefused is wrapped by Run's error when the coordinator refuses this
+// worker for good (its records do not fit the model) or its source
+// cannot be read as configured: retrying cannot cure it.
+var ErrRefused = errors.New("refused")
+
+// Checker is a Source that can tell, before the worker joins, that its
+// records cannot be read as configured (a wrong format): Run calls
+// CheckRecords once and stops with ErrRefused when it fails.
+type Checker interface {
+	CheckRecords(ctx context.Context) error
 }
 
 // Metrics are a worker's Prometheus metrics.
 type Metrics struct {
 	rounds, rejected, skipped, sessions prometheus.Counter
 	compute                             prometheus.Histogram
+	consumed                            prometheus.Counter     // Kafka source: records handed to training
+	undecodable                         *prometheus.CounterVec // Kafka source: those that did not decode, by reason
 }
 
 // NewMetrics registers worker metrics on reg.
@@ -88,9 +110,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_sessions_total", Help: "Sessions opened with the coordinator."}),
 		compute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_worker_gradient_seconds", Help: "Time to compute one round's gradient.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_records_consumed_total", Help: "Stream records read for training (decoded or not)."}),
+		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_worker_records_undecodable_total",
+			Help: "Stream records that did not decode and were skipped, by reason (bad_json, missing_field, wrong_width, ...)."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute)
+		reg.MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute, m.consumed, m.undecodable)
 	}
 	return m
 }
@@ -150,6 +175,14 @@ func (w *Worker) Stats() Stats { return w.stats }
 // Run holds sessions with the coordinator until ctx ends or the source is
 // exhausted, reconnecting with jittered exponential backoff.
 func (w *Worker) Run(ctx context.Context) error {
+	if c, ok := w.cfg.Source.(Checker); ok {
+		if err := c.CheckRecords(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+	}
 	backoff := w.cfg.MinBackoff
 	for {
 		start := time.Now()
@@ -159,6 +192,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, errExhausted) {
 			return nil // the source is exhausted
+		}
+		if errors.Is(err, ErrRefused) {
+			return err
 		}
 		if time.Since(start) > 10*w.cfg.MaxBackoff {
 			backoff = w.cfg.MinBackoff // a long session: start over
@@ -181,7 +217,8 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Join{Join: &reconv1.Join{WorkerId: w.cfg.ID}}}); err != nil {
+	join := &reconv1.Join{WorkerId: w.cfg.ID, Width: uint32(w.cfg.Source.Width()), Features: w.cfg.Features, Format: w.cfg.Format}
+	if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Join{Join: join}}); err != nil {
 		return err
 	}
 	w.stats.Sessions++
@@ -193,6 +230,9 @@ func (w *Worker) session(ctx context.Context) error {
 	)
 	for {
 		msg, err := stream.Recv()
+		if status.Code(err) == codes.FailedPrecondition {
+			return fmt.Errorf("%w by the coordinator: %s", ErrRefused, status.Convert(err).Message())
+		}
 		if err != nil {
 			return err
 		}
@@ -205,7 +245,7 @@ func (w *Worker) session(ctx context.Context) error {
 				return fmt.Errorf("coordinator sent a bad model spec: %w", err)
 			}
 			if spec.Input != w.cfg.Source.Width() {
-				return fmt.Errorf("coordinator's model takes %d features, this worker's source has %d", spec.Input, w.cfg.Source.Width())
+				return fmt.Errorf("%w: the coordinator's model takes %d features, this worker's records have %d", ErrRefused, spec.Input, w.cfg.Source.Width())
 			}
 			if model, err = ae.New(spec); err != nil {
 				return err
@@ -261,7 +301,7 @@ func (w *Worker) session(ctx context.Context) error {
 			if !m.Reply.GetAccepted() {
 				w.stats.Rejected++
 				w.cfg.Metrics.rejected.Inc()
-				w.cfg.Log.Info("gradient rejected", "worker", w.cfg.ID, "round", m.Reply.GetRound(), "reason", m.Reply.GetReason())
+				w.cfg.Log.Warn("gradient rejected", "worker", w.cfg.ID, "round", m.Reply.GetRound(), "reason", m.Reply.GetReason())
 			}
 		}
 	}

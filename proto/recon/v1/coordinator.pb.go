@@ -142,8 +142,15 @@ func (*WorkerMessage_Leave) isWorkerMessage_Msg() {}
 
 // Join opens a session.
 type Join struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // unique per worker process
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // unique per worker process
+	// The worker's record schema. The coordinator refuses a join whose
+	// width differs from its model's, or whose names differ from the
+	// model's named features (in order), with FAILED_PRECONDITION: a
+	// permanent refusal the worker does not retry.
+	Width         uint32   `protobuf:"varint,2,opt,name=width,proto3" json:"width,omitempty"`      // record width (0: not said)
+	Features      []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"` // feature names in record order (empty: positional)
+	Format        string   `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`     // record format (json-object, json-array, csv; empty: not a stream)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,6 +188,27 @@ func (*Join) Descriptor() ([]byte, []int) {
 func (x *Join) GetWorkerId() string {
 	if x != nil {
 		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *Join) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *Join) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *Join) GetFormat() string {
+	if x != nil {
+		return x.Format
 	}
 	return ""
 }
@@ -1171,9 +1199,12 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\x06warmup\x18\x02 \x01(\v2\x15.recon.v1.WarmupStatsH\x00R\x06warmup\x125\n" +
 	"\bgradient\x18\x03 \x01(\v2\x17.recon.v1.RoundGradientH\x00R\bgradient\x12'\n" +
 	"\x05leave\x18\x04 \x01(\v2\x0f.recon.v1.LeaveH\x00R\x05leaveB\x05\n" +
-	"\x03msg\"#\n" +
+	"\x03msg\"m\n" +
 	"\x04Join\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\a\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05width\x18\x02 \x01(\rR\x05width\x12\x1a\n" +
+	"\bfeatures\x18\x03 \x03(\tR\bfeatures\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\"\a\n" +
 	"\x05Leave\"f\n" +
 	"\vWarmupStats\x12*\n" +
 	"\x05stats\x18\x01 \x01(\v2\x14.recon.v1.NormalizerR\x05stats\x12+\n" +
