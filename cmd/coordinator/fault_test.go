@@ -40,6 +40,7 @@ type proc struct {
 	log string
 }
 
+// start runs binary name (from binDir unless an absolute path) in dir.
 func start(t *testing.T, dir, name, logName string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(dir, logName)
@@ -47,7 +48,11 @@ func start(t *testing.T, dir, name, logName string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	bin := name
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(binDir, name)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

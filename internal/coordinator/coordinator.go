@@ -152,6 +152,10 @@ type Server struct {
 	watchers  map[chan *reconv1.Checkpoint]struct{}
 	lastCkAt  time.Time
 	ckRound   uint64 // round of the last checkpoint
+	// Failing checkpoint writes (a full disk): since when, the next try,
+	// the wait before the one after, and when it was last warned about.
+	ckFailingSince, ckRetryAt, ckWarnedAt time.Time
+	ckBackoff                             time.Duration
 	stopped   bool
 }
 
@@ -344,7 +348,9 @@ func (s *Server) stop() error {
 	if s.norm != nil {
 		r, _ := s.machine.Round()
 		if r > s.ckRound || s.latest == nil {
-			err = s.checkpointLocked(time.Now())
+			if err = s.checkpointLocked(time.Now()); err != nil {
+				err = fmt.Errorf("coordinator: the final checkpoint was not written, so the rounds after version %d (round %d) are lost: %w", s.version, s.ckRound, err)
+			}
 		}
 	}
 	for id, ss := range s.sessions {
@@ -382,8 +388,8 @@ func (s *Server) step(now time.Time) (bool, error) {
 	}
 	if res != nil && s.cfg.CheckpointRounds > 0 && res.Round-s.ckRound >= uint64(s.cfg.CheckpointRounds) ||
 		s.cfg.CheckpointInterval > 0 && now.Sub(s.lastCkAt) >= s.cfg.CheckpointInterval && s.latestRound() > s.ckRound {
-		if err := s.checkpointLocked(now); err != nil {
-			return false, err
+		if now.After(s.ckRetryAt) {
+			s.periodicCheckpoint(now)
 		}
 	}
 	if res != nil && s.cfg.MaxRounds > 0 && res.Round >= s.cfg.MaxRounds {
@@ -575,6 +581,43 @@ func (s *Server) recalibrate(round uint64) {
 			s.log.Warn("the first threshold rests on few distinct held-out records: its alert rate is rough until more arrive",
 				"held_out", u.Rows, "want", s.cal.Config().MinRows)
 		}
+	}
+}
+
+// Retries of a failing checkpoint write: the wait starts at ckRetryMin
+// and doubles to ckRetryMax; the warning repeats every ckWarnEvery.
+const (
+	ckRetryMin  = time.Second
+	ckRetryMax  = 30 * time.Second
+	ckWarnEvery = time.Minute
+)
+
+// periodicCheckpoint writes a checkpoint in the course of training. A
+// failed write (a full disk, a damaged store) does not stop training: it
+// is counted, warned about once a minute, and retried with backoff; the
+// version is published only once stored.
+func (s *Server) periodicCheckpoint(now time.Time) {
+	err := s.checkpointLocked(now)
+	if err == nil {
+		if !s.ckFailingSince.IsZero() {
+			s.log.Info("checkpoint written again", "version", s.version, "failed_for", now.Sub(s.ckFailingSince).Round(time.Second))
+		}
+		s.ckFailingSince, s.ckRetryAt, s.ckBackoff = time.Time{}, time.Time{}, 0
+		s.metrics.ckFailing.Set(0)
+		return
+	}
+	s.metrics.ckFailures.Inc()
+	s.metrics.ckFailing.Set(1)
+	if s.ckFailingSince.IsZero() {
+		s.ckFailingSince, s.ckWarnedAt = now, time.Time{}
+	}
+	s.ckBackoff = min(max(2*s.ckBackoff, ckRetryMin), ckRetryMax)
+	s.ckRetryAt = now.Add(s.ckBackoff)
+	if now.Sub(s.ckWarnedAt) >= ckWarnEvery {
+		s.ckWarnedAt = now
+		s.log.Warn("cannot write a checkpoint; training goes on, scorers keep the last published version, and the write is retried",
+			"err", err, "store", s.store.Path(), "failing_for", now.Sub(s.ckFailingSince).Round(time.Second),
+			"last_written", s.version, "round", s.latestRound(), "next_try_in", s.ckBackoff)
 	}
 }
 
