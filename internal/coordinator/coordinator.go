@@ -156,7 +156,7 @@ type Server struct {
 	// the wait before the one after, and when it was last warned about.
 	ckFailingSince, ckRetryAt, ckWarnedAt time.Time
 	ckBackoff                             time.Duration
-	stopped   bool
+	stopped                               bool
 }
 
 type session struct {
