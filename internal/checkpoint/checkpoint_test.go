@@ -282,3 +282,33 @@ func FuzzDecode(f *testing.F) {
 		l.Model.Score(s, x)
 	})
 }
+
+// Replace leaves the given checkpoint as the only one, whatever its
+// version, and Put goes on above it.
+func TestReplace(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	spec := ae.Spec{Input: 4, Code: 2}
+	for v := uint64(10); v <= 12; v++ {
+		c := sample(t, v, spec)
+		if err := s.Put(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Pin(11); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(sample(t, 2, spec)); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := s.List()
+	if err != nil || len(infos) != 1 || infos[0].Version != 2 {
+		t.Fatalf("after Replace: %+v, %v; want version 2 alone", infos, err)
+	}
+	if err := s.Put(sample(t, 3, spec)); err != nil {
+		t.Fatalf("Put above the replacement: %v", err)
+	}
+}

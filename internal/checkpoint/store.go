@@ -321,6 +321,40 @@ func (s *Store) Put(c *reconv1.Checkpoint) error {
 	return nil
 }
 
+// Replace makes c the only checkpoint stored, dropping every other one,
+// the pins and the version floor: for a scorer's cache that follows a
+// coordinator which started over, or went back, with versions below the
+// cached ones.
+func (s *Store) Replace(c *reconv1.Checkpoint) error {
+	if c.GetCreatedAt() == nil {
+		c.CreatedAt = timestamppb.Now()
+	}
+	b, err := Encode(c)
+	if err != nil {
+		return fmt.Errorf("replace with checkpoint %d: %w", c.GetVersion(), err)
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketCheckpoints, bucketPins} {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		if m := tx.Bucket(bucketMeta); m != nil {
+			if err := m.Delete(keyFloor); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketCheckpoints).Put(key(c.GetVersion()), b)
+	})
+	if err != nil {
+		return fmt.Errorf("replace with checkpoint %d: %w", c.GetVersion(), err)
+	}
+	return nil
+}
+
 // floor is the lowest version Put accepts besides "above every stored
 // one": a salvage sets it above the versions it could not keep.
 func floor(tx *bolt.Tx) uint64 {

@@ -210,6 +210,8 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 			return nil, err
 		}
 		s.version-- // NextVersion counts corrupt entries too: versions only grow
+		log.Info("no checkpoint in the store: training a new model lineage (scorers holding another switch to it)",
+			"store", store.Path(), "lineage", store.ID(), "from_version", s.version+1)
 	default:
 		l, err := checkpoint.Load(latest)
 		if err != nil {
@@ -251,7 +253,7 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 		}
 		s.version--
 		s.ckRound = startRound
-		log.Info("resumed from checkpoint", "version", latest.GetVersion(), "round", startRound, "threshold", s.threshold)
+		log.Info("resumed from checkpoint", "version", latest.GetVersion(), "round", startRound, "threshold", s.threshold, "lineage", store.ID())
 	}
 	s.machine, err = round.New(round.Config{NumParams: m.NumParams(), MinWorkers: cfg.MinWorkers, Deadline: cfg.Deadline, Lease: cfg.Lease}, startRound)
 	if err != nil {
@@ -636,6 +638,7 @@ func (s *Server) checkpointLocked(now time.Time) error {
 	c.Round = s.latestRound()
 	c.CreatedAt = timestamppb.New(now)
 	c.Metadata = map[string]string{"tool": "coordinator"}
+	c.Lineage = s.store.ID()
 	if err := s.store.Put(c); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

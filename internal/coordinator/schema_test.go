@@ -147,3 +147,32 @@ func TestRestartWithOtherFeaturesIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// Every checkpoint a coordinator writes carries its store's id as the
+// model lineage; a coordinator on a new store starts another lineage.
+func TestCheckpointsCarryTheStoreLineage(t *testing.T) {
+	const p = 4
+	lineage := func() (string, string) {
+		path := filepath.Join(t.TempDir(), "ck.db")
+		cfg := Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 16, Deadline: time.Second, CheckpointRounds: 5, MaxRounds: 12}
+		c := startCluster(t, cfg, path)
+		ctx, stop := context.WithCancel(context.Background())
+		c.worker(ctx, "w", worker.NewSlice(synth.LowRank(rand.New(rand.NewPCG(1, 2)), 4000, p, 2, 0.3), p, true))
+		c.wait(30*time.Second, stop)
+		c.srv.mu.Lock()
+		latest := c.srv.latest
+		c.srv.mu.Unlock()
+		if latest == nil {
+			t.Fatal("no checkpoint written")
+		}
+		return latest.GetLineage(), c.srv.store.ID()
+	}
+	a, idA := lineage()
+	b, idB := lineage()
+	if a == "" || a != idA || b != idB {
+		t.Errorf("checkpoint lineages %q, %q; store ids %q, %q", a, b, idA, idB)
+	}
+	if a == b {
+		t.Errorf("two new stores gave the same lineage %q", a)
+	}
+}

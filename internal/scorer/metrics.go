@@ -28,6 +28,7 @@ type Metrics struct {
 	outputDropped  prometheus.Counter     // dead letters refused even cut
 	outputFailing  prometheus.Gauge       // 1 while writes fail
 	offsetResets   prometheus.Counter     // partitions read again after their log went back
+	lineageChanges prometheus.Counter     // switches to a coordinator that started over or went back
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered).
@@ -55,6 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Dead letters the brokers refused even cut to 4 KiB, dropped with an error line."}),
 		outputFailing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_output_failing",
 			Help: "1 while writing output fails (the replica is not ready), else 0."}),
+		lineageChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_lineage_changes_total",
+			Help: "Times the coordinator's checkpoints did not continue the model in use (it started over on a new store, or its store went back) and the scorer switched to them."}),
 		offsetResets: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_offset_resets_total",
 			Help: "Partitions whose log went back (a broker restarted empty, a topic recreated), read again from their first retained offset."}),
 	}
@@ -69,7 +72,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag, m.commitFailures,
-			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets)
+			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets,
+			m.lineageChanges)
 	}
 	return m
 }

@@ -85,6 +85,9 @@ type Replica struct {
 	// (UnixNano; 0: commits work).
 	commitsFailing atomic.Int64
 	pub            atomic.Pointer[publisher] // while consuming
+	// lineage is the model lineage of the checkpoint in use ("": unknown);
+	// set before the watch starts, then by the watch goroutine only.
+	lineage string
 }
 
 // NewReplica returns a replica, loading the newest cached checkpoint if any.
@@ -123,7 +126,8 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 			return nil, err
 		}
 		r.setModel(m)
-		cfg.Log.Info("scoring with the cached checkpoint", "version", m.Version)
+		r.lineage = c.GetLineage()
+		cfg.Log.Info("scoring with the cached checkpoint", "version", m.Version, "lineage", c.GetLineage())
 	} else if !errors.Is(err, checkpoint.ErrNotFound) {
 		return nil, err
 	}
@@ -456,6 +460,25 @@ func (r *Replica) write(ctx context.Context, w *stream.Writer, msgs []kafka.Mess
 	return w.Write(ctx, msgs...)
 }
 
+// lineageChange says what a checkpoint from the coordinator that does not
+// continue the model in use means, "" when it does (or cannot be told):
+// another lineage is a coordinator that started over on a new store; the
+// same lineage at a lower version, one whose store went back (restored
+// from a backup). Either way the coordinator's model is the one trained
+// from now on, so the scorer switches to it.
+func (r *Replica) lineageChange(c *reconv1.Checkpoint) string {
+	in := r.Version()
+	switch {
+	case in == 0:
+		return ""
+	case c.GetLineage() != "" && r.lineage != "" && c.GetLineage() != r.lineage:
+		return "the coordinator started over: its checkpoints are of a new model lineage, numbered afresh; switching to them"
+	case c.GetLineage() != "" && c.GetLineage() == r.lineage && c.GetVersion() < in:
+		return "the coordinator went back: its newest checkpoint is older than the one in use (a store restored from a backup?); switching to it"
+	}
+	return ""
+}
+
 // watch follows the coordinator's checkpoints, caching each and swapping it
 // in between batches; it reconnects with backoff.
 func (r *Replica) watch(ctx context.Context) {
@@ -471,18 +494,26 @@ func (r *Replica) watch(ctx context.Context) {
 					break
 				}
 				backoff = 100 * time.Millisecond
-				if c.GetVersion() <= r.Version() {
-					continue // versions never go down
+				change := r.lineageChange(c)
+				if change == "" && c.GetVersion() <= r.Version() {
+					continue // within a lineage versions never go down
 				}
 				m, err2 := NewModel(c)
 				if err2 != nil {
 					r.cfg.Log.Error("coordinator sent an unusable checkpoint", "version", c.GetVersion(), "err", err2)
 					continue
 				}
-				if err2 := r.cfg.Cache.Put(c); err2 != nil && !errors.Is(err2, checkpoint.ErrNotNewer) {
+				put := r.cfg.Cache.Put
+				if change != "" {
+					put = r.cfg.Cache.Replace // the cached versions belong to another history
+					r.cfg.Log.Warn(change, "version", c.GetVersion(), "in_use", r.Version(), "lineage", c.GetLineage(), "was", r.lineage)
+					r.cfg.Metrics.lineageChanges.Inc()
+				}
+				if err2 := put(c); err2 != nil && !errors.Is(err2, checkpoint.ErrNotNewer) {
 					r.cfg.Log.Warn("caching checkpoint", "version", c.GetVersion(), "err", err2)
 				}
 				r.setModel(m)
+				r.lineage = c.GetLineage()
 				r.cfg.Log.Info("new checkpoint", "version", m.Version, "threshold", m.Threshold)
 			}
 		}

@@ -454,7 +454,13 @@ type Checkpoint struct {
 	// The residual whitening: the p x p precision matrix (row-major) that
 	// scores a standardized record's residual r as r^T P r. Empty: the score
 	// is the plain squared error ||r||^2.
-	Whitening     []float64 `protobuf:"fixed64,13,rep,packed,name=whitening,proto3" json:"whitening,omitempty"`
+	Whitening []float64 `protobuf:"fixed64,13,rep,packed,name=whitening,proto3" json:"whitening,omitempty"`
+	// The model lineage: the id of the store the coordinator that trained
+	// it writes to (made when the store is created). Versions compare only
+	// within one lineage: a coordinator that started over on a new store
+	// begins a new lineage at version 1. Empty: unknown (an older writer,
+	// an offline fit).
+	Lineage       string `protobuf:"bytes,14,opt,name=lineage,proto3" json:"lineage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +586,13 @@ func (x *Checkpoint) GetWhitening() []float64 {
 	return nil
 }
 
+func (x *Checkpoint) GetLineage() string {
+	if x != nil {
+		return x.Lineage
+	}
+	return ""
+}
+
 var File_recon_v1_checkpoint_proto protoreflect.FileDescriptor
 
 const file_recon_v1_checkpoint_proto_rawDesc = "" +
@@ -627,7 +640,7 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\x05state\x18\a \x03(\x01R\x05state\">\n" +
 	"\rTrainingState\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x17\n" +
-	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\xcc\x04\n" +
+	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\xe6\x04\n" +
 	"\n" +
 	"Checkpoint\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12'\n" +
@@ -646,7 +659,8 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12>\n" +
 	"\bmetadata\x18\v \x03(\v2\".recon.v1.Checkpoint.MetadataEntryR\bmetadata\x12%\n" +
 	"\x0ethreshold_rule\x18\f \x01(\tR\rthresholdRule\x12\x1c\n" +
-	"\twhitening\x18\r \x03(\x01R\twhitening\x1a;\n" +
+	"\twhitening\x18\r \x03(\x01R\twhitening\x12\x18\n" +
+	"\alineage\x18\x0e \x01(\tR\alineage\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B2Z0github.com/recon-ad/recon/proto/recon/v1;reconv1b\x06proto3"
