@@ -16,6 +16,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/pkg/ae"
+	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -126,5 +127,40 @@ func TestScorerFollowsALineageChange(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(metrics.lineageChanges); n != 2 {
 		t.Errorf("recon_scorer_lineage_changes_total = %v, want 2", n)
+	}
+}
+
+// The scorer's gauges tell the truth between batches: the model version
+// is the cached one's before any record is scored, and the lag gauge
+// lists only the partitions of the latest reading (a topic recreated with
+// fewer partitions leaves no stale series).
+func TestScorerGaugesAreNotStale(t *testing.T) {
+	cache, err := checkpoint.Open(filepath.Join(t.TempDir(), "cache.db"), checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	if err := cache.Put(lineageCheckpoint(t, 30, "A")); err != nil {
+		t.Fatal(err)
+	}
+	metrics := NewMetrics(nil)
+	if _, err := NewReplica(ReplicaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "t", AlertsTopic: "a", DLQTopic: "d",
+		Cache: cache, Log: testenv.Quiet(), Metrics: metrics}); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(metrics.version); v != 30 {
+		t.Errorf("recon_scorer_model_version = %v before any batch, want the cached 30", v)
+	}
+	twelve := map[int]stream.PartitionProgress{}
+	for p := range 12 {
+		twelve[p] = stream.PartitionProgress{Committed: 5, End: 10}
+	}
+	metrics.setLag(twelve)
+	metrics.setLag(map[int]stream.PartitionProgress{0: {Committed: 1, End: 10}, 1: {}, 2: {}})
+	if n := testutil.CollectAndCount(metrics.lag); n != 3 {
+		t.Errorf("%d lag series after a reading of 3 partitions, want 3", n)
+	}
+	if v := testutil.ToFloat64(metrics.lag.WithLabelValues("0")); v != 9 {
+		t.Errorf("partition 0's lag %v, want 9", v)
 	}
 }
