@@ -75,10 +75,11 @@ type Config struct {
 	Metrics *Metrics
 	// Features are the source's feature names in record order, sent at
 	// join for the coordinator to check against its model's (nil:
-	// positional records, only the width is checked). Format names the
-	// records' format, for the coordinator's log.
+	// positional records, only the width is checked).
 	Features []string
-	Format   string
+	// Format names the records' format, sent at join for the
+	// coordinator's log.
+	Format string
 }
 
 // ErrRefused is wrapped by Run's error when the coordinator refuses this
