@@ -371,7 +371,7 @@ func runWorker(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
-	id := fs.String("id", "", "worker `id`, unique among the coordinator's workers and kept across restarts (default: hostname-pid)")
+	id := fs.String("id", "", "worker `id`: must be unique per process (a second live process with the same id is refused, exit 2) and, if set, stable across restarts (default: trainer@hostname/pid)")
 	source := fs.String("source", "synth", "where records come from: synth (generated), csv (--input) or kafka (--brokers, --topic)")
 	brokers := fs.String("brokers", "127.0.0.1:9092", "kafka: bootstrap `addresses`, comma-separated")
 	topic := fs.String("topic", "recon-events", "kafka: `topic` to train on")
@@ -400,7 +400,7 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	if *id == "" {
 		host, _ := os.Hostname()
-		*id = fmt.Sprintf("%s-%d", host, os.Getpid())
+		*id = fmt.Sprintf("trainer@%s/%d", host, os.Getpid()) // unique per process, as pkg/stream names its clients
 	}
 	if !(*replay >= 0 && *replay < 1) || *replaySize < 1 {
 		return cli.Usagef("--replay %v, --replay-size %d: want a fraction in [0, 1) and at least 1 record", *replay, *replaySize)

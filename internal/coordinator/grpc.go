@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"math"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/recon-ad/recon/internal/calib"
@@ -38,6 +40,7 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 		return status.Error(codes.FailedPrecondition, why)
 	}
 	ss := &session{id: id, out: make(chan *reconv1.CoordinatorMessage, sessionBuffer)}
+	me := holder{instance: join.GetInstance(), peer: peerAddr(stream.Context()), since: time.Now()}
 
 	s.mu.Lock()
 	if s.stopped {
@@ -45,9 +48,22 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 		return errStopped
 	}
 	if old := s.sessions[id]; old != nil {
+		h := holders.get(old)
+		if h.instance != "" && me.instance != "" && h.instance != me.instance && s.machine.Joined(id) {
+			// Another process with this id while the holder is live: the
+			// two would evict each other at every reconnect.
+			s.mu.Unlock()
+			s.metrics.refused.Inc()
+			s.log.Warn("worker refused: another process holds a live session with its id", "worker", id,
+				"peer", me.peer, "holder", h.peer, "holder_since", h.since.Format(time.RFC3339))
+			return status.Errorf(codes.AlreadyExists,
+				"worker id %q is in use by another process (%s, joined %s, %s ago); give each trainer process its own --id (if that process has stopped, its session ends within the %v lease)",
+				id, h.peer, h.since.Format(time.RFC3339), me.since.Sub(h.since).Round(time.Second), s.cfg.Lease)
+		}
 		s.endSession(id) // a reconnecting worker replaces its old session
 	}
 	s.sessions[id] = ss
+	holders.put(ss, me)
 	s.machine.Join(id, time.Now())
 	ss.out <- s.welcome()
 	if s.norm == nil && !s.warmFrom[id] {
@@ -55,7 +71,7 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 	}
 	s.mu.Unlock()
 	s.ring()
-	s.log.Info("worker joined", "worker", id, "format", join.GetFormat())
+	s.log.Info("worker joined", "worker", id, "peer", me.peer, "format", join.GetFormat())
 
 	// Sender: drains the session's queue until the session is ended.
 	sendErr := make(chan error, 1)
@@ -74,6 +90,7 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 			s.endSession(id)
 		}
 		s.mu.Unlock()
+		holders.drop(ss)
 		s.ring()
 		s.log.Info("worker left", "worker", id)
 	}()
@@ -109,6 +126,48 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 }
 
 var errLeave = errors.New("worker left")
+
+// holder describes the process behind a session: its instance token, its
+// peer address and when it joined.
+type holder struct {
+	instance, peer string
+	since          time.Time
+}
+
+// holders holds each live session's holder, from its join until its
+// Train handler returns.
+var holders = holderTable{m: make(map[*session]holder)}
+
+type holderTable struct {
+	mu sync.Mutex
+	m  map[*session]holder
+}
+
+func (t *holderTable) get(ss *session) holder {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[ss]
+}
+
+func (t *holderTable) put(ss *session, h holder) {
+	t.mu.Lock()
+	t.m[ss] = h
+	t.mu.Unlock()
+}
+
+func (t *holderTable) drop(ss *session) {
+	t.mu.Lock()
+	delete(t.m, ss)
+	t.mu.Unlock()
+}
+
+// peerAddr is the address of ctx's gRPC peer ("unknown" without one).
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return "unknown"
+}
 
 // handle processes one message from worker ss.
 func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {

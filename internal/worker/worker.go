@@ -8,6 +8,7 @@ package worker
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -83,8 +84,9 @@ type Config struct {
 }
 
 // ErrRefused is wrapped by Run's error when the coordinator refuses this
-// worker for good (its records do not fit the model) or its source
-// cannot be read as configured: retrying cannot cure it.
+// worker for good (its records do not fit the model, or another live
+// process holds its ID) or its source cannot be read as configured:
+// retrying cannot cure it.
 var ErrRefused = errors.New("refused")
 
 // Checker is a Source that can tell, before the worker joins, that its
@@ -142,6 +144,7 @@ type Worker struct {
 	skipScores, skipRec []float64
 	ring                []float64 // recent standardized training records, for replay
 	ringAt              int       // next slot to overwrite once the ring is full
+	instance            string    // random per Worker, sent at every join: tells a reconnect from another process with this ID
 }
 
 // New returns a worker.
@@ -167,7 +170,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.ReplaySize == 0 {
 		cfg.ReplaySize = 16384
 	}
-	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017))}, nil
+	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017)), instance: crand.Text()}, nil
 }
 
 // Stats returns the worker's counters (not safe to call while Run runs).
@@ -218,7 +221,7 @@ func (w *Worker) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	join := &reconv1.Join{WorkerId: w.cfg.ID, Width: uint32(w.cfg.Source.Width()), Features: w.cfg.Features, Format: w.cfg.Format}
+	join := &reconv1.Join{WorkerId: w.cfg.ID, Instance: w.instance, Width: uint32(w.cfg.Source.Width()), Features: w.cfg.Features, Format: w.cfg.Format}
 	if err := stream.Send(&reconv1.WorkerMessage{Msg: &reconv1.WorkerMessage_Join{Join: join}}); err != nil {
 		return err
 	}
@@ -231,7 +234,9 @@ func (w *Worker) session(ctx context.Context) error {
 	)
 	for {
 		msg, err := stream.Recv()
-		if status.Code(err) == codes.FailedPrecondition {
+		// FailedPrecondition: records that do not fit the model;
+		// AlreadyExists: another live process holds this worker's ID.
+		if c := status.Code(err); c == codes.FailedPrecondition || c == codes.AlreadyExists {
 			return fmt.Errorf("%w by the coordinator: %s", ErrRefused, status.Convert(err).Message())
 		}
 		if err != nil {

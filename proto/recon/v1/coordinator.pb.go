@@ -143,14 +143,20 @@ func (*WorkerMessage_Leave) isWorkerMessage_Msg() {}
 // Join opens a session.
 type Join struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // unique per worker process
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // unique per worker process, kept across its restarts
 	// The worker's record schema. The coordinator refuses a join whose
 	// width differs from its model's, or whose names differ from the
 	// model's named features (in order), with FAILED_PRECONDITION: a
 	// permanent refusal the worker does not retry.
-	Width         uint32   `protobuf:"varint,2,opt,name=width,proto3" json:"width,omitempty"`      // record width (0: not said)
-	Features      []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"` // feature names in record order (empty: positional)
-	Format        string   `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`     // record format (json-object, json-array, csv; empty: not a stream)
+	Width    uint32   `protobuf:"varint,2,opt,name=width,proto3" json:"width,omitempty"`      // record width (0: not said)
+	Features []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"` // feature names in record order (empty: positional)
+	Format   string   `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`     // record format (json-object, json-array, csv; empty: not a stream)
+	// A token random per worker process, kept across its reconnects. A join
+	// with the id of a live session and another instance is a second process
+	// using the same id: the coordinator refuses it with ALREADY_EXISTS,
+	// naming the holder, and keeps the holder's session. The same instance
+	// (or none: an older worker) is a reconnect and replaces the old session.
+	Instance      string `protobuf:"bytes,5,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +215,13 @@ func (x *Join) GetFeatures() []string {
 func (x *Join) GetFormat() string {
 	if x != nil {
 		return x.Format
+	}
+	return ""
+}
+
+func (x *Join) GetInstance() string {
+	if x != nil {
+		return x.Instance
 	}
 	return ""
 }
@@ -1199,12 +1212,13 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\x06warmup\x18\x02 \x01(\v2\x15.recon.v1.WarmupStatsH\x00R\x06warmup\x125\n" +
 	"\bgradient\x18\x03 \x01(\v2\x17.recon.v1.RoundGradientH\x00R\bgradient\x12'\n" +
 	"\x05leave\x18\x04 \x01(\v2\x0f.recon.v1.LeaveH\x00R\x05leaveB\x05\n" +
-	"\x03msg\"m\n" +
+	"\x03msg\"\x89\x01\n" +
 	"\x04Join\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05width\x18\x02 \x01(\rR\x05width\x12\x1a\n" +
 	"\bfeatures\x18\x03 \x03(\tR\bfeatures\x12\x16\n" +
-	"\x06format\x18\x04 \x01(\tR\x06format\"\a\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x1a\n" +
+	"\binstance\x18\x05 \x01(\tR\binstance\"\a\n" +
 	"\x05Leave\"f\n" +
 	"\vWarmupStats\x12*\n" +
 	"\x05stats\x18\x01 \x01(\v2\x14.recon.v1.NormalizerR\x05stats\x12+\n" +
