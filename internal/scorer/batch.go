@@ -8,6 +8,7 @@ package scorer
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"sort"
 	"strconv"
@@ -105,6 +106,16 @@ type Output struct {
 	Alerts      []kafka.Message // one per record scored above the threshold
 	DeadLetters []kafka.Message // undecodable or invalid records, with reason headers
 	Scores      []Scored        // every scored record
+	// undecodable lists the records of the batch that did not decode, in
+	// input order, for the decode-share watch (nil when all decoded).
+	undecodable []undecodable
+}
+
+// undecodable is one record that did not decode: its index in the batch
+// and the codec's error.
+type undecodable struct {
+	i   int
+	err error
 }
 
 // Scored is one scored record.
@@ -187,12 +198,65 @@ func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
 	}
 	wg.Wait()
 	out := outs[0]
-	for _, o := range outs[1:] {
+	for i, o := range outs[1:] {
 		out.Alerts = append(out.Alerts, o.Alerts...)
 		out.DeadLetters = append(out.DeadLetters, o.DeadLetters...)
 		out.Scores = append(out.Scores, o.Scores...)
+		lo := (i + 1) * len(msgs) / k
+		for _, u := range o.undecodable {
+			out.undecodable = append(out.undecodable, undecodable{lo + u.i, u.err})
+		}
 	}
 	return out
+}
+
+// Decode-share watch: a scorer given the wrong --format dead-letters every
+// record, and dead letters alone say nothing in its log.
+const (
+	decodeWindow    = 1000        // records per verdict
+	decodeWarnEvery = time.Minute // at most one warning this often
+)
+
+// decodeShare counts, over consecutive windows of decodeWindow records in
+// consumption order, the records that do not decode; when more than half
+// of a window failed it warns, at most once per decodeWarnEvery. It is fed
+// every batch's output in order by one goroutine (the replica's consume
+// loop) and outlives model swaps, so it is not part of Parallel. Counting
+// costs no allocation: only a warning formats anything.
+type decodeShare struct {
+	total, bad int       // this window's records and undecodable ones
+	first      error     // this window's first decode error
+	firstPart  int       // its record's partition
+	firstOff   int64     // and offset
+	warnedAt   time.Time // last warning (zero: none yet)
+}
+
+// observe counts batch msgs, whose output out is, at time now, and logs to
+// log when a window it completes is mostly undecodable.
+func (d *decodeShare) observe(log *slog.Logger, format stream.Format, msgs []kafka.Message, out Output, now time.Time) {
+	bad := out.undecodable
+	for start := 0; start < len(msgs); {
+		end := min(len(msgs), start+decodeWindow-d.total)
+		for ; len(bad) > 0 && bad[0].i < end; bad = bad[1:] {
+			if d.bad == 0 {
+				m := &msgs[bad[0].i]
+				d.first, d.firstPart, d.firstOff = bad[0].err, m.Partition, m.Offset
+			}
+			d.bad++
+		}
+		d.total += end - start
+		start = end
+		if d.total < decodeWindow {
+			return
+		}
+		if 2*d.bad > d.total && (d.warnedAt.IsZero() || now.Sub(d.warnedAt) >= decodeWarnEvery) {
+			d.warnedAt = now
+			log.Warn("most records do not decode: is --format or the trainer's --features wrong?", "topic", msgs[end-1].Topic,
+				"undecodable", d.bad, "of", d.total, "format", format.String(),
+				"first", fmt.Sprintf("partition %d offset %d: %v", d.firstPart, d.firstOff, d.first))
+		}
+		d.total, d.bad, d.first = 0, 0, nil
+	}
 }
 
 // Process decodes, normalizes and scores msgs at time now.
@@ -211,6 +275,7 @@ func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 				reason, detail = de.Reason, de.Detail
 			}
 			out.DeadLetters = append(out.DeadLetters, deadLetter(*m, string(reason), detail))
+			out.undecodable = append(out.undecodable, undecodable{i, err})
 			continue
 		}
 		b.ok = append(b.ok, i)
