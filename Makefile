@@ -84,9 +84,10 @@ bench-train:
 	$(SIMD) $(GO) run ./cmd/benchtrain $(BENCH_FLAGS)
 
 FUZZTIME ?= 60s
-## fuzz: every decoder of outside bytes for FUZZTIME each (checkpoints, CSV files, records)
+## fuzz: every decoder of outside bytes for FUZZTIME each (checkpoints, damaged store files, CSV files, records)
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/checkpoint/
+	$(GO) test -run '^$$' -fuzz FuzzOpenDamaged -fuzztime $(FUZZTIME) ./internal/checkpoint/
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./internal/table/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./pkg/stream/
 
