@@ -48,7 +48,11 @@ func run(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:7070", "gRPC `address` to serve workers and scorers on")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9090", "`address` for Prometheus /metrics (\"\" to disable)")
 	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")
-	keep := fs.Int("keep", 20, "checkpoints kept in the store, newest first (0: all)")
+	rd := checkpoint.DefaultRetention()
+	keep := fs.Int("keep", 20, "also keep at least the newest `N` checkpoints, whatever their age (0: keep every checkpoint, ignoring the --keep-* ages)")
+	keepAll := fs.Duration("keep-all", rd.All, "keep every checkpoint younger than this `age` (0: none by this rule)")
+	keepHourly := fs.Duration("keep-hourly", rd.Hourly, "and the newest checkpoint of each UTC hour younger than this `age` (0: none)")
+	keepDaily := fs.Duration("keep-daily", rd.Daily, "and the newest checkpoint of each UTC day younger than this `age` (0: none); pinned ones are always kept")
 	features := fs.String("features", "", "record width as a number, or the feature `names` comma-separated (required unless --spec-file)")
 	specFile := fs.String("spec-file", "", "JSON `file` holding a recon.v1.ModelSpec (instead of the model flags)")
 	model := cli.AddModelFlagsWith(fs, coordinator.DefaultSpec)
@@ -113,8 +117,23 @@ func run(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return cli.Usagef("%v", err)
 	}
+	if *keep < 0 {
+		return cli.Usagef("--keep %d: must not be negative", *keep)
+	}
+	for _, f := range []struct {
+		name string
+		age  time.Duration
+	}{{"keep-all", *keepAll}, {"keep-hourly", *keepHourly}, {"keep-daily", *keepDaily}} {
+		if f.age < 0 {
+			return cli.Usagef("--%s %v: must not be negative", f.name, f.age)
+		}
+	}
+	storeOpts := checkpoint.Options{Logger: log} // --keep 0: every checkpoint
+	if *keep > 0 {
+		storeOpts.Retention = &checkpoint.Retention{All: *keepAll, Hourly: *keepHourly, Daily: *keepDaily, Min: *keep}
+	}
 
-	store, err := checkpoint.Open(*storePath, checkpoint.Options{Keep: *keep, Logger: log})
+	store, err := checkpoint.Open(*storePath, storeOpts)
 	if err != nil {
 		return err
 	}

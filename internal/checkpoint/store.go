@@ -52,8 +52,14 @@ var (
 // Options configure a Store.
 type Options struct {
 	// Keep is how many of the newest checkpoints Put retains, besides
-	// pinned ones; 0 keeps all.
+	// pinned ones; 0 keeps all. Put ignores it when Retention is set.
 	Keep int
+	// Retention, when set, is the policy Put applies instead of Keep:
+	// checkpoints kept by their created-at (Retention.Drop), at least the
+	// newest Retention.Min, the pinned ones and the newest. A salvage
+	// applies only Keep (0: it keeps all that verify); the next Put
+	// applies Retention.
+	Retention *Retention
 	// LockTimeout is how long Open waits for a file another process holds
 	// before failing with ErrLocked (default 1 s).
 	LockTimeout time.Duration
@@ -97,6 +103,11 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.Keep < 0 {
 		return nil, fmt.Errorf("open checkpoint store: keep %d is negative", opts.Keep)
+	}
+	if opts.Retention != nil {
+		if err := opts.Retention.Validate(); err != nil {
+			return nil, fmt.Errorf("open checkpoint store: %w", err)
+		}
 	}
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
@@ -289,9 +300,9 @@ func key(v uint64) []byte {
 }
 
 // Put stores c, which must have a version above every stored one (valid or
-// not), then drops the oldest unpinned checkpoints beyond Keep. A missing
-// creation time is set to now. The write is atomic: after a crash the store
-// holds the checkpoint whole or not at all.
+// not), then drops the unpinned checkpoints that Retention, or else Keep,
+// lets go. A missing creation time is set to now. The write is atomic:
+// after a crash the store holds the checkpoint whole or not at all.
 func (s *Store) Put(c *reconv1.Checkpoint) error {
 	if c.GetCreatedAt() == nil {
 		c.CreatedAt = timestamppb.Now()
@@ -312,6 +323,9 @@ func (s *Store) Put(c *reconv1.Checkpoint) error {
 		}
 		if err := bk.Put(key(c.GetVersion()), b); err != nil {
 			return err
+		}
+		if r := s.opts.Retention; r != nil {
+			return pruneByAge(tx, r, time.Now())
 		}
 		return prune(tx, s.opts.Keep)
 	})
