@@ -320,6 +320,7 @@ func (r *Replica) consume(ctx context.Context) error {
 		published <- err
 	}()
 	var b *Parallel
+	var share decodeShare // across batches and model swaps
 	var loopErr error
 	for ctx.Err() == nil {
 		msgs, err := rd.Batch(ctx) // waits out outages: an error only when stopping
@@ -340,6 +341,7 @@ func (r *Replica) consume(ctx context.Context) error {
 		}
 		t0 := time.Now()
 		out := b.Process(msgs, t0)
+		share.observe(r.cfg.Log, r.cfg.Format, msgs, out, t0)
 		j := job{msgs: msgs, out: out, model: b.Model(), scoring: time.Since(t0)}
 		select {
 		case jobs <- j:
