@@ -25,6 +25,7 @@ import (
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/fit"
+	"github.com/recon-ad/recon/internal/pace"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -50,7 +51,10 @@ func run(ctx context.Context, args []string) error {
 	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")
 	rd := checkpoint.DefaultRetention()
 	keep := fs.Int("keep", 20, "also keep at least the newest `N` checkpoints, whatever their age (0: keep every checkpoint, ignoring the --keep-* ages)")
-	keepAll := fs.Duration("keep-all", rd.All, "keep every checkpoint younger than this `age` (0: none by this rule)")
+	// Every checkpoint of the last --keep-all costs disk in proportion to
+	// the checkpoint rate (up to 2 a second at the default schedule), so
+	// the rule is off by default; the hourly and daily ones are cheap.
+	keepAll := fs.Duration("keep-all", 0, "keep every checkpoint younger than this `age`, e.g. 1h so that every alert's model version stays readable that long (0: none by this rule; disk grows with the checkpoint rate)")
 	keepHourly := fs.Duration("keep-hourly", rd.Hourly, "and the newest checkpoint of each UTC hour younger than this `age` (0: none)")
 	keepDaily := fs.Duration("keep-daily", rd.Daily, "and the newest checkpoint of each UTC day younger than this `age` (0: none); pinned ones are always kept")
 	features := fs.String("features", "", "record width as a number, or the feature `names` comma-separated (required unless --spec-file)")
@@ -65,6 +69,9 @@ func run(ctx context.Context, args []string) error {
 	alertRate := fs.Float64("alert-rate", cd.AlertRate, "alert threshold: the `share` of held-out records scored above it (the 1 - share quantile of their whitened scores)")
 	window := fs.Int("calibration-window", cd.Window, "the whitening and threshold are calibrated on this many of the newest held-out `records` (fewer for wide records: at most 2^21 values)")
 	firstBy := fs.Int64("first-threshold-records", cd.MaxRecords, "set the first threshold once this many stream `records` have been read, settled or not")
+	learnBudget := fs.Float64("presentations-learn", 0, "training budget until training settles: the most times, on average, a new record is trained on, replay included (0: no bound, train at the speed of computing)")
+	maintainBudget := fs.Float64("presentations-maintain", 0, "training budget once the median held-out error stops falling after the first threshold, until drift: e.g. 2, so that training costs what the stream brings (0: no bound)")
+	drift := fs.Float64("drift", pace.DefaultDrift, "with a budget: a rise of the median held-out error by this `fraction` over its settled level (or features drifting out of the normalizer) counts as drift and resumes learning")
 	settle := fs.Float64("settle", cd.Settle, "before --first-threshold-records, no threshold (no alerts) until the median held-out error falls by less than this `fraction` between checks 200 rounds apart (negative: at the first check)")
 	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")
 	minWorkers := fs.Int("min-workers", 1, "gradients needed to complete a round at its deadline")
@@ -84,7 +91,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg := coordinator.Config{LR: *lr, Seed: *seed, Batch: *batch, Holdout: *holdout, SkipAnomalies: *skip,
 		Calib: calib.Config{AlertRate: *alertRate, Window: *window, MaxRecords: *firstBy, Settle: *settle}, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
-		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, MaxRounds: *maxRounds}
+		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, MaxRounds: *maxRounds,
+		Pace: pace.Config{Learn: *learnBudget, Maintain: *maintainBudget, Drift: *drift}}
 	if *specFile != "" {
 		b, err := os.ReadFile(*specFile)
 		if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/round"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -67,6 +68,10 @@ type Config struct {
 	CheckpointInterval time.Duration // and at least this often while training (default 10 s)
 	MaxRounds          uint64        // stop training after this round (0: never); for tests and benchmarks
 
+	// Pace is the training budget: presentations per new record while
+	// learning and once settled (internal/pace; zero: its defaults).
+	Pace pace.Config
+
 	// OnRound, when set, is called (under the coordinator's lock) after each
 	// applied round with its result and its duration from start to
 	// completion: for benchmarks and tests.
@@ -106,6 +111,8 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Features) != 0 && len(c.Features) != c.Spec.Input:
 		return fmt.Errorf("%d feature names for input width %d", len(c.Features), c.Spec.Input)
+	case c.Pace.Validate() != nil:
+		return c.Pace.Validate()
 	case duplicate(c.Features) != "":
 		return fmt.Errorf("feature %q is named twice", duplicate(c.Features))
 	case c.LR <= 0:
@@ -156,7 +163,13 @@ type Server struct {
 	// the wait before the one after, and when it was last warned about.
 	ckFailingSince, ckRetryAt, ckWarnedAt time.Time
 	ckBackoff                             time.Duration
-	stopped                               bool
+	pace                                  *pace.Pace
+	abandonWarnAt                         time.Time // rounds abandoned: the last warning, and the count since
+	abandonedSince                        int
+	// Presentations per new record over recent rounds: exponentially
+	// weighted sums of samples trained on and new records read.
+	ewSamples, ewRecords float64
+	stopped              bool
 }
 
 type session struct {
@@ -259,6 +272,13 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 	if err != nil {
 		return nil, err
 	}
+	if s.pace, err = pace.New(cfg.Pace, s.threshold > 0); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	if s.norm != nil {
+		s.pace.WarmedUp()
+	}
+	s.metrics.setState(s.pace.State())
 	s.metrics.version.Set(float64(s.version))
 	return s, nil
 }
@@ -386,7 +406,13 @@ func (s *Server) step(now time.Time) (bool, error) {
 	if abandoned {
 		r, _ := s.machine.Round()
 		s.metrics.abandoned.Inc()
-		s.log.Warn("round abandoned: too few gradients by its deadline", "round", r, "min_workers", s.cfg.MinWorkers)
+		s.abandonedSince++
+		if now.Sub(s.abandonWarnAt) >= time.Minute { // an idle stream abandons a round every deadline
+			s.abandonWarnAt = now
+			s.log.Warn("round abandoned: too few gradients by its deadline (the stream idle, or the workers stuck?)", "round", r,
+				"min_workers", s.cfg.MinWorkers, "abandoned_since_last_line", s.abandonedSince)
+			s.abandonedSince = 0
+		}
 	}
 	if res != nil && s.cfg.CheckpointRounds > 0 && res.Round-s.ckRound >= uint64(s.cfg.CheckpointRounds) ||
 		s.cfg.CheckpointInterval > 0 && now.Sub(s.lastCkAt) >= s.cfg.CheckpointInterval && s.latestRound() > s.ckRound {
@@ -441,6 +467,8 @@ func (s *Server) maybeEndWarmup() {
 	}
 	s.norm = s.warm
 	s.warm = nil
+	s.pace.WarmedUp()
+	s.metrics.setState(s.pace.State())
 	s.log.Info("warm-up done: normalizer frozen", "records", s.norm.Count(), "workers", n)
 	if s.moments != nil {
 		s.chooseCode()
@@ -459,6 +487,7 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 	} else {
 		s.model.Advance(nil)
 	}
+	s.ewSamples += float64(res.Samples)
 	s.calibrate(res.Round)
 	s.metrics.rounds.Inc()
 	s.metrics.loss.Set(res.Loss)
@@ -487,13 +516,14 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 func (s *Server) broadcastRound(r uint64) {
 	st := s.model.State()
 	msg := &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Round{Round: &reconv1.RoundStart{
-		Round:       r,
-		Params:      append([]float64(nil), s.model.Params()...),
-		Normalizer:  &reconv1.Normalizer{Count: s.norm.Count(), Mean: s.norm.Mean(), M2: s.norm.M2()},
-		State:       &reconv1.TrainingState{Steps: st.Steps, RhoHat: st.RhoHat},
-		Threshold:   s.threshold,
-		Version:     s.version,
-		Calibration: s.calNum,
+		Round:         r,
+		Params:        append([]float64(nil), s.model.Params()...),
+		Normalizer:    &reconv1.Normalizer{Count: s.norm.Count(), Mean: s.norm.Mean(), M2: s.norm.M2()},
+		State:         &reconv1.TrainingState{Steps: st.Steps, RhoHat: st.RhoHat},
+		Threshold:     s.threshold,
+		Version:       s.version,
+		Calibration:   s.calNum,
+		Presentations: s.pace.Presentations(),
 	}}}
 	var withW *reconv1.CoordinatorMessage // msg plus the whitening, for members that lack it
 	for _, id := range s.machine.Members() {
@@ -537,6 +567,10 @@ func (s *Server) endSession(id string) {
 // calibrate passes the round's held-out records to the calibrator and,
 // when it is due, recalibrates the whitening and the threshold.
 func (s *Server) calibrate(round uint64) {
+	if s.ewRecords += float64(s.roundRecs); s.ewRecords > 0 {
+		s.metrics.presentations.Set(s.ewSamples / s.ewRecords)
+	}
+	s.ewSamples, s.ewRecords = 0.999*s.ewSamples, 0.999*s.ewRecords
 	if len(s.roundHeld) > 0 || s.roundRecs > 0 {
 		s.cal.Observe(s.roundHeld, s.roundRecs)
 		s.metrics.records.Add(float64(s.roundRecs))
@@ -571,6 +605,18 @@ func (s *Server) recalibrate(round uint64) {
 			"features", featureNames(s.cfg.Features, drifted))
 	}
 	s.drifted = drifted
+	before := s.pace.State()
+	why := ""
+	if u.First {
+		s.pace.Threshold(u.Median)
+		why = "the first threshold"
+	} else {
+		why = s.pace.Calibrated(u.Median, len(drifted) > 0)
+	}
+	if st := s.pace.State(); st != before {
+		s.metrics.setState(st)
+		s.log.Info("training pace: "+st.String(), "why", why, "presentations_per_record", s.pace.Presentations(), "round", round)
+	}
 	if u.First {
 		s.metrics.settled.Set(1)
 		how := "training settled"

@@ -1,27 +1,44 @@
 package coordinator
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/recon-ad/recon/internal/pace"
+)
 
 // Metrics are the coordinator's Prometheus metrics.
 type Metrics struct {
-	rounds       prometheus.Counter
-	round        prometheus.Gauge
-	abandoned    prometheus.Counter
-	roundSeconds prometheus.Histogram
-	members      prometheus.Gauge
-	rejected     *prometheus.CounterVec
-	loss         prometheus.Gauge
-	samples      prometheus.Counter
-	version      prometheus.Gauge
-	threshold    prometheus.Gauge
-	heldout      prometheus.Gauge
-	settled      prometheus.Gauge
-	records      prometheus.Counter
-	drifted      prometheus.Gauge
-	refused      prometheus.Counter
-	benched      prometheus.Counter
-	ckFailures   prometheus.Counter
-	ckFailing    prometheus.Gauge
+	rounds        prometheus.Counter
+	round         prometheus.Gauge
+	abandoned     prometheus.Counter
+	roundSeconds  prometheus.Histogram
+	members       prometheus.Gauge
+	rejected      *prometheus.CounterVec
+	loss          prometheus.Gauge
+	samples       prometheus.Counter
+	version       prometheus.Gauge
+	threshold     prometheus.Gauge
+	heldout       prometheus.Gauge
+	settled       prometheus.Gauge
+	records       prometheus.Counter
+	drifted       prometheus.Gauge
+	refused       prometheus.Counter
+	benched       prometheus.Counter
+	ckFailures    prometheus.Counter
+	ckFailing     prometheus.Gauge
+	state         *prometheus.GaugeVec
+	presentations prometheus.Gauge
+}
+
+// setState makes the state gauge 1 for st, 0 for the others.
+func (m *Metrics) setState(st pace.State) {
+	for _, s := range pace.States() {
+		v := 0.0
+		if s == st {
+			v = 1
+		}
+		m.state.WithLabelValues(s.String()).Set(v)
+	}
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered, for tests).
@@ -45,11 +62,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		benched:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_members_benched_total", Help: "Times a worker was taken out of the rounds for sending no gradient in several rounds in a row."}),
 		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_checkpoint_write_failures_total", Help: "Checkpoint writes that failed (a full disk, a damaged store); training goes on and the write is retried."}),
 		ckFailing:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_failing", Help: "1 while the last checkpoint write failed, else 0."}),
-		settled:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_settled", Help: "1 once the first threshold is set (training settled or the record bound reached), else 0."}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "recon_coordinator_training_state",
+			Help: "1 for the state training is in (warming, learning, settled, maintaining), 0 for the others."}, []string{"state"}),
+		presentations: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_presentations_per_record",
+			Help: "Records trained on per new stream record read, over about the last thousand rounds (replay included)."}),
+		settled: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_settled", Help: "1 once the first threshold is set (training settled or the record bound reached), else 0."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.records, m.drifted,
-			m.refused, m.benched, m.ckFailures, m.ckFailing)
+			m.refused, m.benched, m.ckFailures, m.ckFailing, m.state, m.presentations)
 	}
 	return m
 }

@@ -145,6 +145,10 @@ type Worker struct {
 	ring                []float64 // recent standardized training records, for replay
 	ringAt              int       // next slot to overwrite once the ring is full
 	instance            string    // random per Worker, sent at every join: tells a reconnect from another process with this ID
+	// credit is how many replayed presentations the budget still allows:
+	// each new training record adds the round's presentations per record
+	// less its own one, each replay draw takes one.
+	credit float64
 }
 
 // New returns a worker.
@@ -416,13 +420,25 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		copy(raw, w.pending[:n*p])
 		w.pending = w.pending[n*p:]
 	}
-	if tr, ok := w.cfg.Source.(TryReader); ok && n < batch && w.cfg.Replay > 0 && len(w.ring) >= full*p {
+	budget := rs.GetPresentations() // 0: no bound
+	if tr, ok := w.cfg.Source.(TryReader); ok && n < batch && w.cfg.Replay > 0 && len(w.ring) >= full*p && (budget == 0 || w.credit >= 1) {
 		// Enough to replay: train at the speed of computing, on what new
 		// records there are (maybe none), rather than at the stream's.
 		got, err := tr.TryRead(raw[n*p:])
 		n += got
 		if err != nil {
 			return nil, err
+		}
+	} else if n < batch && budget > 0 && w.cfg.Replay > 0 && len(w.ring) >= full*p {
+		// The budget is spent: wait for the stream, but only for what
+		// it has, so that a slow stream gives small rounds, not late ones.
+		got, err := w.cfg.Source.Read(raw[n*p:])
+		n += got
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if n == 0 && err != nil {
+			return nil, errExhausted
 		}
 	} else if n < batch {
 		got, err := readFull(w.cfg.Source, raw[n*p:])
@@ -475,8 +491,17 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 	if w.cfg.Replay > 0 {
 		w.remember(train)
 		// Top the batch up with replayed records: train may grow past
-		// raw's slice, into the rest of w.buf.
-		for draws := full - n; draws > 0 && len(w.ring) > 0; draws-- {
+		// raw's slice, into the rest of w.buf. With a budget, only as
+		// many as the new records have earned: the stream's pace, not
+		// the CPU's, then sets how much training is done.
+		draws := full - n
+		if budget > 0 {
+			limit := (budget - 1) * float64(w.cfg.ReplaySize) // a burst earns no more than the ring holds
+			w.credit = min(w.credit+(budget-1)*float64(len(train)/p), limit)
+			draws = min(draws, int(w.credit))
+			w.credit -= float64(max(draws, 0))
+		}
+		for ; draws > 0 && len(w.ring) > 0; draws-- {
 			r := w.rng.IntN(len(w.ring) / p)
 			train = append(train, w.ring[r*p:(r+1)*p]...)
 		}

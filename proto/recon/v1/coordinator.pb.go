@@ -724,8 +724,11 @@ type RoundStart struct {
 	Version    uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`      // newest published checkpoint
 	// The calibration the threshold belongs to: its number, and its residual
 	// whitening (p x p) when this worker has not been sent it yet.
-	Calibration   uint64    `protobuf:"varint,7,opt,name=calibration,proto3" json:"calibration,omitempty"`
-	Whitening     []float64 `protobuf:"fixed64,8,rep,packed,name=whitening,proto3" json:"whitening,omitempty"`
+	Calibration uint64    `protobuf:"varint,7,opt,name=calibration,proto3" json:"calibration,omitempty"`
+	Whitening   []float64 `protobuf:"fixed64,8,rep,packed,name=whitening,proto3" json:"whitening,omitempty"`
+	// The training budget: the most times, on average, a new record may be
+	// trained on (replay draws included); 0: no bound.
+	Presentations float64 `protobuf:"fixed64,9,opt,name=presentations,proto3" json:"presentations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -814,6 +817,13 @@ func (x *RoundStart) GetWhitening() []float64 {
 		return x.Whitening
 	}
 	return nil
+}
+
+func (x *RoundStart) GetPresentations() float64 {
+	if x != nil {
+		return x.Presentations
+	}
+	return 0
 }
 
 // GradientReply says whether a gradient was averaged.
@@ -1248,7 +1258,7 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\aholdout\x18\x03 \x01(\x01R\aholdout\x12%\n" +
 	"\x0eskip_anomalies\x18\x04 \x01(\bR\rskipAnomalies\")\n" +
 	"\rWarmupRequest\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\rR\arecords\"\x97\x02\n" +
+	"\arecords\x18\x01 \x01(\rR\arecords\"\xbd\x02\n" +
 	"\n" +
 	"RoundStart\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x16\n" +
@@ -1260,7 +1270,8 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\tthreshold\x18\x05 \x01(\x01R\tthreshold\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\x04R\aversion\x12 \n" +
 	"\vcalibration\x18\a \x01(\x04R\vcalibration\x12\x1c\n" +
-	"\twhitening\x18\b \x03(\x01R\twhitening\"Y\n" +
+	"\twhitening\x18\b \x03(\x01R\twhitening\x12$\n" +
+	"\rpresentations\x18\t \x01(\x01R\rpresentations\"Y\n" +
 	"\rGradientReply\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\bR\baccepted\x12\x16\n" +

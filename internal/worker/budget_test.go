@@ -1,0 +1,129 @@
+package worker_test
+
+import (
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/pace"
+	"github.com/recon-ad/recon/internal/round"
+	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/pkg/ae"
+)
+
+// trickle is a stream source whose records arrive at a fixed rate: Read
+// waits for at least one, TryRead takes what has arrived.
+type trickle struct {
+	src   worker.Source
+	mu    sync.Mutex
+	ready int // arrived, not yet read
+	read  int // handed out
+	wake  chan struct{}
+	ctx   context.Context
+}
+
+func newTrickle(ctx context.Context, src worker.Source, perTick int, tick time.Duration) *trickle {
+	t := &trickle{src: src, wake: make(chan struct{}, 1), ctx: ctx}
+	go func() {
+		tk := time.NewTicker(tick)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				t.mu.Lock()
+				t.ready += perTick
+				t.mu.Unlock()
+				select {
+				case t.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return t
+}
+
+func (t *trickle) Width() int { return t.src.Width() }
+
+func (t *trickle) take(dst []float64) (int, error) {
+	t.mu.Lock()
+	n := min(t.ready, len(dst)/t.src.Width())
+	t.ready -= n
+	t.read += n
+	t.mu.Unlock()
+	if n == 0 {
+		return 0, nil
+	}
+	return t.src.Read(dst[:n*t.src.Width()])
+}
+
+func (t *trickle) TryRead(dst []float64) (int, error) { return t.take(dst) }
+
+func (t *trickle) Read(dst []float64) (int, error) {
+	for {
+		if n, err := t.take(dst); n > 0 || err != nil {
+			return n, err
+		}
+		select {
+		case <-t.wake:
+		case <-t.ctx.Done():
+			return 0, io.EOF
+		}
+	}
+}
+
+func (t *trickle) records() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.read
+}
+
+// presentations trains for d on a stream of 2,000 records/s with budget b
+// and returns the records trained on per record read, and the rounds.
+func presentations(t *testing.T, b pace.Config, d time.Duration) (float64, int) {
+	t.Helper()
+	const p, batch = 6, 256
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var mu sync.Mutex
+	samples, rounds := 0, 0
+	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, WarmupRecords: 100,
+		Deadline: time.Second, CheckpointRounds: 1 << 30, Pace: b,
+		OnRound: func(res *round.Result, _ time.Duration) { mu.Lock(); samples += res.Samples; rounds++; mu.Unlock() }})
+	src := newTrickle(ctx, worker.NewSynth(1, 5, p, 2, 0.2, 0), 20, 10*time.Millisecond)
+	w, err := worker.New(worker.Config{ID: "b1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	co.Server.Run(ctx)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return float64(samples) / float64(src.records()), rounds
+}
+
+// A budget of 4 presentations per record holds training on a 2,000
+// records/s stream to about 4 records trained on per record read, where
+// without one replay trains at the speed of computing, many times over.
+func TestBudgetBoundsPresentations(t *testing.T) {
+	free, freeRounds := presentations(t, pace.Config{}, 3*time.Second)
+	held, heldRounds := presentations(t, pace.Config{Learn: 4, Maintain: 4}, 3*time.Second)
+	t.Logf("presentations per record: %.1f without a budget (%d rounds), %.2f with 4 (%d rounds)", free, freeRounds, held, heldRounds)
+	if held > 4.2 {
+		t.Errorf("with a budget of 4: %.2f presentations per record", held)
+	}
+	if held < 2 {
+		t.Errorf("with a budget of 4: only %.2f presentations per record: the budget starves training", held)
+	}
+	if free < 2*held {
+		t.Errorf("without a budget %.2f presentations per record, with one %.2f: the test does not tell them apart", free, held)
+	}
+}
