@@ -58,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		heldout:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_heldout_scores", Help: "Held-out records in the calibration window (the first threshold needs 500)."}),
 		records:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_records_total", Help: "New stream records read by trainers for accepted gradients (held-out ones included)."}),
 		drifted:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_normalizer_drifted_features", Help: "Features whose held-out records no longer fit the normalizer frozen at warm-up (mean beyond 3 sd, or spread off by a factor 3)."}),
-		refused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_joins_refused_total", Help: "Worker joins refused because their record schema (width or feature names) does not match the model's."}),
+		refused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_joins_refused_total", Help: "Worker joins refused: a record schema (width or feature names) that does not match the model's, or an id another live process holds."}),
 		benched:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_members_benched_total", Help: "Times a worker was taken out of the rounds for sending no gradient in several rounds in a row."}),
 		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_checkpoint_write_failures_total", Help: "Checkpoint writes that failed (a full disk, a damaged store); training goes on and the write is retried."}),
 		ckFailing:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_failing", Help: "1 while the last checkpoint write failed, else 0."}),

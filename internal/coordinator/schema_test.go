@@ -176,3 +176,11 @@ func TestCheckpointsCarryTheStoreLineage(t *testing.T) {
 		t.Errorf("two new stores gave the same lineage %q", a)
 	}
 }
+
+// --features naming a feature twice is a configuration error.
+func TestDuplicateFeatureNamesAreRefused(t *testing.T) {
+	err := Config{Spec: ae.Spec{Input: 3, Code: 2}, Features: []string{"cpu", "mem", "cpu"}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), `feature "cpu" is named twice`) {
+		t.Errorf("Validate = %v, want the duplicate named", err)
+	}
+}
