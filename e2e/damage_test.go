@@ -58,25 +58,7 @@ func TestDamagedFiles(t *testing.T) {
 	scorer := procs.New(binDir, dir, "scorer", "scorer", "run", "--brokers", kafkaAddr, "--coordinator", grpcAddr, "--cache", cache,
 		"--scores-topic", "recon-scores", "--metrics-listen", scorerMetrics)
 	load := procs.New(binDir, dir, "loadgen", "loadgen", "--brokers", kafkaAddr, "--rate", "2000")
-	all := []*procs.Proc{devkafka, coord, trainer, scorer, load}
-	t.Cleanup(func() {
-		for _, pr := range all {
-			pr.Kill()
-		}
-		if t.Failed() {
-			for _, pr := range all {
-				t.Logf("---- %s log (last 3000 bytes):\n%s", pr.Name, tail(pr.LogText(), 3000))
-			}
-		}
-	})
-	for _, pr := range all {
-		if err := pr.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if pr == devkafka {
-			waitFor(t, 15*time.Second, "devkafka to print its address", func() bool { return strings.Contains(pr.LogText(), "bootstrap") })
-		}
-	}
+	startInOrder(t, devkafka, coord, trainer, scorer, load)
 	version := func() float64 { return scrape(coordMetrics, "recon_coordinator_checkpoint_version") }
 	scored := func() float64 { return scrape(scorerMetrics, "recon_scorer_records_total") }
 	waitFor(t, 90*time.Second, "10 checkpoints and scoring", func() bool { return version() >= 10 && scored() > 0 })

@@ -48,6 +48,33 @@ func refused(t *testing.T, pr *procs.Proc, prefix string, want ...string) {
 	t.Logf("%s: %s", pr.Name, lines[0])
 }
 
+// startInOrder starts ps in order, waiting for the first (devkafka) to
+// print its address. At cleanup it kills them, and any process the test
+// appends to the returned list, and on failure logs the tail of each log.
+func startInOrder(t *testing.T, ps ...*procs.Proc) *[]*procs.Proc {
+	t.Helper()
+	running := &ps
+	t.Cleanup(func() {
+		for _, pr := range *running {
+			pr.Kill()
+		}
+		if t.Failed() {
+			for _, pr := range *running {
+				t.Logf("---- %s log (last 3000 bytes):\n%s", pr.Name, tail(pr.LogText(), 3000))
+			}
+		}
+	})
+	for i, pr := range ps {
+		if err := pr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			waitFor(t, 15*time.Second, pr.Name+" to print its address", func() bool { return strings.Contains(pr.LogText(), "bootstrap") })
+		}
+	}
+	return running
+}
+
 // TestSchemaRefusals runs a named json-object stream with one good
 // trainer, then starts a trainer whose --features name the same features
 // in another order and one with the wrong --format: both exit 2 with one
@@ -77,25 +104,7 @@ func TestSchemaRefusals(t *testing.T) {
 	}
 	good := trainer("trainer-good", "--format", "json-object", "--features", strings.Join(names, ","))
 	load := procs.New(binDir, dir, "loadgen", "loadgen", "--brokers", kafkaAddr, "--format", "json-object", "--features", fmt.Sprint(p), "--rate", "3000")
-	running := []*procs.Proc{devkafka, coord, good, load}
-	t.Cleanup(func() {
-		for _, pr := range running {
-			pr.Kill()
-		}
-		if t.Failed() {
-			for _, pr := range running {
-				t.Logf("---- %s log (last 3000 bytes):\n%s", pr.Name, tail(pr.LogText(), 3000))
-			}
-		}
-	})
-	for _, pr := range running {
-		if err := pr.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if pr == devkafka {
-			waitFor(t, 15*time.Second, "devkafka to print its address", func() bool { return strings.Contains(pr.LogText(), "bootstrap") })
-		}
-	}
+	running := startInOrder(t, devkafka, coord, good, load)
 	rounds := func() float64 { return scrape(metrics, "recon_coordinator_round") }
 	waitFor(t, 90*time.Second, "rounds", func() bool { return rounds() > 50 })
 	pace := func(d time.Duration) float64 {
@@ -126,6 +135,6 @@ func TestSchemaRefusals(t *testing.T) {
 		t.Fatalf("coordinator stop: %v", err)
 	}
 	again := procs.New(binDir, dir, "coordinator-reordered", "coordinator", coordArgs(reordered)...)
-	running = append(running, again)
+	*running = append(*running, again)
 	refused(t, again, "coordinator: ", "--features gives 8 features [f1 f0 f2", "the same names in another order", "[f0 f1 f2", "checkpoint")
 }
