@@ -74,7 +74,8 @@ func startPipeline(t *testing.T, rate, count int) *pipeline {
 	p.devkafka = procs.New(binDir, dir, "devkafka", "devkafka", "--listen", p.kafka, "--data-dir", filepath.Join(dir, "kafka-data"))
 	p.coord = procs.New(binDir, dir, "coordinator", "coordinator", "--features", "30", "--listen", p.coordGRPC, "--metrics-listen", p.coordMetrics,
 		"--store", filepath.Join(dir, "coordinator.db"), "--checkpoint-interval", "1s", "--lease", "3s", "--deadline", "1s",
-		"--output", "linear") // unbounded Gaussian records with one-feature spikes; see cmd/demo
+		"--output", "linear", // unbounded Gaussian records with one-feature spikes; see cmd/demo
+		"--log-level", "debug") // each checkpoint written, which the version check reads
 	for i := 1; i <= 2; i++ {
 		m := addr(t)
 		p.trainerMetrics = append(p.trainerMetrics, m)

@@ -42,11 +42,17 @@ type cluster struct {
 
 func startCluster(t *testing.T, cfg Config, storePath string) *cluster {
 	t.Helper()
+	return startClusterLog(t, cfg, storePath, quiet())
+}
+
+// startClusterLog is startCluster with the coordinator logging to log.
+func startClusterLog(t *testing.T, cfg Config, storePath string, log *slog.Logger) *cluster {
+	t.Helper()
 	store, err := checkpoint.Open(storePath, checkpoint.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(cfg, store, quiet(), nil)
+	srv, err := New(cfg, store, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/round"
+	"github.com/recon-ad/recon/internal/summary"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -166,6 +167,7 @@ type Server struct {
 	pace                                  *pace.Pace
 	abandonWarnAt                         time.Time // rounds abandoned: the last warning, and the count since
 	abandonedSince                        int
+	ckLine                                summary.Line // checkpoints written, one info line per summaryEvery
 	// Presentations per new record over recent rounds: exponentially
 	// weighted sums of samples trained on and new records read.
 	ewSamples, ewRecords float64
@@ -188,7 +190,7 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	s := &Server{cfg: cfg, log: log, store: store, metrics: metrics, wake: make(chan struct{}, 1),
+	s := &Server{cfg: cfg, log: log, store: store, metrics: metrics, wake: make(chan struct{}, 1), ckLine: summary.Line{Every: summaryEvery},
 		sessions: map[string]*session{}, watchers: map[chan *reconv1.Checkpoint]struct{}{}, warmFrom: map[string]bool{}}
 	latest, err := store.Latest()
 	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
@@ -370,7 +372,9 @@ func (s *Server) stop() error {
 	if s.norm != nil {
 		r, _ := s.machine.Round()
 		if r > s.ckRound || s.latest == nil {
-			if err = s.checkpointLocked(time.Now()); err != nil {
+			if err = s.checkpointLocked(time.Now()); err == nil {
+				s.log.Info("final checkpoint written", "version", s.version, "round", s.ckRound)
+			} else {
 				err = fmt.Errorf("coordinator: the final checkpoint was not written, so the rounds after version %d (round %d) are lost: %w", s.version, s.ckRound, err)
 			}
 		}
@@ -693,9 +697,17 @@ func (s *Server) checkpointLocked(now time.Time) error {
 	s.lastCkAt = now
 	s.publish(c)
 	s.metrics.version.Set(float64(s.version))
-	s.log.Info("checkpoint written", "version", c.Version, "round", c.Round, "threshold", c.Threshold)
+	s.log.Debug("checkpoint written", "version", c.Version, "round", c.Round, "threshold", c.Threshold)
+	if s.ckLine.Add(c.Version, now) {
+		n, from, to := s.ckLine.Take(now)
+		s.log.Info("checkpoints written", "count", n, "first", from, "newest", to, "round", c.Round, "threshold", c.Threshold, "next_line_in", s.ckLine.Every)
+	}
 	return nil
 }
+
+// summaryEvery is the least time between the summary lines of a repeated
+// event (checkpoints written); each one is logged at debug level.
+const summaryEvery = 5 * time.Minute
 
 // publish hands c to every watcher, replacing anything it has not taken yet.
 func (s *Server) publish(c *reconv1.Checkpoint) {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/summary"
 	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -486,6 +487,7 @@ func (r *Replica) lineageChange(c *reconv1.Checkpoint) string {
 func (r *Replica) watch(ctx context.Context) {
 	client := reconv1.NewCoordinatorClient(r.cfg.Coordinator)
 	backoff := 100 * time.Millisecond
+	taken := summary.Line{Every: 5 * time.Minute} // one info line per 5 min, each checkpoint at debug level
 	for ctx.Err() == nil {
 		stream, err := client.WatchCheckpoints(ctx, &reconv1.WatchCheckpointsRequest{})
 		if err == nil {
@@ -516,7 +518,11 @@ func (r *Replica) watch(ctx context.Context) {
 				}
 				r.setModel(m)
 				r.lineage = c.GetLineage()
-				r.cfg.Log.Info("new checkpoint", "version", m.Version, "threshold", m.Threshold)
+				r.cfg.Log.Debug("new checkpoint", "version", m.Version, "threshold", m.Threshold)
+				if now := time.Now(); taken.Add(m.Version, now) {
+					n, from, to := taken.Take(now)
+					r.cfg.Log.Info("checkpoints taken", "count", n, "first", from, "newest", to, "threshold", m.Threshold, "next_line_in", taken.Every)
+				}
 			}
 		}
 		if ctx.Err() != nil {
