@@ -210,52 +210,28 @@ func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
 	return out
 }
 
-// Decode-share watch: a scorer given the wrong --format dead-letters every
-// record, and dead letters alone say nothing in its log.
-const (
-	decodeWindow    = 1000        // records per verdict
-	decodeWarnEvery = time.Minute // at most one warning this often
-)
+// decodeShare is the replica's decode-share watch (stream.DecodeShare): a
+// scorer given the wrong --format dead-letters every record, and dead
+// letters alone say nothing in its log. It is fed every batch's output in
+// order by the replica's consume loop and outlives model swaps.
+type decodeShare struct{ stream.DecodeShare }
 
-// decodeShare counts, over consecutive windows of decodeWindow records in
-// consumption order, the records that do not decode; when more than half
-// of a window failed it warns, at most once per decodeWarnEvery. It is fed
-// every batch's output in order by one goroutine (the replica's consume
-// loop) and outlives model swaps, so it is not part of Parallel. Counting
-// costs no allocation: only a warning formats anything.
-type decodeShare struct {
-	total, bad int       // this window's records and undecodable ones
-	first      error     // this window's first decode error
-	firstPart  int       // its record's partition
-	firstOff   int64     // and offset
-	warnedAt   time.Time // last warning (zero: none yet)
-}
+// decodeWindow is the watch's window, for tests.
+const decodeWindow = stream.DecodeWindow
 
 // observe counts batch msgs, whose output out is, at time now, and logs to
 // log when a window it completes is mostly undecodable.
 func (d *decodeShare) observe(log *slog.Logger, format stream.Format, msgs []kafka.Message, out Output, now time.Time) {
 	bad := out.undecodable
-	for start := 0; start < len(msgs); {
-		end := min(len(msgs), start+decodeWindow-d.total)
-		for ; len(bad) > 0 && bad[0].i < end; bad = bad[1:] {
-			if d.bad == 0 {
-				m := &msgs[bad[0].i]
-				d.first, d.firstPart, d.firstOff = bad[0].err, m.Partition, m.Offset
-			}
-			d.bad++
+	for i := range msgs {
+		var err error
+		if len(bad) > 0 && bad[0].i == i {
+			err, bad = bad[0].err, bad[1:]
 		}
-		d.total += end - start
-		start = end
-		if d.total < decodeWindow {
-			return
+		if w, ok := d.Count(&msgs[i], err, now); ok {
+			log.Warn("most records do not decode: is --format or the trainer's --features wrong?", "topic", w.Topic,
+				"undecodable", w.Undecodable, "of", w.Of, "format", format.String(), "first", w.First)
 		}
-		if 2*d.bad > d.total && (d.warnedAt.IsZero() || now.Sub(d.warnedAt) >= decodeWarnEvery) {
-			d.warnedAt = now
-			log.Warn("most records do not decode: is --format or the trainer's --features wrong?", "topic", msgs[end-1].Topic,
-				"undecodable", d.bad, "of", d.total, "format", format.String(),
-				"first", fmt.Sprintf("partition %d offset %d: %v", d.firstPart, d.firstOff, d.first))
-		}
-		d.total, d.bad, d.first = 0, 0, nil
 	}
 }
 

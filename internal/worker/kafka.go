@@ -44,19 +44,8 @@ type Kafka struct {
 	skipped    int           // records that did not decode (Stats)
 	committed  int           // records whose offsets were committed (Stats)
 	metrics    *Metrics
-	// The decode share of the records handed out since winStart: a
-	// large share that does not decode is warned about (a wrong --format).
-	winTotal, winBad int
-	winErr           error // the window's first decode error
-	warnedAt         time.Time
+	share      stream.DecodeShare // of the records handed out: a wrong --format is warned about
 }
-
-// Decode-share warning: judged over decodeWindow records, warned about
-// when more than half fail, at most once per decodeWarnEvery.
-const (
-	decodeWindow    = 1000
-	decodeWarnEvery = time.Minute
-)
 
 // CheckRecords waits up to checkWait for at least checkMin records and
 // fails when none of those decodes: the format or the feature names
@@ -183,6 +172,7 @@ func (k *Kafka) Read(dst []float64) (int, error) {
 func (k *Kafka) fill(dst []float64, n int) int {
 	p := k.codec.Width()
 	want := len(dst) / p
+	now := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for n < want && len(k.buf) > 0 {
@@ -190,7 +180,7 @@ func (k *Kafka) fill(dst []float64, n int) int {
 		k.buf = k.buf[1:]
 		k.handed = append(k.handed, m)
 		err := k.codec.Decode(dst[n*p:(n+1)*p], m.Value)
-		k.count(m, err)
+		k.count(&m, err, now)
 		if err != nil {
 			continue
 		}
@@ -200,32 +190,22 @@ func (k *Kafka) fill(dst []float64, n int) int {
 }
 
 // count records one handed-out record's decoding in the counters and the
-// decode-share window, warning when most of a window failed (k.mu held).
-func (k *Kafka) count(m kafka.Message, err error) {
+// decode-share watch, warning when most of a window failed (k.mu held).
+func (k *Kafka) count(m *kafka.Message, err error, now time.Time) {
 	k.metrics.consumed.Inc()
-	k.winTotal++
 	if err != nil {
 		k.skipped++
-		k.winBad++
 		reason := "other"
 		var de *stream.DecodeError
 		if errors.As(err, &de) {
 			reason = string(de.Reason)
 		}
 		k.metrics.undecodable.WithLabelValues(reason).Inc()
-		if k.winErr == nil {
-			k.winErr = fmt.Errorf("partition %d offset %d: %w", m.Partition, m.Offset, err)
-		}
 	}
-	if k.winTotal < decodeWindow {
-		return
+	if w, ok := k.share.Count(m, err, now); ok {
+		k.log.Warn("most training records do not decode: is --format or --features wrong?", "topic", w.Topic,
+			"undecodable", w.Undecodable, "of", w.Of, "format", k.codec.Format().String(), "first", w.First)
 	}
-	if 2*k.winBad > k.winTotal && time.Since(k.warnedAt) >= decodeWarnEvery {
-		k.warnedAt = time.Now()
-		k.log.Warn("most training records do not decode: is --format or --features wrong?", "topic", m.Topic,
-			"undecodable", k.winBad, "of", k.winTotal, "format", k.codec.Format().String(), "first", k.winErr)
-	}
-	k.winTotal, k.winBad, k.winErr = 0, 0, nil
 }
 
 // CheckRecords implements Checker: it waits up to checkWait for checkMin
