@@ -178,6 +178,10 @@ type session struct {
 	id     string
 	out    chan *reconv1.CoordinatorMessage
 	calNum uint64 // the calibration whose whitening it was sent
+	// The process behind it: its instance token (from Join), its peer
+	// address and when it joined.
+	instance, peer string
+	since          time.Time
 }
 
 // New builds a coordinator, resuming from the newest valid checkpoint in

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -39,8 +38,8 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 		s.log.Warn("worker refused: its record schema does not match the model's", "worker", id, "format", join.GetFormat(), "why", why)
 		return status.Error(codes.FailedPrecondition, why)
 	}
-	ss := &session{id: id, out: make(chan *reconv1.CoordinatorMessage, sessionBuffer)}
-	me := holder{instance: join.GetInstance(), peer: peerAddr(stream.Context()), since: time.Now()}
+	ss := &session{id: id, out: make(chan *reconv1.CoordinatorMessage, sessionBuffer),
+		instance: join.GetInstance(), peer: peerAddr(stream.Context()), since: time.Now()}
 
 	s.mu.Lock()
 	if s.stopped {
@@ -48,22 +47,20 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 		return errStopped
 	}
 	if old := s.sessions[id]; old != nil {
-		h := holders.get(old)
-		if h.instance != "" && me.instance != "" && h.instance != me.instance && s.machine.Joined(id) {
+		if old.instance != "" && ss.instance != "" && old.instance != ss.instance && s.machine.Joined(id) {
 			// Another process with this id while the holder is live: the
 			// two would evict each other at every reconnect.
 			s.mu.Unlock()
 			s.metrics.refused.Inc()
 			s.log.Warn("worker refused: another process holds a live session with its id", "worker", id,
-				"peer", me.peer, "holder", h.peer, "holder_since", h.since.Format(time.RFC3339))
+				"peer", ss.peer, "holder", old.peer, "holder_since", old.since.Format(time.RFC3339))
 			return status.Errorf(codes.AlreadyExists,
 				"worker id %q is in use by another process (%s, joined %s, %s ago); give each trainer process its own --id (if that process has stopped, its session ends within the %v lease)",
-				id, h.peer, h.since.Format(time.RFC3339), me.since.Sub(h.since).Round(time.Second), s.cfg.Lease)
+				id, old.peer, old.since.Format(time.RFC3339), ss.since.Sub(old.since).Round(time.Second), s.cfg.Lease)
 		}
 		s.endSession(id) // a reconnecting worker replaces its old session
 	}
 	s.sessions[id] = ss
-	holders.put(ss, me)
 	s.machine.Join(id, time.Now())
 	ss.out <- s.welcome()
 	if s.norm == nil && !s.warmFrom[id] {
@@ -71,7 +68,7 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 	}
 	s.mu.Unlock()
 	s.ring()
-	s.log.Info("worker joined", "worker", id, "peer", me.peer, "format", join.GetFormat())
+	s.log.Info("worker joined", "worker", id, "peer", ss.peer, "format", join.GetFormat())
 
 	// Sender: drains the session's queue until the session is ended.
 	sendErr := make(chan error, 1)
@@ -90,7 +87,6 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 			s.endSession(id)
 		}
 		s.mu.Unlock()
-		holders.drop(ss)
 		s.ring()
 		s.log.Info("worker left", "worker", id)
 	}()
@@ -126,40 +122,6 @@ func (s *Server) Train(stream reconv1.Coordinator_TrainServer) error {
 }
 
 var errLeave = errors.New("worker left")
-
-// holder describes the process behind a session: its instance token, its
-// peer address and when it joined.
-type holder struct {
-	instance, peer string
-	since          time.Time
-}
-
-// holders holds each live session's holder, from its join until its
-// Train handler returns.
-var holders = holderTable{m: make(map[*session]holder)}
-
-type holderTable struct {
-	mu sync.Mutex
-	m  map[*session]holder
-}
-
-func (t *holderTable) get(ss *session) holder {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.m[ss]
-}
-
-func (t *holderTable) put(ss *session, h holder) {
-	t.mu.Lock()
-	t.m[ss] = h
-	t.mu.Unlock()
-}
-
-func (t *holderTable) drop(ss *session) {
-	t.mu.Lock()
-	delete(t.m, ss)
-	t.mu.Unlock()
-}
 
 // peerAddr is the address of ctx's gRPC peer ("unknown" without one).
 func peerAddr(ctx context.Context) string {
