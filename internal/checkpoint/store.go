@@ -304,10 +304,7 @@ func key(v uint64) []byte {
 // lets go. A missing creation time is set to now. The write is atomic:
 // after a crash the store holds the checkpoint whole or not at all.
 func (s *Store) Put(c *reconv1.Checkpoint) error {
-	if c.GetCreatedAt() == nil {
-		c.CreatedAt = timestamppb.Now()
-	}
-	b, err := Encode(c)
+	b, err := frame(c)
 	if err != nil {
 		return fmt.Errorf("put checkpoint %d: %w", c.GetVersion(), err)
 	}
@@ -335,15 +332,20 @@ func (s *Store) Put(c *reconv1.Checkpoint) error {
 	return nil
 }
 
+// frame encodes c for the store, setting a missing creation time to now.
+func frame(c *reconv1.Checkpoint) ([]byte, error) {
+	if c.GetCreatedAt() == nil {
+		c.CreatedAt = timestamppb.Now()
+	}
+	return Encode(c)
+}
+
 // Replace makes c the only checkpoint stored, dropping every other one,
 // the pins and the version floor: for a scorer's cache that follows a
 // coordinator which started over, or went back, with versions below the
 // cached ones.
 func (s *Store) Replace(c *reconv1.Checkpoint) error {
-	if c.GetCreatedAt() == nil {
-		c.CreatedAt = timestamppb.Now()
-	}
-	b, err := Encode(c)
+	b, err := frame(c)
 	if err != nil {
 		return fmt.Errorf("replace with checkpoint %d: %w", c.GetVersion(), err)
 	}

@@ -70,7 +70,9 @@ func (h teeHandler) WithGroup(n string) slog.Handler {
 	return teeHandler{h[0].WithGroup(n), h[1].WithGroup(n)}
 }
 
-// lockedBuffer is a log's output, safe to read while it is written.
+// lockedBuffer is a log's output, safe to read while it is written: what
+// testenv.LogBuffer is, which this package's tests cannot import (testenv
+// imports the coordinator).
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder

@@ -429,19 +429,14 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		if err != nil {
 			return nil, err
 		}
-	} else if n < batch && budget > 0 && w.cfg.Replay > 0 && len(w.ring) >= full*p {
-		// The budget is spent: wait for the stream, but only for what
-		// it has, so that a slow stream gives small rounds, not late ones.
-		got, err := w.cfg.Source.Read(raw[n*p:])
-		n += got
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		if n == 0 && err != nil {
-			return nil, errExhausted
-		}
 	} else if n < batch {
-		got, err := readFull(w.cfg.Source, raw[n*p:])
+		read := readFull
+		if budget > 0 && w.cfg.Replay > 0 && len(w.ring) >= full*p {
+			// The budget is spent: wait for the stream, but only for what
+			// it has, so that a slow stream gives small rounds, not late ones.
+			read = Source.Read
+		}
+		got, err := read(w.cfg.Source, raw[n*p:])
 		n += got
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
