@@ -106,8 +106,6 @@ type Pace struct {
 	state State
 	last  float64 // median held-out error at the last calibration (0: none)
 	level float64 // the settled level drift is measured from
-	// Changes counts state changes, for a log line per change.
-	Changes int
 }
 
 // New returns a pace in Warming, or, for a coordinator resuming a model
@@ -136,24 +134,17 @@ func (p *Pace) Presentations() float64 {
 	return p.cfg.Learn
 }
 
-func (p *Pace) set(s State) {
-	if s != p.state {
-		p.state = s
-		p.Changes++
-	}
-}
-
 // WarmedUp records that the normalizer is frozen: training starts.
 func (p *Pace) WarmedUp() {
 	if p.state == Warming {
-		p.set(Learning)
+		p.state = Learning
 	}
 }
 
 // Threshold records the first threshold and its median held-out error.
 func (p *Pace) Threshold(median float64) {
 	p.last = median
-	p.set(Settled)
+	p.state = Settled
 }
 
 // Calibrated records a later calibration's median held-out error and
@@ -166,16 +157,16 @@ func (p *Pace) Calibrated(median float64, drifted bool) string {
 	case Settled:
 		if last > 0 && median >= (1-p.cfg.Settle)*last {
 			p.level = median
-			p.set(Maintaining)
+			p.state = Maintaining
 			return fmt.Sprintf("the median held-out error stopped falling (%.4g, was %.4g)", median, last)
 		}
 	case Maintaining:
 		switch {
 		case drifted:
-			p.set(Settled)
+			p.state = Settled
 			return "features drifted out of the normalizer"
 		case median > (1+p.cfg.Drift)*p.level:
-			p.set(Settled)
+			p.state = Settled
 			return fmt.Sprintf("the median held-out error rose to %.4g from its settled %.4g", median, p.level)
 		case median < p.level:
 			p.level = median // better still: drift is measured from the best
