@@ -29,7 +29,7 @@ type DecodeShare struct {
 
 // DecodeWarning describes a window where most records did not decode.
 type DecodeWarning struct {
-	Topic       string
+	Topic       string // the topic of the record that completed the window
 	Undecodable int    // records of the window that did not decode
 	Of          int    // records in the window
 	First       string // the first one's partition, offset and error
