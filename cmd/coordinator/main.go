@@ -26,23 +26,29 @@ import (
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/pace"
+	"github.com/recon-ad/recon/internal/schedule"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "checkpoints" || os.Args[1] == "rollback") {
+		name := os.Args[1]
+		cli.Exit("coordinator "+name, admin(cli.Signals("coordinator"), name, os.Args[2:], os.Stdout))
+	}
 	cli.Exit("coordinator", run(cli.Signals("coordinator"), os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: coordinator --features N|names [flags]\n\n"+
+		fmt.Fprint(fs.Output(), "usage: coordinator --features N|names [flags]\n"+
+			"       coordinator checkpoints|rollback [flags]   (operate a running coordinator; -h for each)\n\n"+
 			"Owns one autoencoder and trains it with trainer workers ('trainer run') over gRPC.\n"+
 			"Rounds are synchronous: a round completes when every member has sent its gradient,\n"+
 			"or at the deadline with at least --min-workers; the sample-weighted average is\n"+
-			"applied with Adam. Checkpoints go to the --store bbolt file every\n"+
-			"--checkpoint-rounds rounds or --checkpoint-interval, and on SIGTERM; on start the\n"+
-			"coordinator resumes from the newest valid one. Every flag can also be set by\n"+
+			"applied with Adam. Checkpoints go to the --store bbolt file when the model has\n"+
+			"changed materially, looked for every --checkpoint-interval, and on SIGTERM; on\n"+
+			"start the coordinator resumes from the newest valid one. Every flag can also be set by\n"+
 			"RECON_<NAME> (dashes as underscores).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -51,10 +57,7 @@ func run(ctx context.Context, args []string) error {
 	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")
 	rd := checkpoint.DefaultRetention()
 	keep := fs.Int("keep", 20, "also keep at least the newest `N` checkpoints, whatever their age (0: keep every checkpoint, ignoring the --keep-* ages)")
-	// Every checkpoint of the last --keep-all costs disk in proportion to
-	// the checkpoint rate (up to 2 a second at the default schedule), so
-	// the rule is off by default; the hourly and daily ones are cheap.
-	keepAll := fs.Duration("keep-all", 0, "keep every checkpoint younger than this `age`, e.g. 1h so that every alert's model version stays readable that long (0: none by this rule; disk grows with the checkpoint rate)")
+	keepAll := fs.Duration("keep-all", rd.All, "keep every checkpoint younger than this `age`, so that every alert's model version stays readable that long (0: none by this rule); at most one a --checkpoint-interval")
 	keepHourly := fs.Duration("keep-hourly", rd.Hourly, "and the newest checkpoint of each UTC hour younger than this `age` (0: none)")
 	keepDaily := fs.Duration("keep-daily", rd.Daily, "and the newest checkpoint of each UTC day younger than this `age` (0: none); pinned ones are always kept")
 	features := fs.String("features", "", "record width as a number, or the feature `names` comma-separated (required unless --spec-file)")
@@ -69,16 +72,19 @@ func run(ctx context.Context, args []string) error {
 	alertRate := fs.Float64("alert-rate", cd.AlertRate, "alert threshold: the `share` of held-out records scored above it (the 1 - share quantile of their whitened scores)")
 	window := fs.Int("calibration-window", cd.Window, "the whitening and threshold are calibrated on this many of the newest held-out `records` (fewer for wide records: at most 2^21 values)")
 	firstBy := fs.Int64("first-threshold-records", cd.MaxRecords, "set the first threshold once this many stream `records` have been read, settled or not")
-	learnBudget := fs.Float64("presentations-learn", 0, "training budget until training settles: the most times, on average, a new record is trained on, replay included (0: no bound, train at the speed of computing)")
-	maintainBudget := fs.Float64("presentations-maintain", 0, "training budget once the median held-out error stops falling after the first threshold, until drift: e.g. 2, so that training costs what the stream brings (0: no bound)")
-	drift := fs.Float64("drift", pace.DefaultDrift, "with a budget: a rise of the median held-out error by this `fraction` over its settled level (or features drifting out of the normalizer) counts as drift and resumes learning")
+	learnBudget := fs.Float64("presentations-learn", 0, "training budget until training plateaus: the most times, on average, a new record is trained on, replay included (0: no bound, train at the speed of computing)")
+	maintainBudget := fs.Float64("presentations-maintain", pace.DefaultMaintain, "training budget once training has plateaued after the first threshold, until drift, so that training costs what the stream brings (0: no bound)")
+	plateau := fs.Uint64("plateau-rounds", pace.DefaultPatience, "training has plateaued when neither the median nor the tail (99th percentile) of the held-out errors has fallen 2% in this many `rounds`")
+	drift := fs.Float64("drift", pace.DefaultDrift, "a rise of the median or the tail held-out error by this `fraction` over its plateau (or features drifting out of the normalizer) counts as drift and resumes learning")
 	settle := fs.Float64("settle", cd.Settle, "before --first-threshold-records, no threshold (no alerts) until the median held-out error falls by less than this `fraction` between checks 200 rounds apart (negative: at the first check)")
 	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")
 	minWorkers := fs.Int("min-workers", 1, "gradients needed to complete a round at its deadline")
 	deadline := fs.Duration("deadline", 5*time.Second, "round `deadline`")
 	lease := fs.Duration("lease", 15*time.Second, "a worker silent this long is dropped")
-	ckRounds := fs.Int("checkpoint-rounds", 1000, "checkpoint every this many rounds")
-	ckInterval := fs.Duration("checkpoint-interval", 10*time.Second, "and at least this often while training")
+	ckInterval := fs.Duration("checkpoint-interval", schedule.DefaultInterval, "look for a material change of the model this often while training, and write at most one checkpoint each `interval`")
+	ckChange := fs.Float64("checkpoint-change", schedule.DefaultChange, "a checkpoint is written when the threshold or the median held-out error has moved by this `fraction` since the last one, or the training state changed (negative: every interval)")
+	ckMaxAge := fs.Duration("checkpoint-max-age", schedule.DefaultMaxAge, "and at least this often while rounds complete, changed or not (a restart loses at most this much training)")
+	ckRounds := fs.Int("checkpoint-rounds", 0, "also checkpoint every this many rounds, changed or not (0: off; for tests and short runs)")
 	maxRounds := fs.Uint64("max-rounds", 0, "stop after this round (0: never)")
 	logFlags := cli.AddLogFlags(fs)
 	tlsFlags := cli.AddServerTLSFlags(fs)
@@ -91,8 +97,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg := coordinator.Config{LR: *lr, Seed: *seed, Batch: *batch, Holdout: *holdout, SkipAnomalies: *skip,
 		Calib: calib.Config{AlertRate: *alertRate, Window: *window, MaxRecords: *firstBy, Settle: *settle}, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
-		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, MaxRounds: *maxRounds,
-		Pace: pace.Config{Learn: *learnBudget, Maintain: *maintainBudget, Drift: *drift}}
+		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, CheckpointChange: *ckChange, CheckpointMaxAge: *ckMaxAge, MaxRounds: *maxRounds,
+		Pace: pace.Config{Learn: *learnBudget, Maintain: *maintainBudget, Patience: *plateau, Drift: *drift}}
 	if *specFile != "" {
 		b, err := os.ReadFile(*specFile)
 		if err != nil {

@@ -213,6 +213,7 @@ type Update struct {
 	First     bool          // the first threshold
 	Forced    bool          // set at MaxRecords before training settled
 	Median    float64       // median plain held-out error of the window
+	Tail      float64       // and its TailQuantile
 	Rows      int           // held-out records it used
 }
 
@@ -230,7 +231,7 @@ func (c *Calibrator) Calibrate(m *ae.Model, round uint64) (u Update, ok bool, er
 	plain := make([]float64, c.n)
 	m.Score(plain, z)
 	med := quantile(plain, 0.5)
-	u.Median, u.Rows = med, c.n
+	u.Median, u.Tail, u.Rows = med, quantile(plain, TailQuantile), c.n
 	if c.threshold == 0 {
 		settled := c.cfg.Settle < 0 || c.checked && med >= (1-c.cfg.Settle)*c.lastMedian
 		c.checked, c.checkedAt, c.lastMedian = true, round, med
@@ -258,6 +259,23 @@ func (c *Calibrator) Calibrate(m *ae.Model, round uint64) (u Update, ok bool, er
 	u.Threshold, u.Whitening, u.Version = th, w, c.version
 	return u, true, nil
 }
+
+// Errors returns the median and the tail (TailQuantile) of the plain
+// held-out errors of the window under model m (zeros when the window is
+// empty), changing nothing.
+func (c *Calibrator) Errors(m *ae.Model) (median, tail float64) {
+	if c.n == 0 {
+		return 0, 0
+	}
+	plain := make([]float64, c.n)
+	m.Score(plain, c.rows[:c.n*c.p])
+	return quantile(plain, 0.5), quantile(plain, TailQuantile)
+}
+
+// TailQuantile is the quantile of the plain held-out errors that
+// Update.Tail and Errors report: where training still improves after the
+// median has stopped.
+const TailQuantile = 0.99
 
 // Progress is where calibration stands, for metrics and logs.
 type Progress struct {

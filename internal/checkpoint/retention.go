@@ -31,10 +31,11 @@ type Retention struct {
 	Min    int           // and always the newest Min, whatever their age
 }
 
-// DefaultRetention returns the policy of 1 h of every checkpoint, 24 h of
-// hourly ones, 7 days of daily ones and at least the newest 3.
+// DefaultRetention returns the policy of 24 h of every checkpoint (so
+// that every alert's model version stays readable that long), 7 days of
+// hourly ones, 30 days of daily ones and at least the newest 3.
 func DefaultRetention() Retention {
-	return Retention{All: time.Hour, Hourly: 24 * time.Hour, Daily: 7 * 24 * time.Hour, Min: 3}
+	return Retention{All: 24 * time.Hour, Hourly: 7 * 24 * time.Hour, Daily: 30 * 24 * time.Hour, Min: 3}
 }
 
 // Validate reports a negative duration or count.

@@ -34,15 +34,19 @@ func everyTenMinutes() []Info {
 }
 
 // everyTenMinutesKept is what the default policy keeps of everyTenMinutes,
-// as steps k before t0 (12:30): the last hour (k 0-5), the :50 of every
-// hour of the last 24 (k = 4 + 6j) and today's 12:30, the 23:50 of each of
-// the 6 days before yesterday (k = 76 + 144d, yesterday's already hourly).
+// as steps k before t0 (12:30): every one of the last 24 h (k 0-143), the
+// :50 of every hour of the last 7 days (k = 4 + 6j below 1008, 168 h) and
+// the 23:50 of each of the 10 days before today (k = 76 + 144d; the 30-day
+// tier reaches past the oldest).
 func everyTenMinutesKept() []uint64 {
-	ks := []int{0, 1, 2, 3, 4, 5}
-	for j := 1; j <= 23; j++ {
-		ks = append(ks, 4+6*j)
+	var ks []int
+	for k := 0; k < 144; k++ {
+		ks = append(ks, k)
 	}
-	for d := 1; d <= 6; d++ {
+	for k := 4 + 6*24; k < 1008; k += 6 {
+		ks = append(ks, k)
+	}
+	for d := 7; d <= 9; d++ { // the days within 7 days are kept by the hour
 		ks = append(ks, 76+144*d)
 	}
 	var vs []uint64

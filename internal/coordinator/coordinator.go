@@ -27,6 +27,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/round"
+	"github.com/recon-ad/recon/internal/schedule"
 	"github.com/recon-ad/recon/internal/summary"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -65,9 +66,17 @@ type Config struct {
 	Deadline   time.Duration // round deadline (default 5 s)
 	Lease      time.Duration // silence after which a worker is dropped (default 3 x Deadline)
 
-	CheckpointRounds   int           // checkpoint every this many rounds (default 1000; 0 with CheckpointInterval 0: only on stop)
-	CheckpointInterval time.Duration // and at least this often while training (default 10 s)
-	MaxRounds          uint64        // stop training after this round (0: never); for tests and benchmarks
+	// The checkpoint schedule (internal/schedule): a checkpoint when the
+	// model has changed materially (threshold or median held-out error
+	// moved by CheckpointChange, the training state changed), looked for
+	// every CheckpointInterval (default 30 s), and at least every
+	// CheckpointMaxAge (default 1 h) while rounds complete; CheckpointRounds
+	// > 0 also writes one every so many rounds, changed or not (tests).
+	CheckpointInterval time.Duration
+	CheckpointChange   float64
+	CheckpointMaxAge   time.Duration
+	CheckpointRounds   int
+	MaxRounds          uint64 // stop training after this round (0: never); for tests and benchmarks
 
 	// Pace is the training budget: presentations per new record while
 	// learning and once settled (internal/pace; zero: its defaults).
@@ -98,9 +107,6 @@ func (c Config) withDefaults() Config {
 	if c.Lease == 0 {
 		c.Lease = 3 * c.Deadline
 	}
-	if c.CheckpointRounds == 0 && c.CheckpointInterval == 0 {
-		c.CheckpointRounds, c.CheckpointInterval = 1000, 10*time.Second
-	}
 	return c
 }
 
@@ -114,6 +120,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%d feature names for input width %d", len(c.Features), c.Spec.Input)
 	case c.Pace.Validate() != nil:
 		return c.Pace.Validate()
+	case c.schedule().Validate() != nil:
+		return c.schedule().Validate()
+	case c.CheckpointRounds < 0:
+		return fmt.Errorf("checkpoint rounds %d: must not be negative", c.CheckpointRounds)
 	case duplicate(c.Features) != "":
 		return fmt.Errorf("feature %q is named twice", duplicate(c.Features))
 	case c.LR <= 0:
@@ -126,6 +136,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("warm-up records %d: must not be negative", c.WarmupRecords)
 	}
 	return nil
+}
+
+func (c Config) schedule() schedule.Config {
+	return schedule.Config{Interval: c.CheckpointInterval, Change: c.CheckpointChange, MaxAge: c.CheckpointMaxAge, Rounds: uint64(max(c.CheckpointRounds, 0))}
 }
 
 // Server is the coordinator. Create it with New, serve its gRPC methods and
@@ -158,16 +172,15 @@ type Server struct {
 	version   uint64
 	latest    *reconv1.Checkpoint
 	watchers  map[chan *reconv1.Checkpoint]struct{}
-	lastCkAt  time.Time
 	ckRound   uint64 // round of the last checkpoint
-	// Failing checkpoint writes (a full disk): since when, the next try,
-	// the wait before the one after, and when it was last warned about.
-	ckFailingSince, ckRetryAt, ckWarnedAt time.Time
-	ckBackoff                             time.Duration
-	pace                                  *pace.Pace
-	abandonWarnAt                         time.Time // rounds abandoned: the last warning, and the count since
-	abandonedSince                        int
-	ckLine                                summary.Line // checkpoints written, one info line per summaryEvery
+	sched     *schedule.Schedule
+	// Failing checkpoint writes (a full disk): since when, and when it was
+	// last warned about.
+	ckFailingSince, ckWarnedAt time.Time
+	pace                       *pace.Pace
+	abandonWarnAt              time.Time // rounds abandoned: the last warning, and the count since
+	abandonedSince             int
+	ckLine                     summary.Line // checkpoints written, one info line per summaryEvery
 	// Presentations per new record over recent rounds: exponentially
 	// weighted sums of samples trained on and new records read.
 	ewSamples, ewRecords float64
@@ -286,6 +299,13 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 	}
 	s.metrics.setState(s.pace.State())
 	s.metrics.version.Set(float64(s.version))
+	var resumed *schedule.Resumed
+	if latest != nil {
+		resumed = &schedule.Resumed{Round: startRound, Mark: schedule.Mark{Threshold: s.threshold, State: s.pace.State().String()}}
+	}
+	if s.sched, err = schedule.New(cfg.schedule(), time.Now(), resumed); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	return s, nil
 }
 
@@ -326,9 +346,6 @@ func (s *Server) Status() Status {
 // Run drives training until ctx ends (or MaxRounds), then writes a final
 // checkpoint. It returns nil on a clean stop.
 func (s *Server) Run(ctx context.Context) error {
-	s.mu.Lock()
-	s.lastCkAt = time.Now()
-	s.mu.Unlock()
 	tick := 50 * time.Millisecond
 	timer := time.NewTimer(tick)
 	defer timer.Stop()
@@ -376,7 +393,7 @@ func (s *Server) stop() error {
 	if s.norm != nil {
 		r, _ := s.machine.Round()
 		if r > s.ckRound || s.latest == nil {
-			if err = s.checkpointLocked(time.Now()); err == nil {
+			if err = s.checkpointLocked(time.Now(), "stopping"); err == nil {
 				s.log.Info("final checkpoint written", "version", s.version, "round", s.ckRound)
 			} else {
 				err = fmt.Errorf("coordinator: the final checkpoint was not written, so the rounds after version %d (round %d) are lost: %w", s.version, s.ckRound, err)
@@ -422,11 +439,8 @@ func (s *Server) step(now time.Time) (bool, error) {
 			s.abandonedSince = 0
 		}
 	}
-	if res != nil && s.cfg.CheckpointRounds > 0 && res.Round-s.ckRound >= uint64(s.cfg.CheckpointRounds) ||
-		s.cfg.CheckpointInterval > 0 && now.Sub(s.lastCkAt) >= s.cfg.CheckpointInterval && s.latestRound() > s.ckRound {
-		if now.After(s.ckRetryAt) {
-			s.periodicCheckpoint(now)
-		}
+	if last := s.latestRound(); s.sched.Due(now, last) {
+		s.periodicCheckpoint(now, last)
 	}
 	if res != nil && s.cfg.MaxRounds > 0 && res.Round >= s.cfg.MaxRounds {
 		return true, nil
@@ -497,6 +511,10 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 	}
 	s.ewSamples += float64(res.Samples)
 	s.calibrate(res.Round)
+	if s.pace.Due(res.Round) {
+		med, tail := s.cal.Errors(s.model)
+		s.observePace(res.Round, pace.Errors{Median: med, Tail: tail}, false, false)
+	}
 	s.metrics.rounds.Inc()
 	s.metrics.loss.Set(res.Loss)
 	s.metrics.samples.Add(float64(res.Samples))
@@ -592,17 +610,18 @@ func (s *Server) calibrate(round uint64) {
 // recalibrate calibrates the whitening and the threshold with the current
 // model: when the calibrator is due, and for every checkpoint once a
 // threshold exists, so that a checkpoint's threshold is its own model's.
-func (s *Server) recalibrate(round uint64) {
+// It returns the median held-out error of the window (0: none known).
+func (s *Server) recalibrate(round uint64) float64 {
 	pr := s.cal.Progress()
 	s.metrics.heldout.Set(float64(pr.Rows))
 	u, ok, err := s.cal.Calibrate(s.model, round)
 	if err != nil {
 		s.log.Warn("calibration failed; the threshold stays", "round", round, "err", err)
-		return
+		return 0
 	}
 	if !ok {
 		s.log.Debug("training not settled yet: no threshold", "round", round, "median_held_out", u.Median, "records", pr.Records)
-		return
+		return u.Median
 	}
 	s.threshold, s.whitening, s.calNum = u.Threshold, u.Whitening, u.Version
 	s.metrics.threshold.Set(u.Threshold)
@@ -613,18 +632,7 @@ func (s *Server) recalibrate(round uint64) {
 			"features", featureNames(s.cfg.Features, drifted))
 	}
 	s.drifted = drifted
-	before := s.pace.State()
-	why := ""
-	if u.First {
-		s.pace.Threshold(u.Median)
-		why = "the first threshold"
-	} else {
-		why = s.pace.Calibrated(u.Median, len(drifted) > 0)
-	}
-	if st := s.pace.State(); st != before {
-		s.metrics.setState(st)
-		s.log.Info("training pace: "+st.String(), "why", why, "presentations_per_record", s.pace.Presentations(), "round", round)
-	}
+	s.observePace(round, pace.Errors{Median: u.Median, Tail: u.Tail}, len(drifted) > 0, u.First)
 	if u.First {
 		s.metrics.settled.Set(1)
 		how := "training settled"
@@ -638,27 +646,45 @@ func (s *Server) recalibrate(round uint64) {
 				"held_out", u.Rows, "want", s.cal.Config().MinRows)
 		}
 	}
+	return u.Median
 }
 
-// Retries of a failing checkpoint write: the wait starts at ckRetryMin
-// and doubles to ckRetryMax; the warning repeats every ckWarnEvery.
-const (
-	ckRetryMin  = time.Second
-	ckRetryMax  = 30 * time.Second
-	ckWarnEvery = time.Minute
-)
+// observePace reports held-out errors at round to the training budget:
+// the first threshold's (first), a calibration's or a look of its own;
+// a change of state is logged and shown in the metrics.
+func (s *Server) observePace(round uint64, e pace.Errors, drifted, first bool) {
+	before := s.pace.State()
+	why := "the first threshold"
+	if first {
+		s.pace.Threshold(round, e)
+	} else {
+		why = s.pace.Observe(round, e, drifted)
+	}
+	if st := s.pace.State(); st != before {
+		s.metrics.setState(st)
+		s.log.Info("training pace: "+st.String(), "why", why, "presentations_per_record", s.pace.Presentations(), "round", round)
+	}
+}
 
-// periodicCheckpoint writes a checkpoint in the course of training. A
-// failed write (a full disk, a damaged store) does not stop training: it
-// is counted, warned about once a minute, and retried with backoff; the
-// version is published only once stored.
-func (s *Server) periodicCheckpoint(now time.Time) {
-	err := s.checkpointLocked(now)
+// periodicCheckpoint looks at a checkpoint in the course of training
+// (the schedule said one is due, round the newest completed round): it
+// recalibrates, asks the schedule whether the model changed materially,
+// and writes. A failed write (a full disk, a damaged store) does not stop
+// training: it is counted, warned about once a minute, and retried with
+// the schedule's backoff; the version is published only once stored.
+func (s *Server) periodicCheckpoint(now time.Time, round uint64) {
+	mark := s.mark(round)
+	write, why := s.sched.Decide(now, round, mark)
+	if !write {
+		s.metrics.ckSkipped.Inc()
+		return
+	}
+	err := s.writeCheckpoint(now, mark, why)
 	if err == nil {
 		if !s.ckFailingSince.IsZero() {
 			s.log.Info("checkpoint written again", "version", s.version, "failed_for", now.Sub(s.ckFailingSince).Round(time.Second))
 		}
-		s.ckFailingSince, s.ckRetryAt, s.ckBackoff = time.Time{}, time.Time{}, 0
+		s.ckFailingSince = time.Time{}
 		s.metrics.ckFailing.Set(0)
 		return
 	}
@@ -667,21 +693,39 @@ func (s *Server) periodicCheckpoint(now time.Time) {
 	if s.ckFailingSince.IsZero() {
 		s.ckFailingSince, s.ckWarnedAt = now, time.Time{}
 	}
-	s.ckBackoff = min(max(2*s.ckBackoff, ckRetryMin), ckRetryMax)
-	s.ckRetryAt = now.Add(s.ckBackoff)
+	wait := s.sched.Failed(now)
 	if now.Sub(s.ckWarnedAt) >= ckWarnEvery {
 		s.ckWarnedAt = now
 		s.log.Warn("cannot write a checkpoint; training goes on, scorers keep the last published version, and the write is retried",
 			"err", err, "store", s.store.Path(), "failing_for", now.Sub(s.ckFailingSince).Round(time.Second),
-			"last_written", s.version, "round", s.latestRound(), "next_try_in", s.ckBackoff)
+			"last_written", s.version, "round", s.latestRound(), "next_try_in", wait)
 	}
 }
 
-// checkpointLocked writes and publishes the next version.
-func (s *Server) checkpointLocked(now time.Time) error {
+// ckWarnEvery is the least time between warnings of failing checkpoint writes.
+const ckWarnEvery = time.Minute
+
+// mark recalibrates with the current model, so that a checkpoint's
+// threshold is its own model's, and returns what the schedule judges a
+// checkpoint by.
+func (s *Server) mark(round uint64) schedule.Mark {
+	var med float64
 	if s.threshold > 0 && s.cal.Progress().Rows > 0 {
-		s.recalibrate(s.latestRound())
+		med = s.recalibrate(round)
+	} else {
+		med, _ = s.cal.Errors(s.model)
 	}
+	return schedule.Mark{Threshold: s.threshold, Median: med, State: s.pace.State().String()}
+}
+
+// checkpointLocked writes and publishes the next version now, changed or
+// not (on stop, and for Checkpoint).
+func (s *Server) checkpointLocked(now time.Time, why string) error {
+	return s.writeCheckpoint(now, s.mark(s.latestRound()), why)
+}
+
+// writeCheckpoint writes and publishes the next version, judged by mark.
+func (s *Server) writeCheckpoint(now time.Time, mark schedule.Mark, why string) error {
 	c := checkpoint.Build(s.model, s.opt, s.norm, s.cfg.Features)
 	c.Version = s.version + 1
 	cal := s.cal.Config()
@@ -698,10 +742,10 @@ func (s *Server) checkpointLocked(now time.Time) error {
 	}
 	s.version = c.Version
 	s.ckRound = c.Round
-	s.lastCkAt = now
+	s.sched.Written(now, c.Round, mark)
 	s.publish(c)
 	s.metrics.version.Set(float64(s.version))
-	s.log.Debug("checkpoint written", "version", c.Version, "round", c.Round, "threshold", c.Threshold)
+	s.log.Debug("checkpoint written", "version", c.Version, "round", c.Round, "threshold", c.Threshold, "why", why)
 	if s.ckLine.Add(c.Version, now) {
 		n, from, to := s.ckLine.Take(now)
 		s.log.Info("checkpoints written", "count", n, "first", from, "newest", to, "round", c.Round, "threshold", c.Threshold, "next_line_in", s.ckLine.Every)
@@ -736,7 +780,7 @@ func (s *Server) Checkpoint() (uint64, error) {
 	if s.norm == nil {
 		return 0, errors.New("coordinator: still warming up: no model to checkpoint")
 	}
-	if err := s.checkpointLocked(time.Now()); err != nil {
+	if err := s.checkpointLocked(time.Now(), "asked for"); err != nil {
 		return 0, err
 	}
 	return s.version, nil

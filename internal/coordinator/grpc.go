@@ -288,7 +288,9 @@ func (s *Server) ListCheckpoints(_ context.Context, _ *reconv1.ListCheckpointsRe
 
 // Rollback implements Rollback: the stored version's parameters, optimizer
 // state and training state become the current ones and are published at
-// once as a new, higher version; the round counter keeps growing.
+// once as a new, higher version; the round counter keeps growing. The
+// target is pinned, so retention never prunes it: a later rollback to the
+// same known-good model stays possible.
 func (s *Server) Rollback(_ context.Context, req *reconv1.RollbackRequest) (*reconv1.RollbackResponse, error) {
 	c, err := s.store.Get(req.GetVersion())
 	if errors.Is(err, checkpoint.ErrNotFound) {
@@ -319,7 +321,10 @@ func (s *Server) Rollback(_ context.Context, req *reconv1.RollbackRequest) (*rec
 		s.norm, s.warm = l.Normalizer, nil
 	}
 	s.threshold = c.GetThreshold()
-	if err := s.checkpointLocked(time.Now()); err != nil {
+	if err := s.store.Pin(req.GetVersion()); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if err := s.checkpointLocked(time.Now(), "rolled back"); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	s.log.Info("rolled back", "from", req.GetVersion(), "published", s.version)

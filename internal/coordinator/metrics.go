@@ -26,6 +26,7 @@ type Metrics struct {
 	benched       prometheus.Counter
 	ckFailures    prometheus.Counter
 	ckFailing     prometheus.Gauge
+	ckSkipped     prometheus.Counter
 	state         *prometheus.GaugeVec
 	presentations prometheus.Gauge
 }
@@ -62,6 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		benched:    prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_members_benched_total", Help: "Times a worker was taken out of the rounds for sending no gradient in several rounds in a row."}),
 		ckFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_checkpoint_write_failures_total", Help: "Checkpoint writes that failed (a full disk, a damaged store); training goes on and the write is retried."}),
 		ckFailing:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_checkpoint_failing", Help: "1 while the last checkpoint write failed, else 0."}),
+		ckSkipped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_coordinator_checkpoints_skipped_total", Help: "Scheduled looks at a checkpoint that wrote none: the model had not changed materially since the last (--checkpoint-change)."}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "recon_coordinator_training_state",
 			Help: "1 for the state training is in (warming, learning, settled, maintaining), 0 for the others."}, []string{"state"}),
 		presentations: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_presentations_per_record",
@@ -70,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.records, m.drifted,
-			m.refused, m.benched, m.ckFailures, m.ckFailing, m.state, m.presentations)
+			m.refused, m.benched, m.ckFailures, m.ckFailing, m.ckSkipped, m.state, m.presentations)
 	}
 	return m
 }

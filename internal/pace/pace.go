@@ -10,14 +10,21 @@
 //	Warming     no normalizer yet: no rounds run.
 //	Learning    no threshold yet: each new record may be presented up to
 //	            Config.Learn times (replay draws on the recent ones).
-//	Settled     a threshold is set: still Learn, until the median held-out
-//	            error stops falling between calibrations (the calibrator's
-//	            own settling check, over 200 rounds, comes too early: a
-//	            model keeps improving for thousands of rounds after it).
-//	Maintaining the model has settled: Config.Maintain presentations per new
-//	            record, so training costs what the stream brings. Drift (the
-//	            median held-out error up by Config.Drift, or features drifting
-//	            out of the normalizer) sends it back to Settled.
+//	Settled     a threshold is set: still Learn, until training plateaus:
+//	            neither the median nor the tail (99th percentile) of the
+//	            held-out errors has fallen by Config.Settle below its
+//	            reference in Config.Patience rounds. The calibrator's own
+//	            settling check, over 200 rounds, comes too early for this:
+//	            a model keeps improving for thousands of rounds after it,
+//	            and the tail, where anomalies are told apart, longest.
+//	Maintaining the model has plateaued: Config.Maintain presentations per
+//	            new record, so training costs what the stream brings. Drift
+//	            (the median or the tail held-out error up by Config.Drift
+//	            over its best settled level, or features drifting out of
+//	            the normalizer) sends it back to Settled.
+//
+// The coordinator reports held-out errors with Observe: every CheckRounds
+// rounds while Settled (Due says when), and at every calibration.
 package pace
 
 import "fmt"
@@ -47,34 +54,49 @@ func (s State) String() string {
 func States() []State { return []State{Warming, Learning, Settled, Maintaining} }
 
 // Config sets the budget. A bound of 0 is no bound: training then runs
-// at the speed of computing (replay), as it does by default. The bounds
-// are off by default because the settling rule below moves to
-// maintenance too early: on internal/pipeline's 100k stream a bound of 2
-// once settled took precision and recall from 1.00 to 0.95 and 0.97.
+// at the speed of computing (replay).
 type Config struct {
 	// Learn is the most presentations per new record while learning
 	// (0: no bound).
 	Learn float64
-	// Maintain is the most presentations per new record once settled
-	// (0: no bound).
+	// Maintain is the most presentations per new record once training has
+	// plateaued (0: no bound).
 	Maintain float64
-	// Settle is the least relative fall of the median held-out error
-	// between calibrations that still counts as learning (default 0.05).
+	// Settle is the least relative fall of the median or the tail
+	// held-out error below its reference that still counts as learning
+	// (default 0.02).
 	Settle float64
-	// Drift is the relative rise of the median held-out error over its
-	// settled level that counts as drift (default 0.5).
+	// Patience is how many rounds may pass without such a fall before
+	// training counts as plateaued (default 5000).
+	Patience uint64
+	// CheckRounds is how often, in rounds, the held-out errors are looked
+	// at while Settled (default 500).
+	CheckRounds uint64
+	// Drift is the relative rise of the median or the tail held-out error
+	// over its best settled level that counts as drift (default 0.5).
 	Drift float64
 }
 
 // Defaults of the rules that move between states.
 const (
-	DefaultSettle = 0.05
-	DefaultDrift  = 0.5
+	DefaultSettle      = 0.02
+	DefaultPatience    = 5000
+	DefaultCheckRounds = 500
+	DefaultDrift       = 0.5
+	// DefaultMaintain is the coordinator's --presentations-maintain: a
+	// plateaued model trains on each new record about 4 times.
+	DefaultMaintain = 4
 )
 
 func (c Config) withDefaults() Config {
 	if c.Settle == 0 {
 		c.Settle = DefaultSettle
+	}
+	if c.Patience == 0 {
+		c.Patience = DefaultPatience
+	}
+	if c.CheckRounds == 0 {
+		c.CheckRounds = DefaultCheckRounds
 	}
 	if c.Drift == 0 {
 		c.Drift = DefaultDrift
@@ -100,17 +122,24 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Errors are the held-out errors training is judged by: the median and
+// the tail (99th percentile) of the calibration window's plain errors.
+type Errors struct {
+	Median, Tail float64
+}
+
 // Pace is the budget's state. The zero value is not usable; call New.
 type Pace struct {
-	cfg   Config
-	state State
-	last  float64 // median held-out error at the last calibration (0: none)
-	level float64 // the settled level drift is measured from
+	cfg      Config
+	state    State
+	ref      Errors // Settled: the levels at the last real fall (zero: none yet)
+	refRound uint64 // and its round
+	level    Errors // Maintaining: the best levels, drift is measured from them
+	checked  uint64 // the round of the last look
 }
 
 // New returns a pace in Warming, or, for a coordinator resuming a model
-// that has a threshold, in Settled (it proves it is settled again at its
-// next calibrations).
+// that has a threshold, in Settled (it proves it has plateaued again).
 func New(cfg Config, resumed bool) (*Pace, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -141,36 +170,57 @@ func (p *Pace) WarmedUp() {
 	}
 }
 
-// Threshold records the first threshold and its median held-out error.
-func (p *Pace) Threshold(median float64) {
-	p.last = median
+// Threshold records the first threshold, at round, and its held-out errors.
+func (p *Pace) Threshold(round uint64, e Errors) {
 	p.state = Settled
+	p.ref, p.refRound, p.checked = e, round, round
 }
 
-// Calibrated records a later calibration's median held-out error and
-// whether features have drifted out of the normalizer; it returns why
-// the state changed, "" when it did not.
-func (p *Pace) Calibrated(median float64, drifted bool) string {
-	last := p.last
-	p.last = median
+// Due reports whether the held-out errors should be looked at after
+// round: every CheckRounds rounds while Settled.
+func (p *Pace) Due(round uint64) bool {
+	return p.state == Settled && round >= p.checked+p.cfg.CheckRounds
+}
+
+// Observe records the held-out errors at round and whether features have
+// drifted out of the normalizer; it returns why the state changed, ""
+// when it did not.
+func (p *Pace) Observe(round uint64, e Errors, drifted bool) string {
+	p.checked = round
 	switch p.state {
 	case Settled:
-		if last > 0 && median >= (1-p.cfg.Settle)*last {
-			p.level = median
+		if p.ref == (Errors{}) || fell(e.Median, p.ref.Median, p.cfg.Settle) || fell(e.Tail, p.ref.Tail, p.cfg.Settle) {
+			p.ref, p.refRound = e, round
+			return ""
+		}
+		if round >= p.refRound+p.cfg.Patience {
 			p.state = Maintaining
-			return fmt.Sprintf("the median held-out error stopped falling (%.4g, was %.4g)", median, last)
+			p.level = Errors{min(e.Median, p.ref.Median), min(e.Tail, p.ref.Tail)}
+			return fmt.Sprintf("the held-out errors fell by under %g%% in %d rounds (median %.4g, tail %.4g)", 100*p.cfg.Settle, round-p.refRound, e.Median, e.Tail)
 		}
 	case Maintaining:
+		rise := 1 + p.cfg.Drift
 		switch {
 		case drifted:
-			p.state = Settled
+			p.back(round, e)
 			return "features drifted out of the normalizer"
-		case median > (1+p.cfg.Drift)*p.level:
-			p.state = Settled
-			return fmt.Sprintf("the median held-out error rose to %.4g from its settled %.4g", median, p.level)
-		case median < p.level:
-			p.level = median // better still: drift is measured from the best
+		case e.Median > rise*p.level.Median:
+			p.back(round, e)
+			return fmt.Sprintf("the median held-out error rose to %.4g from its settled %.4g", e.Median, p.level.Median)
+		case e.Tail > rise*p.level.Tail:
+			p.back(round, e)
+			return fmt.Sprintf("the tail held-out error rose to %.4g from its settled %.4g", e.Tail, p.level.Tail)
 		}
+		p.level = Errors{min(e.Median, p.level.Median), min(e.Tail, p.level.Tail)}
 	}
 	return ""
 }
+
+// back returns to Settled at round, learning from errors e.
+func (p *Pace) back(round uint64, e Errors) {
+	p.state = Settled
+	p.ref, p.refRound = e, round
+}
+
+// fell reports whether v lies below ref by at least the fraction settle.
+func fell(v, ref, settle float64) bool { return v < (1-settle)*ref }

@@ -22,6 +22,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/fit"
+	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/worker"
@@ -297,7 +298,8 @@ func TestPipeline100k(t *testing.T) {
 		// on fewer than 0.1% of normal records. Early in a stream (the
 		// window filling, the model learning) they run above a small
 		// configured rate (0.03-0.035% measured here at 0.02%): ask 0.02%.
-		SkipAnomalies: true, Calib: calib.Config{AlertRate: 0.0002}, WarmupRecords: 1000, CheckpointRounds: 25, CheckpointInterval: time.Second, Deadline: 5 * time.Second}
+		SkipAnomalies: true, Calib: calib.Config{AlertRate: 0.0002}, WarmupRecords: 1000, CheckpointRounds: 25, CheckpointInterval: time.Second, Deadline: 5 * time.Second,
+		Pace: pace.Config{Maintain: pace.DefaultMaintain}} // the training budget of coordinator's defaults
 	cfg.Spec.Input = p
 	cfg.AutoCode = true         // the code width from the stream's spectrum: its rank, 3
 	cfg.Spec.Output = ae.Linear // unbounded records with one-feature spikes: see cmd/demo
