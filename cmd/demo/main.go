@@ -26,6 +26,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/recon-ad/recon/internal/cli"
+	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -43,6 +44,7 @@ type config struct {
 	features        int
 	interval        time.Duration
 	minQuality      float64
+	alertRate       float64
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -66,6 +68,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&c.features, "features", 30, "record width")
 	fs.DurationVar(&c.interval, "interval", 2*time.Second, "live view refresh `interval`")
 	fs.Float64Var(&c.minQuality, "min-quality", 0.9, "a bounded run fails unless precision and recall both reach this")
+	fs.Float64Var(&c.alertRate, "alert-rate", 0.0002, "the coordinator's --alert-rate: the `share` of normal records that may alert")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -73,8 +76,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		exe, _ := os.Executable()
 		c.bin = filepath.Dir(exe)
 	}
-	if c.seconds < 0 || c.rate <= 0 || c.features < 4 || c.interval <= 0 || !(c.anomalies > 0 && c.anomalies < 0.5) {
-		return cli.Usagef("want --seconds >= 0, --rate > 0, --features >= 4, --interval > 0, --anomalies in (0, 0.5)")
+	if c.seconds < 0 || c.rate <= 0 || c.features < 4 || c.interval <= 0 || !(c.anomalies > 0 && c.anomalies < 0.5) || !(c.alertRate > 0 && c.alertRate < 0.5) {
+		return cli.Usagef("want --seconds >= 0, --rate > 0, --features >= 4, --interval > 0, --anomalies and --alert-rate in (0, 0.5)")
 	}
 	for _, b := range []string{"devkafka", "coordinator", "trainer", "scorer", "loadgen"} {
 		if _, err := os.Stat(filepath.Join(c.bin, b)); err != nil {
@@ -106,6 +109,10 @@ type demo struct {
 	prevAt               time.Time
 	stopTimes            map[string]time.Duration
 	finalRound, finalVer float64
+	// CPU time of each process (by d.all's order) when the first threshold
+	// was seen and when loadgen was stopped, and those times.
+	cpuAt, cpuEnd     []time.Duration
+	cpuFrom, cpuUntil time.Time
 }
 
 // start launches every process in order, waiting for each to listen.
@@ -139,7 +146,7 @@ func start(c config) (*demo, error) {
 	// hides spikes there (recall 0.95 against 0.99 in internal/pipeline).
 	// The code width is the default's, chosen from the stream's spectrum.
 	d.coord = procs.New(c.bin, dir, "coordinator", "coordinator", "--features", p, "--listen", addrs[1], "--metrics-listen", addrs[2],
-		"--store", filepath.Join(dir, "coordinator.db"), "--alert-rate", "0.0002", "--output", "linear")
+		"--store", filepath.Join(dir, "coordinator.db"), "--alert-rate", strconv.FormatFloat(c.alertRate, 'f', -1, 64), "--output", "linear")
 	trainers := []*procs.Proc{}
 	for i := 1; i <= 2; i++ {
 		trainers = append(trainers, procs.New(c.bin, dir, fmt.Sprintf("trainer-%d", i), "trainer", "run", "--source", "kafka", "--brokers", addrs[0],
@@ -244,6 +251,7 @@ loop:
 		}
 	}
 	fmt.Fprintln(stdout, "demo: stopping loadgen, letting the scorers catch up, then stopping every process (SIGTERM)")
+	d.cpuEnd, d.cpuUntil = d.cpuTimes(), time.Now()
 	d.stop(d.loadgen)
 	d.finalRound, d.finalVer = scrape(d.coordMetrics, "recon_coordinator_round"), scrape(d.coordMetrics, "recon_coordinator_checkpoint_version")
 	catchUp := time.Now().Add(10 * time.Second)
@@ -279,6 +287,29 @@ func (d *demo) stop(p *procs.Proc) {
 	}
 }
 
+// cpuTimes returns each process's CPU time so far, -1 where unknown.
+func (d *demo) cpuTimes() []time.Duration {
+	out := make([]time.Duration, len(d.all))
+	for i, p := range d.all {
+		if t, ok := p.CPUTime(); ok {
+			out[i] = t
+		} else {
+			out[i] = -1
+		}
+	}
+	return out
+}
+
+// trainingState names the coordinator's training state from its metrics.
+func trainingState(addr string) string {
+	for _, st := range pace.States() {
+		if v, ok := procs.Metric(addr, fmt.Sprintf("recon_coordinator_training_state{state=%q}", st)); ok && v == 1 {
+			return st.String()
+		}
+	}
+	return "state unknown"
+}
+
 // render draws the live view.
 func (d *demo) render(w io.Writer, tty bool) {
 	now := time.Now()
@@ -287,6 +318,9 @@ func (d *demo) render(w io.Writer, tty bool) {
 	loss := scrape(d.coordMetrics, "recon_coordinator_loss")
 	version := scrape(d.coordMetrics, "recon_coordinator_checkpoint_version")
 	threshold := scrape(d.coordMetrics, "recon_coordinator_threshold")
+	if threshold > 0 && d.cpuAt == nil {
+		d.cpuAt, d.cpuFrom = d.cpuTimes(), now
+	}
 	var scored, alerts float64
 	for _, a := range d.scorerMetrics {
 		scored += max(scrape(a, "recon_scorer_records_total"), 0)
@@ -307,7 +341,8 @@ func (d *demo) render(w io.Writer, tty bool) {
 	}
 	fmt.Fprintf(&b, "recon demo  %5.0fs   broker %s   (Ctrl-C stops every process; logs in %s)\n", now.Sub(d.started).Seconds(), d.kafka, d.cfg.dir)
 	fmt.Fprintf(&b, "  records in   %8.0f/s   produced %d, scored %.0f, dead-lettered %d\n", inRate, s.produced, scored, s.dead)
-	fmt.Fprintf(&b, "  training     round %.0f, loss %.4g\n", round, loss)
+	fmt.Fprintf(&b, "  training     round %.0f, loss %.4g, %s, %.1f presentations per record\n", round, loss,
+		trainingState(d.coordMetrics), scrape(d.coordMetrics, "recon_coordinator_presentations_per_record"))
 	if threshold > 0 {
 		fmt.Fprintf(&b, "  model        version %.0f, threshold %.4g\n", version, threshold)
 	} else {
@@ -352,9 +387,18 @@ func (d *demo) summary(w io.Writer) bool {
 	row("  recall", fmt.Sprintf("%.3f", s.recall()))
 	row("distinct alert ids / alert records", fmt.Sprintf("%d / %d", s.alertIDs, s.alerts))
 	if !d.firstAlert.IsZero() {
-		row("first alert after", d.firstAlert.Sub(d.started).Round(time.Second))
+		row("first alert after", fmt.Sprintf("%v (%s, model version %d)", d.firstAlert.Sub(d.started).Round(time.Second), s.first.ID, s.first.Model.Version))
 	}
 	row("training rounds, checkpoint version", fmt.Sprintf("%.0f, %.0f", d.finalRound, d.finalVer))
+	if d.cpuAt != nil && d.cpuEnd != nil && d.cpuUntil.Sub(d.cpuFrom) > 0 {
+		el := d.cpuUntil.Sub(d.cpuFrom)
+		fmt.Fprintf(w, "  CPU after the first threshold (%.0f s), share of one core:\n", el.Seconds())
+		for i, p := range d.all {
+			if d.cpuAt[i] >= 0 && d.cpuEnd[i] >= 0 {
+				fmt.Fprintf(w, "    %-12s %5.1f%%\n", p.Name, 100*(d.cpuEnd[i]-d.cpuAt[i]).Seconds()/el.Seconds())
+			}
+		}
+	}
 	fmt.Fprintln(w, "  shutdown (SIGTERM to exit):")
 	for _, p := range d.all {
 		t := d.stopTimes[p.Name]
@@ -381,6 +425,7 @@ type tally struct {
 	produced int
 	dead     int
 	alerts   int
+	first    scorer.Alert // the first alert read
 	newest   []shownAlert
 }
 
@@ -422,6 +467,9 @@ func (t *tally) add(topic string, b []kafka.Message) {
 			if json.Unmarshal(m.Value, &a) != nil {
 				continue
 			}
+			if t.alerts == 0 {
+				t.first = a
+			}
 			t.alerts++
 			t.ids[a.ID] = true
 			t.newest = append(t.newest, shownAlert{key: k, alert: a})
@@ -444,6 +492,7 @@ func (t *tally) caughtUp() bool {
 type stats struct {
 	produced, scored, dead, alerts, alertIDs, anomalies int
 	readyScored, tp, fp, fn                             int
+	first                                               scorer.Alert
 	newest                                              []shownAlert
 }
 
@@ -453,7 +502,7 @@ func (s stats) recall() float64    { return float64(s.tp) / float64(max(s.tp+s.f
 func (t *tally) snapshot() stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := stats{produced: t.produced, scored: len(t.scores), dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), newest: slices.Clone(t.newest)}
+	s := stats{produced: t.produced, scored: len(t.scores), dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), first: t.first, newest: slices.Clone(t.newest)}
 	for k, tr := range t.truth {
 		if tr != "normal" {
 			s.anomalies++

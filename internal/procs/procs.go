@@ -98,6 +98,39 @@ func (p *Proc) PID() int {
 	return p.cmd.Process.Pid
 }
 
+// CPUTime returns the CPU time (user and system, every thread) the running
+// process has used so far, from /proc/PID/stat (Linux, in USER_HZ ticks,
+// 100 a second); false when it is not running or the file cannot be read.
+func (p *Proc) CPUTime() (time.Duration, bool) {
+	pid := p.PID()
+	if pid == 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is the first, utime and stime the 12th and 13th.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * (time.Second / userHZ), true
+}
+
+// userHZ is the unit of /proc/PID/stat's times on Linux.
+const userHZ = 100
+
 // Kill ends the process with SIGKILL and waits for it.
 func (p *Proc) Kill() {
 	p.mu.Lock()
