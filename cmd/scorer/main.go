@@ -130,7 +130,15 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	scores := make([]float64, t.Rows)
 	contrib := make([]float64, t.Rows*p)
-	l.Model.ScoreFeatures(scores, contrib, x)
+	if w := l.Whitening; w != nil {
+		// The coordinator's threshold is on whitened scores: score as the
+		// streaming scorer does, so an alert's score is reproduced here.
+		rec := make([]float64, len(x))
+		l.Model.Reconstruct(rec, x)
+		w.Score(scores, contrib, x, rec)
+	} else {
+		l.Model.ScoreFeatures(scores, contrib, x)
+	}
 
 	out, closeOut := stdout, func() error { return nil }
 	if *output != "-" {
@@ -184,8 +192,12 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if err := closeOut(); err != nil {
 		return fmt.Errorf("write scores: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "scorer score: %d records scored with version %d (%s); %d above the threshold %.5g\n",
-		t.Rows, c.GetVersion(), c.GetSpec().GetVariant(), anomalies, th)
+	how := "plain squared error"
+	if l.Whitening != nil {
+		how = "whitened residuals"
+	}
+	fmt.Fprintf(os.Stderr, "scorer score: %d records scored with version %d (%s, %s); %d above the threshold %.5g\n",
+		t.Rows, c.GetVersion(), c.GetSpec().GetVariant(), how, anomalies, th)
 	return nil
 }
 
