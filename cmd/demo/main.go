@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -385,6 +386,16 @@ func (d *demo) summary(w io.Writer) bool {
 	row("  alerts (true / false)", fmt.Sprintf("%d / %d", s.tp, s.fp))
 	row("  precision", fmt.Sprintf("%.3f", s.precision()))
 	row("  recall", fmt.Sprintf("%.3f", s.recall()))
+	kinds := slices.Sorted(maps.Keys(s.kindFN))
+	for k := range s.kindTP {
+		if !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		row("    recall of "+k, fmt.Sprintf("%.3f (%d of %d)", float64(s.kindTP[k])/float64(max(s.kindTP[k]+s.kindFN[k], 1)), s.kindTP[k], s.kindTP[k]+s.kindFN[k]))
+	}
 	row("distinct alert ids / alert records", fmt.Sprintf("%d / %d", s.alertIDs, s.alerts))
 	if !d.firstAlert.IsZero() {
 		row("first alert after", fmt.Sprintf("%v (%s, model version %d)", d.firstAlert.Sub(d.started).Round(time.Second), s.first.ID, s.first.Model.Version))
@@ -494,6 +505,7 @@ type stats struct {
 	readyScored, tp, fp, fn                             int
 	first                                               scorer.Alert
 	newest                                              []shownAlert
+	kindTP, kindFN                                      map[string]int // by anomaly kind
 }
 
 func (s stats) precision() float64 { return float64(s.tp) / float64(max(s.tp+s.fp, 1)) }
@@ -502,7 +514,8 @@ func (s stats) recall() float64    { return float64(s.tp) / float64(max(s.tp+s.f
 func (t *tally) snapshot() stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := stats{produced: t.produced, scored: len(t.scores), dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), first: t.first, newest: slices.Clone(t.newest)}
+	s := stats{produced: t.produced, scored: len(t.scores), dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), first: t.first, newest: slices.Clone(t.newest),
+		kindTP: map[string]int{}, kindFN: map[string]int{}}
 	for k, tr := range t.truth {
 		if tr != "normal" {
 			s.anomalies++
@@ -515,8 +528,10 @@ func (t *tally) snapshot() stats {
 		switch {
 		case tr != "normal" && sc.Alert:
 			s.tp++
+			s.kindTP[tr]++
 		case tr != "normal":
 			s.fn++
+			s.kindFN[tr]++
 		case sc.Alert:
 			s.fp++
 		}
