@@ -51,7 +51,7 @@ func TestDamagedFiles(t *testing.T) {
 	store, cache := filepath.Join(dir, "coordinator.db"), filepath.Join(dir, "scorer.db")
 	devkafka := procs.New(binDir, dir, "devkafka", "devkafka", "--listen", kafkaAddr, "--data-dir", filepath.Join(dir, "kafka-data"))
 	coordArgs := []string{"--features", "30", "--listen", grpcAddr, "--metrics-listen", coordMetrics, "--store", store,
-		"--checkpoint-interval", "200ms", "--deadline", "1s", "--keep", "0"}
+		"--checkpoint-interval", "200ms", "--checkpoint-change", "-1", "--deadline", "1s", "--keep", "0"} // a checkpoint every look: the test wants 10
 	coord := procs.New(binDir, dir, "coordinator", "coordinator", coordArgs...)
 	trainer := procs.New(binDir, dir, "trainer", "trainer", "run", "--source", "kafka", "--brokers", kafkaAddr, "--features", "30",
 		"--coordinator", grpcAddr, "--id", "trainer-1")

@@ -181,6 +181,7 @@ type Server struct {
 	abandonWarnAt              time.Time // rounds abandoned: the last warning, and the count since
 	abandonedSince             int
 	ckLine                     summary.Line // checkpoints written, one info line per summaryEvery
+	missLine                   summary.Line // rounds completed without some members, likewise
 	// Presentations per new record over recent rounds: exponentially
 	// weighted sums of samples trained on and new records read.
 	ewSamples, ewRecords float64
@@ -207,7 +208,7 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	s := &Server{cfg: cfg, log: log, store: store, metrics: metrics, wake: make(chan struct{}, 1), ckLine: summary.Line{Every: summaryEvery},
+	s := &Server{cfg: cfg, log: log, store: store, metrics: metrics, wake: make(chan struct{}, 1), ckLine: summary.Line{Every: summaryEvery}, missLine: summary.Line{Every: summaryEvery},
 		sessions: map[string]*session{}, watchers: map[chan *reconv1.Checkpoint]struct{}{}, warmFrom: map[string]bool{}}
 	latest, err := store.Latest()
 	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
@@ -524,8 +525,10 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 	if s.cfg.OnRound != nil {
 		s.cfg.OnRound(res, d)
 	}
-	if len(res.Missing) > 0 {
-		s.log.Info("round completed without some members", "round", res.Round, "missing", res.Missing)
+	if len(res.Missing) > 0 && s.missLine.Add(res.Round, now) {
+		n, from, to := s.missLine.Take(now)
+		s.log.Info("rounds completed without some members at their deadline", "count", n, "first_round", from, "last_round", to,
+			"missing", res.Missing, "deadline", s.cfg.Deadline, "next_line_in", s.missLine.Every)
 	}
 	for _, id := range res.Benched {
 		why := fmt.Sprintf("benched: no gradient by the deadline (%v) in %d completed rounds in a row; rounds go on without waiting for this worker until one of its gradients comes in time",
