@@ -87,16 +87,23 @@ func (t *trickle) records() int {
 // presentations trains for d on a stream of 2,000 records/s with budget b
 // and returns the records trained on per record read, and the rounds.
 func presentations(t *testing.T, b pace.Config, d time.Duration) (float64, int) {
+	return trainOn(t, b, d, 20, 0, 256)
+}
+
+// trainOn trains for d on a stream of perTick records every 10 ms with
+// budget b, the held-out fraction holdout and rounds of batch records; it
+// returns the records trained on per record read, and the rounds.
+func trainOn(t *testing.T, b pace.Config, d time.Duration, perTick int, holdout float64, batch int) (float64, int) {
 	t.Helper()
-	const p, batch = 6, 256
+	const p = 6
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var mu sync.Mutex
 	samples, rounds := 0, 0
-	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, WarmupRecords: 100,
+	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, WarmupRecords: 100, Holdout: holdout,
 		Deadline: time.Second, CheckpointRounds: 1 << 30, Pace: b,
 		OnRound: func(res *round.Result, _ time.Duration) { mu.Lock(); samples += res.Samples; rounds++; mu.Unlock() }})
-	src := newTrickle(ctx, worker.NewSynth(1, 5, p, 2, 0.2, 0), 20, 10*time.Millisecond)
+	src := newTrickle(ctx, worker.NewSynth(1, 5, p, 2, 0.2, 0), perTick, 10*time.Millisecond)
 	w, err := worker.New(worker.Config{ID: "b1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
 	if err != nil {
 		t.Fatal(err)
@@ -125,5 +132,24 @@ func TestBudgetBoundsPresentations(t *testing.T) {
 	}
 	if free < 2*held {
 		t.Errorf("without a budget %.2f presentations per record, with one %.2f: the test does not tell them apart", free, held)
+	}
+}
+
+// With a budget a worker on a slow stream reads what has arrived, often a
+// single record; when every new record of a round is held out it still
+// sends its gradient (one replayed record, on credit) with the held-out
+// records, rather than nothing, which left the round to its deadline. On
+// a stream of 100 records/s with half held out, rounds must come at the
+// stream's pace, not one a deadline (1 s here).
+func TestBudgetRoundsOnHeldOutRecordsOnly(t *testing.T) {
+	// Rounds of 16: the replay ring is full (and the budget's reads
+	// begin) after 16 training records.
+	per, rounds := trainOn(t, pace.Config{Learn: 4, Maintain: 4}, 4*time.Second, 1, 0.5, 16)
+	t.Logf("%d rounds in 4 s (1 s of warm-up), %.2f presentations per record", rounds, per)
+	if rounds < 50 {
+		t.Errorf("%d rounds in 3 s of training at 100 records/s: rounds waited for their deadline", rounds)
+	}
+	if per > 4.5 {
+		t.Errorf("%.2f presentations per record with a budget of 4", per)
 	}
 }

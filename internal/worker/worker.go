@@ -494,6 +494,13 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 			limit := (budget - 1) * float64(w.cfg.ReplaySize) // a burst earns no more than the ring holds
 			w.credit = min(w.credit+(budget-1)*float64(len(train)/p), limit)
 			draws = min(draws, int(w.credit))
+			if len(train) == 0 && draws < 1 && full > n {
+				// Every new record was held out (or skipped): one replay
+				// draw on credit, so that the round still gets this
+				// worker's gradient, its held-out records and its count
+				// of records read, rather than waiting for the deadline.
+				draws = 1
+			}
 			w.credit -= float64(max(draws, 0))
 		}
 		for ; draws > 0 && len(w.ring) > 0; draws-- {
