@@ -13,13 +13,13 @@ import (
 // TestRollbackCommand: `coordinator checkpoints` lists a running
 // coordinator's versions; `coordinator rollback --version N` publishes N's
 // model as a new version and pins N, which the list then shows and
-// retention never prunes (--keep 2 here); a version not stored is one line
+// retention never prunes (--keep 5 here); a version not stored is one line
 // and exit 2.
 func TestRollbackCommand(t *testing.T) {
 	dir := t.TempDir()
 	grpcAddr, metricsAddr := freePort(t), freePort(t)
 	start(t, dir, "coordinator", "coordinator.log", "--listen", grpcAddr, "--metrics-listen", metricsAddr, "--store", "c.db", "--features", "10",
-		"--deadline", "400ms", "--warmup-records", "200", "--batch", "64", "--keep", "2", "--keep-all", "0", "--keep-hourly", "0", "--keep-daily", "0",
+		"--deadline", "400ms", "--warmup-records", "200", "--batch", "64", "--keep", "5", "--keep-all", "0", "--keep-hourly", "0", "--keep-daily", "0",
 		"--checkpoint-rounds", "200", "--checkpoint-interval", "50ms")
 	start(t, dir, "trainer", "w1.log", "run", "--coordinator", grpcAddr, "--id", "w1", "--source", "synth", "--synth-features", "10")
 	version := func() float64 { return metric(metricsAddr, "recon_coordinator_checkpoint_version") }
@@ -32,7 +32,7 @@ func TestRollbackCommand(t *testing.T) {
 	if err != nil || !strings.Contains(list, "version") {
 		t.Fatalf("checkpoints: %v\n%s", err, list)
 	}
-	// The newest version listed: with --keep 2 it would go two
+	// The newest version listed: with --keep 5 it would go five
 	// checkpoints later.
 	ms := regexp.MustCompile(`(?m)^\s+(\d+)\s+\d+`).FindAllStringSubmatch(list, -1)
 	if ms == nil {
@@ -44,10 +44,10 @@ func TestRollbackCommand(t *testing.T) {
 		t.Fatalf("rollback --version %s: %v\n%s", target, err, out)
 	}
 	v0 := version()
-	waitFor(t, 30*time.Second, "5 more checkpoints", func() bool { return version() >= v0+5 })
+	waitFor(t, 30*time.Second, "8 more checkpoints", func() bool { return version() >= v0+8 })
 	list, err = admin("checkpoints")
 	if err != nil || !regexp.MustCompile(`(?m)^\s+`+target+`\s+.*pinned`).MatchString(list) {
-		t.Fatalf("after the rollback and 5 more checkpoints, version %s is not listed pinned (%v):\n%s", target, err, list)
+		t.Fatalf("after the rollback and 8 more checkpoints, version %s is not listed pinned (%v):\n%s", target, err, list)
 	}
 	out, err = admin("rollback", "--version", "999999")
 	var ee *exec.ExitError
