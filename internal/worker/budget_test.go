@@ -153,3 +153,18 @@ func TestBudgetRoundsOnHeldOutRecordsOnly(t *testing.T) {
 		t.Errorf("%.2f presentations per record with a budget of 4", per)
 	}
 }
+
+// With the budget spent a round gathers the stream's records for a
+// quarter of a second rather than going with the first one: on a stream
+// of 100 records/s rounds come a few a second, not one a record (each
+// round costs its messages and an optimizer step whatever its size).
+func TestBudgetRoundsGatherRecords(t *testing.T) {
+	per, rounds := trainOn(t, pace.Config{Learn: 4, Maintain: 4}, 6*time.Second, 1, 0, 64)
+	t.Logf("%d rounds in 6 s (1 s of warm-up, then the replay ring fills), %.2f presentations per record", rounds, per)
+	if rounds > 40 {
+		t.Errorf("%d rounds in 5 s of training at 100 records/s: rounds do not gather records", rounds)
+	}
+	if rounds < 5 || per > 4.5 {
+		t.Errorf("%d rounds, %.2f presentations per record: want a few rounds a second within the budget of 4", rounds, per)
+	}
+}

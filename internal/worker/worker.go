@@ -353,6 +353,14 @@ func (w *Worker) warmup(n int) (*reconv1.WarmupStats, error) {
 	return st, nil
 }
 
+// With the budget spent a round gathers new records for up to gatherWait,
+// looking every gatherPoll: rounds of a slow stream then come a few a
+// second, each on what arrived meanwhile.
+const (
+	gatherWait = 250 * time.Millisecond
+	gatherPoll = 25 * time.Millisecond
+)
+
 // readFull reads until dst is full or the source ends.
 func readFull(src Source, dst []float64) (int, error) {
 	p := src.Width()
@@ -431,7 +439,8 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		}
 	} else if n < batch {
 		read := readFull
-		if budget > 0 && w.cfg.Replay > 0 && len(w.ring) >= full*p {
+		spent := budget > 0 && w.cfg.Replay > 0 && len(w.ring) >= full*p
+		if spent {
 			// The budget is spent: wait for the stream, but only for what
 			// it has, so that a slow stream gives small rounds, not late ones.
 			read = Source.Read
@@ -443,6 +452,20 @@ func (w *Worker) round(m *ae.Model, welcome *reconv1.Welcome, rs *reconv1.RoundS
 		}
 		if n == 0 && err != nil {
 			return nil, errExhausted
+		}
+		if tr, ok := w.cfg.Source.(TryReader); ok && spent && err == nil {
+			// Gather what arrives for up to gatherWait: a round costs the
+			// same messages and optimizer step whatever its size, and a
+			// round of a handful of records would spend the budget's CPU
+			// on them (at 300 records/s, 20 rounds a second of 7 records).
+			for until := time.Now().Add(gatherWait); n < batch && time.Now().Before(until); {
+				time.Sleep(gatherPoll)
+				got, err := tr.TryRead(raw[n*p:])
+				n += got
+				if err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	raw = raw[:n*p]
