@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string) error {
 	firstBy := fs.Int64("first-threshold-records", cd.MaxRecords, "set the first threshold once this many stream `records` have been read, settled or not")
 	learnBudget := fs.Float64("presentations-learn", 0, "training budget until training plateaus: the most times, on average, a new record is trained on, replay included (0: no bound, train at the speed of computing)")
 	maintainBudget := fs.Float64("presentations-maintain", pace.DefaultMaintain, "training budget once training has plateaued after the first threshold, until drift, so that training costs what the stream brings (0: no bound)")
-	plateau := fs.Uint64("plateau-rounds", pace.DefaultPatience, "training has plateaued when neither the median nor the tail (99th percentile) of the held-out errors has fallen 2% in this many `rounds`")
+	plateau := fs.Uint64("plateau-rounds", pace.DefaultPatience, "training has plateaued when neither the median nor the tail (90th percentile) of the held-out errors has fallen 2% in this many `rounds`")
 	drift := fs.Float64("drift", pace.DefaultDrift, "a rise of the median or the tail held-out error by this `fraction` over its plateau (or features drifting out of the normalizer) counts as drift and resumes learning")
 	settle := fs.Float64("settle", cd.Settle, "before --first-threshold-records, no threshold (no alerts) until the median held-out error falls by less than this `fraction` between checks 200 rounds apart (negative: at the first check)")
 	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")

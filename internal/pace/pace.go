@@ -11,7 +11,7 @@
 //	Learning    no threshold yet: each new record may be presented up to
 //	            Config.Learn times (replay draws on the recent ones).
 //	Settled     a threshold is set: still Learn, until training plateaus:
-//	            neither the median nor the tail (99th percentile) of the
+//	            neither the median nor the tail (90th percentile) of the
 //	            held-out errors has fallen by Config.Settle below its
 //	            reference in Config.Patience rounds. The calibrator's own
 //	            settling check, over 200 rounds, comes too early for this:
@@ -123,7 +123,7 @@ func (c Config) Validate() error {
 }
 
 // Errors are the held-out errors training is judged by: the median and
-// the tail (99th percentile) of the calibration window's plain errors.
+// the tail (90th percentile) of the calibration window's plain errors.
 type Errors struct {
 	Median, Tail float64
 }
