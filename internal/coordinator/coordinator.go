@@ -73,10 +73,10 @@ type Config struct {
 	// CheckpointMaxAge (default 1 h) while rounds complete; CheckpointRounds
 	// > 0 also writes one every so many rounds, changed or not (tests).
 	CheckpointInterval time.Duration
-	CheckpointChange   float64
-	CheckpointMaxAge   time.Duration
-	CheckpointRounds   int
-	MaxRounds          uint64 // stop training after this round (0: never); for tests and benchmarks
+	CheckpointChange   float64       // least relative change that is material (default 0.05; negative: every look)
+	CheckpointMaxAge   time.Duration // most time between checkpoints while rounds complete (default 1 h)
+	CheckpointRounds   int           // > 0: also a checkpoint every this many rounds (default 0: off)
+	MaxRounds          uint64        // stop training after this round (0: never); for tests and benchmarks
 
 	// Pace is the training budget: presentations per new record while
 	// learning and once settled (internal/pace; zero: its defaults).

@@ -125,7 +125,8 @@ func (c Config) Validate() error {
 // Errors are the held-out errors training is judged by: the median and
 // the tail (90th percentile) of the calibration window's plain errors.
 type Errors struct {
-	Median, Tail float64
+	Median float64 // the median plain held-out error
+	Tail   float64 // its calib.TailQuantile
 }
 
 // Pace is the budget's state. The zero value is not usable; call New.

@@ -91,9 +91,9 @@ func (c Config) Validate() error {
 // yet) and median held-out error (0: not known), and the training state's
 // name (a change of state is material).
 type Mark struct {
-	Threshold float64
-	Median    float64
-	State     string
+	Threshold float64 // the alert threshold (0: none yet)
+	Median    float64 // the median held-out error (0: not known)
+	State     string  // the training state's name
 }
 
 // Schedule is the checkpoint schedule's state. The zero value is not
@@ -126,8 +126,8 @@ func New(cfg Config, now time.Time, resumed *Resumed) (*Schedule, error) {
 
 // Resumed is the checkpoint a coordinator resumed from.
 type Resumed struct {
-	Round uint64
-	Mark  Mark
+	Round uint64 // its training round
+	Mark  Mark   // what it is judged by (its median may be 0: not stored)
 }
 
 // Config returns the config with its defaults.
