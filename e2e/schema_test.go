@@ -95,7 +95,11 @@ func TestSchemaRefusals(t *testing.T) {
 	devkafka := procs.New(binDir, dir, "devkafka", "devkafka", "--listen", kafkaAddr, "--data-dir", filepath.Join(dir, "kafka-data"))
 	coordArgs := func(features []string) []string {
 		return []string{"--features", strings.Join(features, ","), "--listen", grpcAddr, "--metrics-listen", metrics,
-			"--store", store, "--checkpoint-interval", "1s", "--deadline", "1s", "--lease", "3s"}
+			"--store", store, "--checkpoint-interval", "1s", "--deadline", "1s", "--lease", "3s",
+			// Training at full speed throughout: the test compares rounds/s
+			// before and while the refused trainers run, and the budget's
+			// move to maintenance would slow it on its own.
+			"--presentations-maintain", "0"}
 	}
 	coord := procs.New(binDir, dir, "coordinator", "coordinator", coordArgs(names)...)
 	trainer := func(name string, args ...string) *procs.Proc {
