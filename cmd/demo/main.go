@@ -386,15 +386,9 @@ func (d *demo) summary(w io.Writer) bool {
 	row("  alerts (true / false)", fmt.Sprintf("%d / %d", s.tp, s.fp))
 	row("  precision", fmt.Sprintf("%.3f", s.precision()))
 	row("  recall", fmt.Sprintf("%.3f", s.recall()))
-	kinds := slices.Sorted(maps.Keys(s.kindFN))
-	for k := range s.kindTP {
-		if !slices.Contains(kinds, k) {
-			kinds = append(kinds, k)
-		}
-	}
-	slices.Sort(kinds)
-	for _, k := range kinds {
-		row("    recall of "+k, fmt.Sprintf("%.3f (%d of %d)", float64(s.kindTP[k])/float64(max(s.kindTP[k]+s.kindFN[k], 1)), s.kindTP[k], s.kindTP[k]+s.kindFN[k]))
+	for _, k := range slices.Sorted(maps.Keys(s.byKind)) {
+		c := s.byKind[k]
+		row("    recall of "+k, fmt.Sprintf("%.3f (%d of %d)", float64(c.tp)/float64(max(c.tp+c.fn, 1)), c.tp, c.tp+c.fn))
 	}
 	row("distinct alert ids / alert records", fmt.Sprintf("%d / %d", s.alertIDs, s.alerts))
 	if !d.firstAlert.IsZero() {
@@ -505,8 +499,11 @@ type stats struct {
 	readyScored, tp, fp, fn                             int
 	first                                               scorer.Alert
 	newest                                              []shownAlert
-	kindTP, kindFN                                      map[string]int // by anomaly kind
+	byKind                                              map[string]kindCount // anomalies scored with a threshold, by kind
 }
+
+// kindCount is one anomaly kind's alerted (tp) and missed (fn) records.
+type kindCount struct{ tp, fn int }
 
 func (s stats) precision() float64 { return float64(s.tp) / float64(max(s.tp+s.fp, 1)) }
 func (s stats) recall() float64    { return float64(s.tp) / float64(max(s.tp+s.fn, 1)) }
@@ -515,7 +512,7 @@ func (t *tally) snapshot() stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := stats{produced: t.produced, scored: len(t.scores), dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), first: t.first, newest: slices.Clone(t.newest),
-		kindTP: map[string]int{}, kindFN: map[string]int{}}
+		byKind: map[string]kindCount{}}
 	for k, tr := range t.truth {
 		if tr != "normal" {
 			s.anomalies++
@@ -528,10 +525,10 @@ func (t *tally) snapshot() stats {
 		switch {
 		case tr != "normal" && sc.Alert:
 			s.tp++
-			s.kindTP[tr]++
+			s.byKind[tr] = kindCount{s.byKind[tr].tp + 1, s.byKind[tr].fn}
 		case tr != "normal":
 			s.fn++
-			s.kindFN[tr]++
+			s.byKind[tr] = kindCount{s.byKind[tr].tp, s.byKind[tr].fn + 1}
 		case sc.Alert:
 			s.fp++
 		}
