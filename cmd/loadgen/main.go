@@ -43,7 +43,7 @@ const (
 
 // The flags of one mode only, refused in the other.
 var (
-	syntheticOnly = []string{"features", "rank", "noise", "anomalies", "kinds", "basis-seed"}
+	syntheticOnly = []string{"features", "rank", "noise", "anomalies", "kinds", "outside", "basis-seed"}
 	replayOnly    = []string{"input-format", "columns", "label", "key-column", "order", "passes"}
 )
 
@@ -60,7 +60,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			"injected anomalies. The recon-truth header of each record says normal, spike\n"+
 			"(one feature pushed 6 to 8 of its standard deviations), off-subspace (every\n"+
 			"feature pushed off the subspace, sd 2.5) or scaled (the whole record\n"+
-			"multiplied by 4).\n\n"+
+			"multiplied by 4). Each anomaly is drawn again while it lies inside the\n"+
+			"ellipsoid holding the --outside share of normal records (their covariance\n"+
+			"known), so none is one a normal draw would match: at 6 features about 9% of\n"+
+			"plain off-subspace and 6% of scaled records would be.\n\n"+
 			"Replay (--input FILE) produces the rows of a file instead: CSV with a header\n"+
 			"row, or JSON lines (one object per line), told apart by the extension (.csv;\n"+
 			".jsonl, .ndjson or .json) or --input-format. Each row is one record in\n"+
@@ -91,6 +94,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	noise := fs.Float64("noise", 0.4, "synthetic: noise standard deviation")
 	anomalies := fs.Float64("anomalies", 0.01, "synthetic: fraction of injected anomalies")
 	kinds := fs.String("kinds", "spike,off-subspace,scaled", "synthetic: anomaly kinds to inject, comma-separated")
+	outside := fs.Float64("outside", 0.9999, "synthetic: anomalies lie outside the region holding this `share` of normal records (0: as first injected)")
 	basisSeed := fs.Uint64("basis-seed", 1, "synthetic: seed of the subspace (trainers' synth sources use the same)")
 	input := fs.String("input", "", "replay the rows of this CSV or JSON-lines `file` instead of producing synthetic records")
 	inputFormat := fs.String("input-format", "", "replay: the file's `format`, csv or jsonl (default: from its extension)")
@@ -120,8 +124,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	var src *source
 	if *input == "" {
-		if *p < 2 || *rank < 1 || *rank >= *p || *anomalies < 0 || *anomalies >= 1 {
-			return cli.Usagef("want features >= 2, 1 <= rank < features, anomalies in [0,1)")
+		if *p < 2 || *rank < 1 || *rank >= *p || *anomalies < 0 || *anomalies >= 1 || *outside < 0 || *outside >= 1 || *noise <= 0 {
+			return cli.Usagef("want features >= 2, 1 <= rank < features, --noise > 0, --anomalies and --outside in [0,1)")
 		}
 		ks := strings.Split(*kinds, ",")
 		for _, k := range ks {
@@ -129,7 +133,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 				return cli.Usagef("--kinds: unknown kind %q", k)
 			}
 		}
-		src = synthetic(f, *p, *rank, *noise, *anomalies, ks, *basisSeed, *seed)
+		src = synthetic(f, *p, *rank, *noise, *anomalies, *outside, ks, *basisSeed, *seed)
 	} else {
 		set := map[string]bool{}
 		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
@@ -233,8 +237,9 @@ type source struct {
 }
 
 // synthetic returns a source of records near a low-rank subspace, the
-// given fraction of them anomalies of the given kinds.
-func synthetic(f stream.Format, p, rank int, noise, anomalies float64, kinds []string, basisSeed, seed uint64) *source {
+// given fraction of them anomalies of the given kinds, each outside the
+// region holding share outside of normal records (0: anywhere).
+func synthetic(f stream.Format, p, rank int, noise, anomalies, outside float64, kinds []string, basisSeed, seed uint64) *source {
 	var names []string
 	for i := 0; i < p; i++ {
 		names = append(names, "f"+strconv.Itoa(i))
@@ -243,6 +248,10 @@ func synthetic(f stream.Format, p, rank int, noise, anomalies float64, kinds []s
 	basis := synth.Basis(rand.New(rand.NewPCG(basisSeed, 0xba5e)), rank, p) // as worker.NewSynth
 	rng := rand.New(rand.NewPCG(seed, 0x10ad))
 	scales := synth.Scales(basis, rank, noise)
+	var region *synth.Region
+	if outside > 0 {
+		region = synth.NewRegion(basis, rank, noise, outside)
+	}
 	rec := make([]float64, p)
 	var made, injected int64
 	return &source{
@@ -251,7 +260,7 @@ func synthetic(f stream.Format, p, rank int, noise, anomalies float64, kinds []s
 			truth := "normal"
 			if rng.Float64() < anomalies {
 				truth = kinds[rng.IntN(len(kinds))]
-				synth.Inject(rng, rec, scales, truth)
+				synth.Outlying(rng, rec, basis, rank, noise, scales, truth, region)
 				injected++
 			}
 			key := strconv.FormatInt(made, 10)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/pkg/stream"
+	"github.com/recon-ad/recon/pkg/synth"
 )
 
 // TestRunRefuses: flags of the other mode, and bad replay flags, are usage
@@ -40,6 +42,8 @@ func TestRunRefuses(t *testing.T) {
 		{name: "unknown extension", args: []string{"--input", write(t, "a.txt", "f0\n1\n")}, usage: true, err: "--input-format"},
 		{name: "missing column", args: []string{"--input", csvFile, "--columns", "f0,f7"}, err: `--columns: a.csv has no column "f7" (its columns: f0, f1, label)`},
 		{name: "explicit label missing", args: []string{"--input", write(t, "b.csv", "f0\n1\n"), "--label", "label"}, err: `--label: b.csv has no column "label"`},
+		{name: "outside share of one", args: []string{"--outside", "1"}, usage: true, err: "--anomalies and --outside in [0,1)"},
+		{name: "no noise", args: []string{"--noise", "0"}, usage: true, err: "--noise > 0"},
 		{name: "environment's synthetic flag ignored", env: []string{"RECON_RANK", "2"}, args: []string{"--input", "/nonexistent/a.csv"}, err: "--input: open /nonexistent/a.csv"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,5 +116,48 @@ func TestReplayToKafka(t *testing.T) {
 	}
 	if lag, err := r.ReadLag(ctx); err != nil || lag != 0 {
 		t.Errorf("after %d records, %d more (%v): want exactly two passes", 2*len(want), lag, err)
+	}
+}
+
+// TestSyntheticAnomaliesLieOutside: at 6 features every injected anomaly
+// lies outside the region of 99.99% of normal records, and about that share
+// of the normal records inside it; with --outside 0 some anomalies do not.
+func TestSyntheticAnomaliesLieOutside(t *testing.T) {
+	const p, rank, noise = 6, 3, 0.4
+	basis := synth.Basis(rand.New(rand.NewPCG(1, 0xba5e)), rank, p) // as synthetic
+	region := synth.NewRegion(basis, rank, noise, 0.9999)
+	var names []string
+	for i := range p {
+		names = append(names, "f"+strconv.Itoa(i))
+	}
+	codec, err := stream.NewCodec(stream.JSONObject, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, outside := range []float64{0.9999, 0} {
+		src := synthetic(stream.JSONObject, p, rank, noise, 0.2, outside, synth.Kinds, 1, 42)
+		rec := make([]float64, p)
+		anomalies, inside, normalOutside := 0, 0, 0
+		const n = 30000
+		for range n {
+			m, _ := src.next()
+			if err := codec.Decode(rec, m.Value); err != nil {
+				t.Fatal(err)
+			}
+			normal := string(m.Headers[0].Value) == "normal"
+			if !normal {
+				anomalies++
+			}
+			switch in := region.Contains(rec); {
+			case normal && !in:
+				normalOutside++
+			case !normal && in:
+				inside++
+			}
+		}
+		t.Logf("--outside %v: %d anomalies, %d inside the region; %d normal records outside", outside, anomalies, inside, normalOutside)
+		if anomalies < n/6 || (outside > 0) != (inside == 0) || normalOutside > 10 {
+			t.Errorf("--outside %v: %d anomalies of %d records, %d inside the region, %d normal records outside", outside, anomalies, n, inside, normalOutside)
+		}
 	}
 }

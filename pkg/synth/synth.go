@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"gonum.org/v1/gonum/mat"
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // LowRank returns n records of width p (row-major) of the form
@@ -124,5 +127,71 @@ func Inject(rng *rand.Rand, rec, scales []float64, kind string) {
 		}
 	default:
 		panic(fmt.Sprintf("synth: unknown anomaly kind %q", kind))
+	}
+}
+
+// Region is the ellipsoid holding a given share q of the records Sample
+// draws: x^T Sigma^-1 x <= the chi-square(p) quantile at q, where
+// Sigma = B^T B + sd^2 I is their covariance. An anomaly inside it is one a
+// normal draw would match at least once in 1/(1-q) records, so no detector
+// could tell the two apart there: Outlying keeps injected anomalies out.
+type Region struct {
+	chol  mat.Cholesky
+	limit float64
+	v     *mat.VecDense // scratch of width p
+}
+
+// NewRegion returns the Region holding share q (in (0, 1)) of the records of
+// basis b (rank rows) with noise sd. It panics on q outside (0, 1) or a
+// covariance that is not positive definite (sd 0 with rank < p).
+func NewRegion(b []float64, rank int, sd, q float64) *Region {
+	p := len(b) / rank
+	if len(b) != rank*p || !(q > 0 && q < 1) {
+		panic(fmt.Sprintf("synth: NewRegion: basis length %d, rank %d, share %v", len(b), rank, q))
+	}
+	sigma := mat.NewSymDense(p, nil)
+	for j := 0; j < p; j++ {
+		for k := j; k < p; k++ {
+			var s float64
+			for i := 0; i < rank; i++ {
+				s += b[i*p+j] * b[i*p+k]
+			}
+			if j == k {
+				s += sd * sd
+			}
+			sigma.SetSym(j, k, s)
+		}
+	}
+	r := &Region{limit: distuv.ChiSquared{K: float64(p)}.Quantile(q), v: mat.NewVecDense(p, nil)}
+	if !r.chol.Factorize(sigma) {
+		panic("synth: NewRegion: covariance not positive definite")
+	}
+	return r
+}
+
+// Distance2 returns x^T Sigma^-1 x, the squared Mahalanobis distance of
+// record x from the records' mean.
+func (r *Region) Distance2(x []float64) float64 {
+	xv := mat.NewVecDense(len(x), x)
+	if err := r.chol.SolveVecTo(r.v, xv); err != nil {
+		panic("synth: Region: " + err.Error())
+	}
+	return mat.Dot(xv, r.v)
+}
+
+// Contains reports whether record x lies in the region.
+func (r *Region) Contains(x []float64) bool { return r.Distance2(x) <= r.limit }
+
+// Outlying fills rec with an anomaly of the given kind that lies outside
+// region out: a fresh record of basis b (Sample) turned into the anomaly
+// (Inject), drawn again while it falls inside, at most 1000 times (the last
+// draw is kept). It returns the number of draws. A nil out keeps the first.
+func Outlying(rng *rand.Rand, rec, b []float64, rank int, sd float64, scales []float64, kind string, out *Region) int {
+	for n := 1; ; n++ {
+		Sample(rng, rec, b, rank, sd)
+		Inject(rng, rec, scales, kind)
+		if out == nil || !out.Contains(rec) || n == 1000 {
+			return n
+		}
 	}
 }
