@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/recon-ad/recon/internal/kernels"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -19,6 +20,7 @@ type Metrics struct {
 	batch       prometheus.Histogram
 	latency     prometheus.Histogram
 	lag         *prometheus.GaugeVec
+	kernels     *prometheus.GaugeVec // the kernel set in use (internal/kernels)
 	// commitFailures counts batches published but not committed.
 	commitFailures prometheus.Counter
 	// Output writes (publisher).
@@ -34,6 +36,7 @@ type Metrics struct {
 // NewMetrics registers the metrics on reg (nil: unregistered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		kernels:     kernels.NewGauge("recon_scorer_kernels"),
 		records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_records_total", Help: "Records scored or dead-lettered, their output acknowledged by Kafka."}),
 		alerts:      prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_alerts_total", Help: "Alerts written."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_dead_letters_total", Help: "Records dead-lettered, by reason."}, []string{"reason"}),
@@ -73,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag, m.commitFailures,
 			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets,
-			m.lineageChanges)
+			m.lineageChanges, m.kernels)
 	}
 	return m
 }

@@ -15,7 +15,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/kernels"
 	"github.com/recon-ad/recon/internal/summary"
+	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -76,8 +78,9 @@ type ScoreRecord struct {
 // after all of that batch's output is acknowledged. With no model at all it
 // consumes nothing.
 type Replica struct {
-	cfg   ReplicaConfig
-	model atomic.Pointer[Model]
+	cfg     ReplicaConfig
+	model   atomic.Pointer[Model]
+	kernels *kernels.Chooser // times the kernel sets on each new model spec
 	// Processed counts records scored or dead-lettered and committed.
 	Processed atomic.Int64
 	commits   commitFailures                // used by the publisher goroutine only
@@ -120,7 +123,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	r := &Replica{cfg: cfg}
+	r := &Replica{cfg: cfg, kernels: kernels.NewChooser(cfg.Log, ae.TaskScore, cfg.Metrics.kernels)}
 	if c, err := cfg.Cache.Latest(); err == nil {
 		m, err := NewModel(c)
 		if err != nil {
@@ -170,7 +173,9 @@ func (r *Replica) Ready() error {
 }
 
 // setModel swaps m in; the version gauge follows at once, records or not.
+// A model of a new spec has the kernel sets timed on it first.
 func (r *Replica) setModel(m *Model) {
+	r.kernels.Choose(m.loaded.Model.Spec(), 256)
 	r.model.Store(m)
 	r.cfg.Metrics.version.Set(float64(m.Version))
 }

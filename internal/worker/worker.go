@@ -25,6 +25,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/kernels"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -102,11 +103,13 @@ type Metrics struct {
 	compute                             prometheus.Histogram
 	consumed                            prometheus.Counter     // Kafka source: records handed to training
 	undecodable                         *prometheus.CounterVec // Kafka source: those that did not decode, by reason
+	kernels                             *prometheus.GaugeVec   // the kernel set in use (internal/kernels)
 }
 
 // NewMetrics registers worker metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		kernels:  kernels.NewGauge("recon_worker_kernels"),
 		rounds:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_gradients_total", Help: "Gradients sent."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_gradients_rejected_total", Help: "Gradients the coordinator rejected."}),
 		skipped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_records_skipped_total", Help: "Training records skipped as scoring above the threshold."}),
@@ -118,7 +121,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Stream records that did not decode and were skipped, by reason (bad_json, missing_field, wrong_width, ...)."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute, m.consumed, m.undecodable)
+		reg.MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute, m.consumed, m.undecodable, m.kernels)
 	}
 	return m
 }
@@ -138,6 +141,7 @@ type Worker struct {
 	pending []float64 // records read for warm-up, trained on next
 	stats   Stats
 	grad    []float64
+	kernels *kernels.Chooser // times the kernel sets on each new model spec
 	buf     []float64
 	held    []float64
 	// scratch for scoring training records against the threshold
@@ -174,7 +178,8 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.ReplaySize == 0 {
 		cfg.ReplaySize = 16384
 	}
-	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017)), instance: crand.Text()}, nil
+	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017)), instance: crand.Text(),
+		kernels: kernels.NewChooser(cfg.Log, ae.TaskTrain, cfg.Metrics.kernels)}, nil
 }
 
 // Stats returns the worker's counters (not safe to call while Run runs).
@@ -260,6 +265,7 @@ func (w *Worker) session(ctx context.Context) error {
 			if model, err = ae.New(spec); err != nil {
 				return err
 			}
+			w.kernels.Choose(spec, max(1, int(welcome.GetBatch())))
 			w.grad = make([]float64, model.NumParams())
 		case *reconv1.CoordinatorMessage_Warmup:
 			st, err := w.warmup(int(m.Warmup.GetRecords()))

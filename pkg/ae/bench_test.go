@@ -23,37 +23,66 @@ func benchModel(b *testing.B) (*Model, []float64) {
 
 // BenchmarkTrain measures training throughput: one op is one batch of 256
 // (gradient, Adam step, state advance); samples/s is the figure to compare.
+// It runs once per kernel set of KernelSets, then as the trainer does: with
+// the set ChooseKernels picks ("chosen").
 func BenchmarkTrain(b *testing.B) {
-	m, x := benchModel(b)
-	tr := NewTrainer(m, NewAdam(m.NumParams(), 1e-3), nil)
-	const batch = 256 * 30
-	nb := len(x) / batch
-	tr.Step(x[:batch])
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		j := i % nb
-		tr.Step(x[j*batch : (j+1)*batch])
+	eachKernelSet(b, TaskTrain, func(b *testing.B) {
+		m, x := benchModel(b)
+		tr := NewTrainer(m, NewAdam(m.NumParams(), 1e-3), nil)
+		const batch = 256 * 30
+		nb := len(x) / batch
+		tr.Step(x[:batch])
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			j := i % nb
+			tr.Step(x[j*batch : (j+1)*batch])
+		}
+		b.ReportMetric(float64(b.N)*256/b.Elapsed().Seconds(), "samples/s")
+	})
+}
+
+// eachKernelSet runs fn as a sub-benchmark per kernel set, then one named
+// "chosen" with the set ChooseKernels picks for the task on benchModel's
+// spec, and logs which that is.
+func eachKernelSet(b *testing.B, task Task, fn func(b *testing.B)) {
+	sets := KernelSets()
+	defer UseKernels(sets[len(sets)-1])
+	for _, set := range sets {
+		if err := UseKernels(set); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(set, fn)
 	}
-	b.ReportMetric(float64(b.N)*256/b.Elapsed().Seconds(), "samples/s")
-	b.Logf("kernels: %s", kernelName())
+	m, _ := benchModel(b)
+	set, timings, err := ChooseKernels(m.Spec(), 256, task)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("chosen", func(b *testing.B) {
+		b.Logf("kernels: %s, chosen from %v", set, timings)
+		fn(b)
+	})
 }
 
 // BenchmarkScore measures batch scoring throughput: one op scores 256
-// records (forward pass and per-record squared error).
+// records (forward pass and per-record squared error), per kernel set and
+// with the one ChooseKernels picks, as BenchmarkTrain.
 func BenchmarkScore(b *testing.B) {
-	m, x := benchModel(b)
-	const batch = 256 * 30
-	nb := len(x) / batch
-	dst := make([]float64, 256)
-	m.Score(dst, x[:batch])
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		j := i % nb
-		m.Score(dst, x[j*batch:(j+1)*batch])
-	}
-	b.ReportMetric(float64(b.N)*256/b.Elapsed().Seconds(), "rows/s")
+	eachKernelSet(b, TaskScore, func(b *testing.B) {
+		m, x := benchModel(b)
+		const batch = 256 * 30
+		nb := len(x) / batch
+		dst := make([]float64, 256)
+		m.Score(dst, x[:batch])
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			j := i % nb
+			m.Score(dst, x[j*batch:(j+1)*batch])
+		}
+		b.ReportMetric(float64(b.N)*256/b.Elapsed().Seconds(), "rows/s")
+	})
 }
 
 // BenchmarkScoreOne measures one-record-at-a-time scoring, the latency a

@@ -2,8 +2,15 @@
 
 package ae
 
-// kernelName names the kernel set this build uses.
-func kernelName() string { return "portable" }
+import "sync/atomic"
+
+// The portable build has one kernel level.
+const (
+	cpuLevel  = levelPortable
+	simdBuild = false
+)
+
+var level = func() *atomic.Int32 { var l atomic.Int32; return &l }()
 
 func affine(dst, w, src, bias []float64, out, in, n int) {
 	affineGeneric(dst, w, src, bias, out, in, n)

@@ -4,6 +4,7 @@ package ae
 
 import (
 	"simd/archsimd"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -19,20 +20,23 @@ import (
 // in a different order (fused multiply-adds, vector partial sums), so
 // results agree to rounding, not bit for bit.
 
-var (
-	haveAVX2   = archsimd.X86.AVX2() && archsimd.X86.FMA()
-	haveAVX512 = haveAVX2 && archsimd.X86.AVX512()
-)
+// cpuLevel is the best kernel level this CPU runs: AVX2 needs FMA too,
+// AVX-512 needs AVX2.
+var cpuLevel = func() int32 {
+	switch {
+	case archsimd.X86.AVX2() && archsimd.X86.FMA() && archsimd.X86.AVX512():
+		return levelAVX512
+	case archsimd.X86.AVX2() && archsimd.X86.FMA():
+		return levelAVX2
+	}
+	return levelPortable
+}()
 
-func kernelName() string {
-	if haveAVX512 {
-		return "avx512+avx2-fma (GOEXPERIMENT=simd)"
-	}
-	if haveAVX2 {
-		return "avx2-fma (GOEXPERIMENT=simd)"
-	}
-	return "portable (GOEXPERIMENT=simd, no AVX2/FMA on this CPU)"
-}
+// level is the kernel level in use, at most cpuLevel (UseKernels); each
+// kernel reads it once per call.
+var level = func() *atomic.Int32 { var l atomic.Int32; l.Store(cpuLevel); return &l }()
+
+const simdBuild = true
 
 type f4 = archsimd.Float64x4
 
@@ -42,7 +46,8 @@ func hsum(v f4) float64        { var a [4]float64; v.Store(&a); return (a[0] + a
 func store4(v f4, s []float64) { v.StoreSlice(s) }
 
 func affine(dst, w, src, bias []float64, out, in, n int) {
-	if !haveAVX2 || n < 8 {
+	lv := level.Load()
+	if lv < levelAVX2 || n < 8 {
 		affineGeneric(dst, w, src, bias, out, in, n)
 		return
 	}
@@ -51,7 +56,7 @@ func affine(dst, w, src, bias []float64, out, in, n int) {
 	_ = w[out*in-1]
 	n8 := n &^ 7
 	c0 := 0
-	if haveAVX512 {
+	if lv >= levelAVX512 {
 		c0 = n &^ 15
 		affine512(dst, w, src, bias, out, in, n, c0)
 	}
@@ -137,7 +142,7 @@ func affineTail(dst, w, src, bias []float64, o, in, n, from int) {
 }
 
 func gradW(gw, delta, src []float64, out, in, n int) {
-	if !haveAVX2 || n < 4 {
+	if level.Load() < levelAVX2 || n < 4 {
 		gradWGeneric(gw, delta, src, out, in, n)
 		return
 	}
@@ -205,7 +210,7 @@ func dot(a, b []float64, n4 int) float64 {
 }
 
 func sqErrColumns(dst, a, b []float64, rows, n int) {
-	if !haveAVX2 || n < 8 {
+	if level.Load() < levelAVX2 || n < 8 {
 		sqErrColumnsGeneric(dst, a, b, rows, n)
 		return
 	}
@@ -233,7 +238,7 @@ func sqErrColumns(dst, a, b []float64, rows, n int) {
 }
 
 func reluInPlace(dst, src []float64) {
-	if !haveAVX2 {
+	if level.Load() < levelAVX2 {
 		reluGeneric(dst, src)
 		return
 	}
@@ -247,7 +252,7 @@ func reluInPlace(dst, src []float64) {
 }
 
 func reluMask(delta, out []float64) {
-	if !haveAVX2 {
+	if level.Load() < levelAVX2 {
 		reluMaskGeneric(delta, out)
 		return
 	}
@@ -335,7 +340,7 @@ func affine512(dst, w, src, bias []float64, out, in, n, n16 int) {
 }
 
 func rowSums(dst, m []float64, rows, n int) {
-	if !haveAVX2 || n < 8 {
+	if level.Load() < levelAVX2 || n < 8 {
 		rowSumsGeneric(dst, m, rows, n)
 		return
 	}
@@ -358,7 +363,7 @@ func rowSums(dst, m []float64, rows, n int) {
 
 func sqErrGrad(delta, xhat, x []float64, scale float64) float64 {
 	n := len(xhat)
-	if !haveAVX2 || n < 4 {
+	if level.Load() < levelAVX2 || n < 4 {
 		return sqErrGradGeneric(delta, xhat, x, scale)
 	}
 	x = x[:n]
@@ -378,7 +383,7 @@ func sqErrGrad(delta, xhat, x []float64, scale float64) float64 {
 
 func adamUpdate(params, grad, m, v []float64, b1, b2, lr, c1, c2, eps float64) {
 	n := len(params)
-	if !haveAVX2 || n < 4 {
+	if level.Load() < levelAVX2 || n < 4 {
 		adamUpdateGeneric(params, grad, m, v, b1, b2, lr, c1, c2, eps)
 		return
 	}

@@ -1,17 +1,50 @@
 package ae
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
-// TestKernelsMatchReference checks this build's kernels (the AVX2 ones under
-// GOEXPERIMENT=simd, else the portable ones) against plain triple loops, on
-// shapes that exercise every vector tail.
+// TestKernelsMatchReference checks each kernel set this build and CPU have
+// (KernelSets: the portable one, and the AVX2 and AVX-512 ones under
+// GOEXPERIMENT=simd where the CPU has them) against plain loops, on shapes
+// that exercise every vector tail and on random ones of widths 1 to 300.
 func TestKernelsMatchReference(t *testing.T) {
-	t.Logf("kernels: %s", kernelName())
+	defer UseKernels(KernelSets()[len(KernelSets())-1])
+	var shapes [][3]int
+	for _, out := range []int{1, 3, 4, 5, 9} {
+		for _, in := range []int{1, 2, 4, 7, 30} {
+			for _, n := range []int{1, 3, 4, 7, 8, 9, 17, 256} {
+				shapes = append(shapes, [3]int{out, in, n})
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 12 {
+		shapes = append(shapes, [3]int{1 + r.IntN(300), 1 + r.IntN(300), 1 + r.IntN(40)})
+	}
+	for _, set := range KernelSets() {
+		if err := UseKernels(set); err != nil {
+			t.Fatal(err)
+		}
+		t.Run(set, func(t *testing.T) {
+			t.Logf("kernels: %s", Kernels())
+			checkKernels(t, shapes)
+		})
+	}
+	if err := UseKernels("avx1024"); !errors.Is(err, ErrUnknownKernels) {
+		t.Errorf("UseKernels of an unknown set: %v", err)
+	}
+}
+
+// checkKernels compares the kernels in use with plain loops on shapes
+// (out, in, n); sums agree to rounding, relative to the sum of the terms'
+// magnitudes.
+func checkKernels(t *testing.T, shapes [][3]int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	fill := func(n int) []float64 {
 		s := make([]float64, n)
@@ -21,20 +54,23 @@ func TestKernelsMatchReference(t *testing.T) {
 		return s
 	}
 	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-12*(1+math.Abs(b)) }
-	for _, out := range []int{1, 3, 4, 5, 9} {
-		for _, in := range []int{1, 2, 4, 7, 30} {
-			for _, n := range []int{1, 3, 4, 7, 8, 9, 17, 256} {
+	within := func(a, b, mag float64, terms int) bool { return math.Abs(a-b) <= 1e-15*float64(terms+4)*(1+mag) }
+	for _, sh := range shapes {
+		out, in, n := sh[0], sh[1], sh[2]
+		{
+			{
 				name := fmt.Sprintf("out=%d/in=%d/n=%d", out, in, n)
 				w, src, bias := fill(out*in), fill(in*n), fill(out)
 				dst := fill(out * n)
 				affine(dst, w, src, bias, out, in, n)
 				for o := 0; o < out; o++ {
 					for c := 0; c < n; c++ {
-						want := bias[o]
+						want, mag := bias[o], math.Abs(bias[o])
 						for i := 0; i < in; i++ {
 							want += w[o*in+i] * src[i*n+c]
+							mag += math.Abs(w[o*in+i] * src[i*n+c])
 						}
-						if !near(dst[o*n+c], want) {
+						if !within(dst[o*n+c], want, mag, in) {
 							t.Fatalf("%s: affine[%d,%d] = %v, want %v", name, o, c, dst[o*n+c], want)
 						}
 					}
@@ -45,11 +81,12 @@ func TestKernelsMatchReference(t *testing.T) {
 				gradW(gw, delta, src, out, in, n)
 				for o := 0; o < out; o++ {
 					for i := 0; i < in; i++ {
-						want := g0[o*in+i]
+						want, mag := g0[o*in+i], math.Abs(g0[o*in+i])
 						for c := 0; c < n; c++ {
 							want += delta[o*n+c] * src[i*n+c]
+							mag += math.Abs(delta[o*n+c] * src[i*n+c])
 						}
-						if !near(gw[o*in+i], want) {
+						if !within(gw[o*in+i], want, mag, n) {
 							t.Fatalf("%s: gradW[%d,%d] = %v, want %v", name, o, i, gw[o*in+i], want)
 						}
 					}
@@ -63,7 +100,7 @@ func TestKernelsMatchReference(t *testing.T) {
 						d := a[r*n+c] - b[r*n+c]
 						want += d * d
 					}
-					if !near(se[c], want) {
+					if !within(se[c], want, want, out) {
 						t.Fatalf("%s: sqErrColumns[%d] = %v, want %v", name, c, se[c], want)
 					}
 				}
@@ -127,6 +164,42 @@ func TestKernelsMatchReference(t *testing.T) {
 			if d[i] != want {
 				t.Fatalf("relu mask at %d: %v, want %v", i, d[i], want)
 			}
+		}
+	}
+}
+
+// TestChooseKernels: every set is timed, the fastest is put in use, and an
+// unusable batch leaves the kernels as they were.
+func TestChooseKernels(t *testing.T) {
+	sets := KernelSets()
+	defer UseKernels(sets[len(sets)-1])
+	spec := Spec{Input: 30, Hidden: []int{16}, Code: 4, Activation: ReLU, Output: Linear}
+	for _, task := range []Task{TaskTrain, TaskScore} {
+		set, timings, err := ChooseKernels(spec, 256, task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(timings) != len(sets) {
+			t.Fatalf("task %d: %d timings for sets %v", task, len(timings), sets)
+		}
+		best := timings[0]
+		for i, tm := range timings {
+			if tm.Set != sets[i] || (len(sets) > 1 && tm.Time <= 0) {
+				t.Fatalf("task %d: timing %d is %+v, sets %v", task, i, tm, sets)
+			}
+			if tm.Time < best.Time {
+				best = tm
+			}
+		}
+		if set != best.Set || !strings.HasPrefix(Kernels(), set) {
+			t.Fatalf("task %d: chose %q from %+v; in use: %s", task, set, timings, Kernels())
+		}
+		t.Logf("task %d: %+v -> %s", task, timings, set)
+	}
+	if len(sets) > 1 {
+		UseKernels(sets[0])
+		if _, _, err := ChooseKernels(spec, 0, TaskScore); err == nil || !strings.HasPrefix(Kernels(), sets[0]) {
+			t.Fatalf("batch 0: err %v, kernels %s (want %s kept)", err, Kernels(), sets[0])
 		}
 	}
 }

@@ -254,7 +254,3 @@ func (m *Model) weight(l layer, tiedT [][]float64) []float64 {
 	}
 	return m.params[l.wOff : l.wOff+l.in*l.out]
 }
-
-// Kernels names the linear-algebra kernels this build and CPU use:
-// "portable", or the SIMD set under GOEXPERIMENT=simd.
-func Kernels() string { return kernelName() }

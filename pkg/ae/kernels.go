@@ -1,0 +1,146 @@
+package ae
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kernel levels, in the order the CPU must offer more to run them.
+const (
+	levelPortable int32 = iota // plain Go loops
+	levelAVX2                  // AVX2 and FMA (GOEXPERIMENT=simd on amd64)
+	levelAVX512                // AVX-512 for the widest loops, AVX2 for the rest
+)
+
+var levelNames = [...]string{"portable", "avx2-fma", "avx512"}
+
+// ErrUnknownKernels is returned by UseKernels for a set this build or CPU
+// does not have.
+var ErrUnknownKernels = errors.New("ae: kernel set not available")
+
+// KernelSets returns the kernel sets this build can run on this CPU, the
+// portable one first: "portable" alone in the default build; under
+// GOEXPERIMENT=simd on amd64 also "avx2-fma" where the CPU has AVX2 and FMA,
+// and "avx512" where it has AVX-512 too.
+func KernelSets() []string { return slices.Clone(levelNames[:cpuLevel+1]) }
+
+// UseKernels makes every model of the process use the named kernel set
+// (one of KernelSets) from the next kernel call on. Every set computes the
+// same sums to rounding, so a switch while models are in use is safe. The
+// default is the last of KernelSets.
+func UseKernels(set string) error {
+	for i, name := range levelNames[:cpuLevel+1] {
+		if name == set {
+			level.Store(int32(i))
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %q (this build and CPU have %s)", ErrUnknownKernels, set, strings.Join(KernelSets(), ", "))
+}
+
+// Kernels names the kernel set in use, and the build: "portable",
+// "avx2-fma (GOEXPERIMENT=simd)", "portable (GOEXPERIMENT=simd, of
+// portable, avx2-fma, avx512)" and so on.
+func Kernels() string { return kernelName() }
+
+func kernelName() string {
+	name := levelNames[level.Load()]
+	switch {
+	case !simdBuild:
+		return name
+	case cpuLevel == levelPortable:
+		return name + " (GOEXPERIMENT=simd, no AVX2/FMA on this CPU)"
+	case level.Load() == cpuLevel:
+		return name + " (GOEXPERIMENT=simd)"
+	}
+	return name + " (GOEXPERIMENT=simd, of " + strings.Join(KernelSets(), ", ") + ")"
+}
+
+// Task is what ChooseKernels times a kernel set at.
+type Task int
+
+const (
+	TaskTrain Task = iota // Gradient on batches of the training batch size
+	TaskScore             // Score on batches of records
+)
+
+// KernelTiming is the median time of one kernel set at a task.
+type KernelTiming struct {
+	Set  string        // the kernel set
+	Time time.Duration // median time of one batch
+}
+
+// ChooseKernels times each of KernelSets at the task on a model of spec
+// (records of batch rows, random weights and inputs; 7 timed runs of at
+// least 2 ms each, after a warm-up run) and switches to the fastest with
+// UseKernels. It returns that set and every set's median, the sets in
+// KernelSets order; with one set it returns at once. It takes some tens of
+// milliseconds on small models. The kernels in use are left unchanged on
+// error.
+func ChooseKernels(spec Spec, batch int, task Task) (string, []KernelTiming, error) {
+	sets := KernelSets()
+	if len(sets) == 1 {
+		return sets[0], []KernelTiming{{Set: sets[0]}}, nil
+	}
+	if batch < 1 {
+		return "", nil, fmt.Errorf("ae: ChooseKernels: batch %d", batch)
+	}
+	m, err := New(spec)
+	if err != nil {
+		return "", nil, err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	m.Init(rng)
+	x := make([]float64, batch*spec.Input)
+	for i := range x {
+		x[i] = rng.NormFloat64()
+	}
+	grad := make([]float64, m.NumParams())
+	scores := make([]float64, batch)
+	run := func() {
+		if task == TaskTrain {
+			clear(grad)
+			m.Gradient(grad, x, rng)
+			return
+		}
+		m.Score(scores, x)
+	}
+	prev := level.Load()
+	timings := make([]KernelTiming, len(sets))
+	best := 0
+	for i, set := range sets {
+		level.Store(int32(i))
+		timings[i] = KernelTiming{Set: set, Time: timeRuns(run)}
+		if timings[i].Time < timings[best].Time {
+			best = i
+		}
+	}
+	level.Store(prev)
+	if err := UseKernels(sets[best]); err != nil {
+		return "", nil, err
+	}
+	return sets[best], timings, nil
+}
+
+// timeRuns returns the median over 7 samples of fn's time, each sample
+// repeating fn for at least 2 ms, after one warm-up call.
+func timeRuns(fn func()) time.Duration {
+	fn()
+	var samples [7]time.Duration
+	for s := range samples {
+		n, start := 0, time.Now()
+		var el time.Duration
+		for el < 2*time.Millisecond {
+			fn()
+			n++
+			el = time.Since(start)
+		}
+		samples[s] = el / time.Duration(n)
+	}
+	slices.Sort(samples[:])
+	return samples[len(samples)/2]
+}
