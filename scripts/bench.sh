@@ -40,7 +40,7 @@ ps=$(median "$out/portable.txt" BenchmarkScore/chosen rows/s)
 st=$(median "$out/simd.txt" BenchmarkTrain/chosen samples/s)
 ss=$(median "$out/simd.txt" BenchmarkScore/chosen rows/s)
 sets=$(grep -oE '^BenchmarkTrain/[a-z0-9-]+-[0-9]+ ' "$out/simd.txt" | sed -E 's/^BenchmarkTrain\/(.*)-[0-9]+ $/\1/' | grep -v '^chosen$' | sort -u | tr '\n' ' ')
-chosen=$(grep -oE 'kernels: [a-z0-9-]+, chosen' "$out/simd.txt" | awk '{print $2}' | sort | uniq -c | sort -rn | awk '{printf "%s%s", sep, $2 " (" $1 " runs)"; sep=", "}')
+chosen=$(grep -oE 'kernels: [a-z0-9-]+, chosen' "$out/simd.txt" | awk '{sub(/,$/, "", $2); print $2}' | sort | uniq -c | sort -rn | awk '{printf "%s%s", sep, $2 " (" $1 " runs)"; sep=", "}')
 t1t=$(torch train 1); t1s=$(torch score 1); t2t=$(torch train 2); t2s=$(torch score 2)
 echo
 echo "== summary (30-16-4-16-30 ReLU, linear output, batch 256, Adam; Go: one goroutine, float64; medians of $COUNT)"
