@@ -75,8 +75,9 @@ type KernelTiming struct {
 }
 
 // ChooseKernels times each of KernelSets at the task on a model of spec
-// (records of batch rows, random weights and inputs; 7 timed runs of at
-// least 2 ms each, after a warm-up run) and switches to the fastest with
+// (records of batch rows, random weights and inputs; after a warm-up run
+// of each set, 7 timed samples of at least 2 ms per set, taken in turn) and
+// switches to the fastest median with
 // UseKernels. It returns that set and every set's median, the sets in
 // KernelSets order; with one set it returns at once. It takes some tens of
 // milliseconds on small models. The kernels in use are left unchanged on
@@ -110,11 +111,24 @@ func ChooseKernels(spec Spec, batch int, task Task) (string, []KernelTiming, err
 		m.Score(scores, x)
 	}
 	prev := level.Load()
+	// Round-robin: sample s of every set, then sample s+1, so that a burst
+	// of other work on the machine slows every set alike.
+	samples := make([][kernelSamples]time.Duration, len(sets))
+	for i := range sets {
+		level.Store(int32(i))
+		run() // warm-up
+	}
+	for s := range kernelSamples {
+		for i := range sets {
+			level.Store(int32(i))
+			samples[i][s] = timeRun(run)
+		}
+	}
 	timings := make([]KernelTiming, len(sets))
 	best := 0
 	for i, set := range sets {
-		level.Store(int32(i))
-		timings[i] = KernelTiming{Set: set, Time: timeRuns(run)}
+		slices.Sort(samples[i][:])
+		timings[i] = KernelTiming{Set: set, Time: samples[i][kernelSamples/2]}
 		if timings[i].Time < timings[best].Time {
 			best = i
 		}
@@ -126,21 +140,18 @@ func ChooseKernels(spec Spec, batch int, task Task) (string, []KernelTiming, err
 	return sets[best], timings, nil
 }
 
-// timeRuns returns the median over 7 samples of fn's time, each sample
-// repeating fn for at least 2 ms, after one warm-up call.
-func timeRuns(fn func()) time.Duration {
-	fn()
-	var samples [7]time.Duration
-	for s := range samples {
-		n, start := 0, time.Now()
-		var el time.Duration
-		for el < 2*time.Millisecond {
-			fn()
-			n++
-			el = time.Since(start)
-		}
-		samples[s] = el / time.Duration(n)
+// kernelSamples is how many timed samples ChooseKernels takes per set.
+const kernelSamples = 7
+
+// timeRun returns the mean time of fn over as many calls as take at least
+// 2 ms.
+func timeRun(fn func()) time.Duration {
+	n, start := 0, time.Now()
+	var el time.Duration
+	for el < 2*time.Millisecond {
+		fn()
+		n++
+		el = time.Since(start)
 	}
-	slices.Sort(samples[:])
-	return samples[len(samples)/2]
+	return el / time.Duration(n)
 }
