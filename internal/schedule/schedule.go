@@ -148,15 +148,19 @@ func (s *Schedule) Due(now time.Time, round uint64) bool {
 }
 
 // Decide reports whether the checkpoint Due offered is to be written, and
-// why: the first one, a change of state or of threshold (from none, or by
-// Change), the median held-out error moved by Change, MaxAge passed, or
-// Rounds. "" with false: nothing material, and the next look is an
-// Interval away.
+// why: the first one, a retry after a failed write, a change of state or
+// of threshold (from none, or by Change), the median held-out error moved
+// by Change, MaxAge passed, or Rounds. "" with false: nothing material,
+// and the next look is an Interval away.
 func (s *Schedule) Decide(now time.Time, round uint64, m Mark) (bool, string) {
 	s.lookedAt = now
 	switch {
 	case !s.any:
 		return true, "the first checkpoint"
+	case s.backoff > 0:
+		// A write was wanted and failed: it stays wanted until one
+		// succeeds, even if the model has since moved back.
+		return true, "retrying a failed write"
 	case s.cfg.Rounds > 0 && round-s.round >= s.cfg.Rounds:
 		return true, fmt.Sprintf("%d rounds", round-s.round)
 	case m.State != s.mark.State:

@@ -116,6 +116,10 @@ func TestSchedule(t *testing.T) {
 			{at: 122 * sec, round: 14, due: false}, // back on the interval
 			{at: 151 * sec, round: 15, due: true, mark: learning, write: false},
 			{at: 181 * sec, round: 16, due: true, mark: Mark{Median: 0.5, State: "learning"}, write: true, fail: true, wait: sec}, // the backoff starts again at 1 s
+			// The model moved back, but the failed write stays wanted until one succeeds.
+			{at: 182 * sec, round: 17, due: true, mark: learning, write: true, why: "retrying a failed write", fail: true, wait: 2 * sec},
+			{at: 184 * sec, round: 18, due: true, mark: learning, write: true, why: "retrying a failed write"},
+			{at: 214 * sec, round: 19, due: true, mark: learning, write: false},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
