@@ -26,9 +26,9 @@ test:
 e2e:
 	$(GO) test -tags e2e -count=1 -v ./e2e/
 
-## test-simd: pkg/ae built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on
+## test-simd: pkg/ae and internal/kernels built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on
 test-simd:
-	GOEXPERIMENT=simd $(GO) test -race -count=1 ./pkg/ae/
+	GOEXPERIMENT=simd $(GO) test -race -count=1 ./pkg/ae/ ./internal/kernels/
 
 ## verify: generated protobuf code and the README's flag reference current, gofmt, go vet (both kernel builds), every exported name documented, go mod tidy leaves no diff
 verify: verify-proto

@@ -28,7 +28,7 @@ fi
 
 # median FILE BENCH UNIT: the median of the custom metric UNIT of BENCH.
 median() {
-	awk -v b="$2" -v u="$3" '$1 ~ "^"b"-" { for (i = 2; i < NF; i++) if ($(i+1) == u) print $i }' "$1" |
+	awk -v b="$2" -v u="$3" '$1 == b || $1 ~ "^"b"-[0-9]+$" { for (i = 2; i < NF; i++) if ($(i+1) == u) print $i }' "$1" |
 		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'
 }
 torch() { # torch FIELD THREADS: train or score figure of the peer at THREADS threads
@@ -39,8 +39,10 @@ pt=$(median "$out/portable.txt" BenchmarkTrain/chosen samples/s)
 ps=$(median "$out/portable.txt" BenchmarkScore/chosen rows/s)
 st=$(median "$out/simd.txt" BenchmarkTrain/chosen samples/s)
 ss=$(median "$out/simd.txt" BenchmarkScore/chosen rows/s)
-sets=$(grep -oE '^BenchmarkTrain/[a-z0-9-]+-[0-9]+ ' "$out/simd.txt" | sed -E 's/^BenchmarkTrain\/(.*)-[0-9]+ $/\1/' | grep -v '^chosen$' | sort -u | tr '\n' ' ')
-chosen=$(grep -oE 'kernels: [a-z0-9-]+, chosen' "$out/simd.txt" | awk '{sub(/,$/, "", $2); print $2}' | sort | uniq -c | sort -rn | awk '{printf "%s%s", sep, $2 " (" $1 " runs)"; sep=", "}')
+# go test names a benchmark NAME-P where GOMAXPROCS P > 1, NAME where it is 1
+suffix=""; [ "$(nproc)" -gt 1 ] && suffix="-$(nproc)"
+sets=$( (grep -oE '^BenchmarkTrain/[a-z0-9-]+ ' "$out/simd.txt" || true) | sed -E "s/^BenchmarkTrain\/(.*)$suffix \$/\1/" | (grep -vx chosen || true) | sort -u | tr '\n' ' ')
+chosen=$( (grep -oE 'kernels: [a-z0-9-]+, chosen' "$out/simd.txt" || true) | awk '{sub(/,$/, "", $2); print $2}' | sort -u | tr '\n' ' ')
 t1t=$(torch train 1); t1s=$(torch score 1); t2t=$(torch train 2); t2s=$(torch score 2)
 echo
 echo "== summary (30-16-4-16-30 ReLU, linear output, batch 256, Adam; Go: one goroutine, float64; medians of $COUNT)"
@@ -50,17 +52,22 @@ for k in $sets; do
 	printf "%-34s %15.0f %14.0f\n" "simd build, $k kernels" "$(median "$out/simd.txt" "BenchmarkTrain/$k" samples/s)" "$(median "$out/simd.txt" "BenchmarkScore/$k" rows/s)"
 done
 printf "%-34s %15.0f %14.0f\n" "simd build, chosen (shipped)" "$st" "$ss"
-echo "chosen by ChooseKernels: ${chosen:-none logged}"
+echo "chosen by ChooseKernels (train and score, every run): ${chosen:-none logged}"
 awk -v pt="$pt" -v ps="$ps" -v st="$st" -v ss="$ss" -v t1t="$t1t" -v t1s="$t1s" -v t2t="$t2t" -v t2s="$t2s" 'function aim(ok, text) { printf "%-8s %s\n", ok ? "MET" : "NOT MET", text }
 BEGIN {
 	# 3% of slack for run-to-run noise between the two builds medians
-	aim(st >= 0.97*pt, sprintf("shipped build trains at least as fast as the portable one: %.2fx", st/pt))
-	aim(ss >= 0.97*ps, sprintf("shipped build scores at least as fast as the portable one: %.2fx", ss/ps))
+	if (pt > 0 && ps > 0) {
+		aim(st >= 0.97*pt, sprintf("shipped build trains at least as fast as the portable one: %.2fx", st/pt))
+		aim(ss >= 0.97*ps, sprintf("shipped build scores at least as fast as the portable one: %.2fx", ss/ps))
+	} else {
+		print "NOT MET  no portable figures were read"
+	}
 	if (t1t > 0) {
 		printf "%-34s %15.0f %14.0f\n", "torch 1 thread", t1t, t1s
 		printf "%-34s %15.0f %14.0f\n", "torch 2 threads", t2t, t2s
 		bt = (t1t > t2t) ? t1t : t2t; bs = (t1s > t2s) ? t1s : t2s
 		aim(st >= 2*bt, sprintf("shipped build trains at least 2x the better torch figure: %.2fx", st/bt))
+		# issue 14 raised the scoring aim from 1.5x to 2x
 		aim(ss >= 2*bs, sprintf("shipped build scores at least 2x the better torch figure: %.2fx", ss/bs))
 	} else {
 		print "torch aims not checked: no peer figures"

@@ -179,7 +179,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 
 	fmt.Fprintf(out, "benchscore: one scorer replica against devkafka (kfake, pid %d, %s) in its own process\n", pid, brk.addr)
 	fmt.Fprintf(out, "machine:    %d CPUs (%s), GOMAXPROCS %d, %s %s/%s, ae kernels %s\n",
-		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, ae.Kernels())
+		runtime.NumCPU(), cpuModel(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, ae.Kernels()+" (the replica times each set on its model: see its log line)")
 	fmt.Fprintf(out, "            devkafka, this program's producers and consumers and the scorer share these %d CPUs:\n", runtime.NumCPU())
 	fmt.Fprintf(out, "            the rates are of the whole pipeline on one machine, not of a scorer with CPUs of its own\n")
 

@@ -66,7 +66,7 @@ func main() {
 		ns = append(ns, n)
 	}
 	fmt.Printf("benchtrain: 30-16-4-16-30 ReLU (linear output), Adam, batch %d per worker, %d rounds, GOMAXPROCS %d, kernels: %s\n",
-		*batch, *rounds, runtime.GOMAXPROCS(0), ae.Kernels())
+		*batch, *rounds, runtime.GOMAXPROCS(0), ae.Kernels()+" until the workers time each set on the model")
 	fmt.Printf("%8s %12s %12s %14s %12s\n", "workers", "median ms", "p99 ms", "samples/s", "efficiency")
 	var base float64
 	for _, n := range ns {

@@ -26,6 +26,7 @@ import (
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/table"
+	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -99,6 +100,9 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	l, err := checkpoint.Load(c)
 	if err != nil {
+		return err
+	}
+	if _, _, err := ae.ChooseKernels(l.Model.Spec(), 256, ae.TaskScore); err != nil {
 		return err
 	}
 	p := l.Model.Spec().Input

@@ -275,6 +275,10 @@ func Fit(ctx context.Context, cfg Config, x []float64, p int, progress func(Prog
 	if err != nil {
 		return nil, err
 	}
+	// The fastest kernel set for this model (a no-op in the portable build).
+	if _, _, err := ae.ChooseKernels(spec, cfg.Batch, ae.TaskTrain); err != nil {
+		return nil, err
+	}
 
 	m.Init(rng)
 	opt := ae.NewAdam(m.NumParams(), cfg.LR)

@@ -1,4 +1,4 @@
-// Package kernels picks, for each model shape a process meets, the fastest
+// Package kernels picks, whenever a process's model spec changes, the fastest
 // of the autoencoder's kernel sets (ae.KernelSets) at what the process does
 // with it, by timing them (ae.ChooseKernels), and reports the choice in one
 // log line and a gauge.
@@ -20,8 +20,10 @@ import (
 	"github.com/recon-ad/recon/pkg/ae"
 )
 
-// Chooser chooses kernels once per model spec. Its methods are safe for
-// concurrent use.
+// Chooser chooses kernels whenever the spec differs from the one it last
+// chose for. Its methods are safe for concurrent use. The kernel set is
+// the process's: with several choosers in one process (workers of one
+// benchtrain, say) the last choice holds for all.
 type Chooser struct {
 	log   *slog.Logger
 	task  ae.Task
@@ -48,13 +50,14 @@ func NewGauge(name string) *prometheus.GaugeVec {
 }
 
 // Choose times the kernel sets on models of spec with batches of batch
-// records, unless it last chose for the same spec, and
-// switches to the fastest. It returns the set in use.
+// records, unless it last chose for the same spec, and switches to the
+// fastest. It returns the set in use.
 func (c *Chooser) Choose(spec ae.Spec, batch int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := fmt.Sprintf("%+v", spec)
 	if c.done && key == c.spec {
+		c.report() // another chooser of the process may have switched since
 		return current()
 	}
 	set, timings, err := ae.ChooseKernels(spec, batch, c.task)

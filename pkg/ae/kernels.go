@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -33,6 +34,8 @@ func KernelSets() []string { return slices.Clone(levelNames[:cpuLevel+1]) }
 // same sums to rounding, so a switch while models are in use is safe. The
 // default is the last of KernelSets.
 func UseKernels(set string) error {
+	choosing.Lock()
+	defer choosing.Unlock()
 	for i, name := range levelNames[:cpuLevel+1] {
 		if name == set {
 			level.Store(int32(i))
@@ -48,13 +51,14 @@ func UseKernels(set string) error {
 func Kernels() string { return kernelName() }
 
 func kernelName() string {
-	name := levelNames[level.Load()]
+	lv := level.Load()
+	name := levelNames[lv]
 	switch {
 	case !simdBuild:
 		return name
 	case cpuLevel == levelPortable:
 		return name + " (GOEXPERIMENT=simd, no AVX2/FMA on this CPU)"
-	case level.Load() == cpuLevel:
+	case lv == cpuLevel:
 		return name + " (GOEXPERIMENT=simd)"
 	}
 	return name + " (GOEXPERIMENT=simd, of " + strings.Join(KernelSets(), ", ") + ")"
@@ -76,12 +80,12 @@ type KernelTiming struct {
 
 // ChooseKernels times each of KernelSets at the task on a model of spec
 // (records of batch rows, random weights and inputs; after a warm-up run
-// of each set, 7 timed samples of at least 2 ms per set, taken in turn) and
-// switches to the fastest median with
-// UseKernels. It returns that set and every set's median, the sets in
-// KernelSets order; with one set it returns at once. It takes some tens of
-// milliseconds on small models. The kernels in use are left unchanged on
-// error.
+// of each set, up to 7 timed samples of at least 2 ms per set, taken in
+// turn, none begun after 250 ms) and switches to the fastest median. It
+// returns that set and every set's median, the sets in KernelSets order;
+// with one set it returns at once. It takes some tens of milliseconds on
+// small models. Calls are serialized within the process. The kernels in
+// use are left unchanged on error.
 func ChooseKernels(spec Spec, batch int, task Task) (string, []KernelTiming, error) {
 	sets := KernelSets()
 	if len(sets) == 1 {
@@ -110,38 +114,50 @@ func ChooseKernels(spec Spec, batch int, task Task) (string, []KernelTiming, err
 		}
 		m.Score(scores, x)
 	}
+	// One choice at a time in a process: the level is the process's, and
+	// two choices timing at once would time each other's sets.
+	choosing.Lock()
+	defer choosing.Unlock()
 	prev := level.Load()
+	defer func() { level.Store(prev) }() // until a choice is made
 	// Round-robin: sample s of every set, then sample s+1, so that a burst
-	// of other work on the machine slows every set alike.
-	samples := make([][kernelSamples]time.Duration, len(sets))
+	// of other work on the machine slows every set alike. A model whose
+	// calls are slow gets fewer samples: at least one per set, and none
+	// begun after kernelBudget.
+	start := time.Now()
+	samples := make([][]time.Duration, len(sets))
 	for i := range sets {
 		level.Store(int32(i))
 		run() // warm-up
 	}
-	for s := range kernelSamples {
+	for s := 0; s < kernelSamples && (s == 0 || time.Since(start) < kernelBudget); s++ {
 		for i := range sets {
 			level.Store(int32(i))
-			samples[i][s] = timeRun(run)
+			samples[i] = append(samples[i], timeRun(run))
 		}
 	}
 	timings := make([]KernelTiming, len(sets))
 	best := 0
 	for i, set := range sets {
-		slices.Sort(samples[i][:])
-		timings[i] = KernelTiming{Set: set, Time: samples[i][kernelSamples/2]}
+		slices.Sort(samples[i])
+		timings[i] = KernelTiming{Set: set, Time: samples[i][len(samples[i])/2]}
 		if timings[i].Time < timings[best].Time {
 			best = i
 		}
 	}
-	level.Store(prev)
-	if err := UseKernels(sets[best]); err != nil {
-		return "", nil, err
-	}
+	prev = int32(best)
 	return sets[best], timings, nil
 }
 
-// kernelSamples is how many timed samples ChooseKernels takes per set.
-const kernelSamples = 7
+// choosing serializes ChooseKernels and UseKernels.
+var choosing sync.Mutex
+
+// kernelSamples is how many timed samples ChooseKernels takes per set at
+// most, and kernelBudget the time after which it begins no more.
+const (
+	kernelSamples = 7
+	kernelBudget  = 250 * time.Millisecond
+)
 
 // timeRun returns the mean time of fn over as many calls as take at least
 // 2 ms.
