@@ -684,11 +684,6 @@ func (s *Server) periodicCheckpoint(now time.Time, round uint64) {
 	}
 	err := s.writeCheckpoint(now, mark, why)
 	if err == nil {
-		if !s.ckFailingSince.IsZero() {
-			s.log.Info("checkpoint written again", "version", s.version, "failed_for", now.Sub(s.ckFailingSince).Round(time.Second))
-		}
-		s.ckFailingSince = time.Time{}
-		s.metrics.ckFailing.Set(0)
 		return
 	}
 	s.metrics.ckFailures.Inc()
@@ -746,6 +741,13 @@ func (s *Server) writeCheckpoint(now time.Time, mark schedule.Mark, why string) 
 	s.version = c.Version
 	s.ckRound = c.Round
 	s.sched.Written(now, c.Round, mark)
+	// Any write that succeeds (periodic, on demand, a rollback) ends a
+	// run of failures.
+	if !s.ckFailingSince.IsZero() {
+		s.log.Info("checkpoint written again", "version", c.Version, "failed_for", now.Sub(s.ckFailingSince).Round(time.Second))
+	}
+	s.ckFailingSince = time.Time{}
+	s.metrics.ckFailing.Set(0)
 	s.publish(c)
 	s.metrics.version.Set(float64(s.version))
 	s.log.Debug("checkpoint written", "version", c.Version, "round", c.Round, "threshold", c.Threshold, "why", why)
