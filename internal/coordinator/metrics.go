@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/recon-ad/recon/internal/pace"
+	"github.com/recon-ad/recon/internal/round"
 )
 
 // Metrics are the coordinator's Prometheus metrics.
@@ -70,6 +71,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Records trained on per new stream record read, over about the last thousand rounds (replay included)."}),
 		settled: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_settled", Help: "1 once the first threshold is set (training settled or the record bound reached), else 0."}),
 	}
+	// Labelled counters exist from the start at 0 for their known labels
+	// ("other": an error Submit did not name).
+	for _, r := range round.Reasons {
+		m.rejected.WithLabelValues(string(r))
+	}
+	m.rejected.WithLabelValues("other")
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.records, m.drifted,
 			m.refused, m.benched, m.ckFailures, m.ckFailing, m.ckSkipped, m.state, m.presentations)

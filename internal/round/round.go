@@ -79,6 +79,10 @@ const (
 	NoSamples     Reason = "no_samples"
 )
 
+// Reasons lists every rejection reason, for metrics that start each label
+// at 0.
+var Reasons = []Reason{NotFinite, WrongLength, WrongRound, UnknownMember, Duplicate, NoSamples}
+
 // ErrRejected is wrapped by every error Submit returns.
 var ErrRejected = errors.New("gradient rejected")
 

@@ -82,11 +82,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // DeadLetterReasons are the values of the recon-dlq-reason header.
-var DeadLetterReasons = []string{
-	string(stream.ReasonEmpty), string(stream.ReasonBadJSON), string(stream.ReasonBadCSV), string(stream.ReasonWrongLength),
-	string(stream.ReasonMissingField), string(stream.ReasonNotANumber), string(stream.ReasonNonFinite),
-	"non_finite_score", "output_too_large",
-}
+var DeadLetterReasons = func() []string {
+	var r []string
+	for _, d := range stream.Reasons {
+		r = append(r, string(d))
+	}
+	return append(r, "non_finite_score", "output_too_large")
+}()
 
 // setLag sets the lag gauges from a reading of the group's progress and
 // drops those of partitions that are gone.

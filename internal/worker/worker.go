@@ -27,6 +27,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/kernels"
 	"github.com/recon-ad/recon/pkg/ae"
+	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -120,6 +121,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_worker_records_undecodable_total",
 			Help: "Stream records that did not decode and were skipped, by reason (bad_json, missing_field, wrong_width, ...)."}, []string{"reason"}),
 	}
+	// Labelled counters exist from the start at 0 for their known labels
+	// ("other": a source error that is not a decode failure).
+	for _, r := range stream.Reasons {
+		m.undecodable.WithLabelValues(string(r))
+	}
+	m.undecodable.WithLabelValues("other")
 	if reg != nil {
 		reg.MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute, m.consumed, m.undecodable, m.kernels)
 	}

@@ -57,6 +57,10 @@ const (
 	ReasonNonFinite    Reason = "non_finite"
 )
 
+// Reasons lists every decode failure reason, for metrics that start each
+// label at 0.
+var Reasons = []Reason{ReasonEmpty, ReasonBadJSON, ReasonBadCSV, ReasonWrongLength, ReasonMissingField, ReasonNotANumber, ReasonNonFinite}
+
 // DecodeError is a record that could not be decoded.
 type DecodeError struct {
 	Reason Reason // the class of problem
