@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -226,14 +227,50 @@ func StopAll(grace time.Duration, ps ...*Proc) error {
 }
 
 // FreeAddr returns a 127.0.0.1 address with a port free at the time of
-// the call.
+// the call, below the kernel's ephemeral port range where it can: a port
+// the kernel hands out for :0 is also one it may give an outgoing
+// connection before the process meant to listen on it binds it (a
+// coordinator of the fault tests once failed with "address already in
+// use" that way).
 func FreeAddr() (string, error) {
+	lo := ephemeralLow()
+	for range 64 {
+		if lo <= minFreePort {
+			break
+		}
+		port := minFreePort + rand.IntN(lo-minFreePort)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr, nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// minFreePort is the lowest port FreeAddr picks.
+const minFreePort = 10000
+
+// ephemeralLow returns the first port of the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range), or 0 where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	lo, _ := strconv.Atoi(f[0])
+	return lo
 }
 
 // New returns a Proc for binary bin in binDir, logging to dir/name.log.

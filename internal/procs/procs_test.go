@@ -1,6 +1,8 @@
 package procs
 
 import (
+	"net"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -36,5 +38,35 @@ func TestCPUTime(t *testing.T) {
 	}
 	if c, ok := idle.CPUTime(); !ok || c > 100*time.Millisecond {
 		t.Errorf("a sleeping process: %v, %v", c, ok)
+	}
+}
+
+// TestFreeAddrAvoidsTheEphemeralRange: FreeAddr's ports lie below the
+// range the kernel gives outgoing connections, and can be listened on.
+func TestFreeAddrAvoidsTheEphemeralRange(t *testing.T) {
+	lo := ephemeralLow()
+	if lo <= minFreePort {
+		t.Fatalf("ephemeral range starts at %d: this test needs a Linux /proc with it above %d", lo, minFreePort)
+	}
+	seen := map[string]bool{}
+	for range 20 {
+		addr, err := FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(port)
+		if n < minFreePort || n >= lo {
+			t.Fatalf("FreeAddr %s: port outside [%d, %d)", addr, minFreePort, lo)
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("FreeAddr %s cannot be listened on: %v", addr, err)
+		}
+		l.Close()
+		seen[addr] = true
+	}
+	if len(seen) < 15 {
+		t.Errorf("20 calls gave only %d distinct addresses", len(seen))
 	}
 }
