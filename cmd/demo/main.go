@@ -522,16 +522,21 @@ func (t *tally) snapshot() stats {
 			continue
 		}
 		s.readyScored++
-		switch {
-		case tr != "normal" && sc.Alert:
-			s.tp++
-			s.byKind[tr] = kindCount{s.byKind[tr].tp + 1, s.byKind[tr].fn}
-		case tr != "normal":
-			s.fn++
-			s.byKind[tr] = kindCount{s.byKind[tr].tp, s.byKind[tr].fn + 1}
-		case sc.Alert:
-			s.fp++
+		if tr == "normal" {
+			if sc.Alert {
+				s.fp++
+			}
+			continue
 		}
+		c := s.byKind[tr]
+		if sc.Alert {
+			s.tp++
+			c.tp++
+		} else {
+			s.fn++
+			c.fn++
+		}
+		s.byKind[tr] = c
 	}
 	for i := range s.newest {
 		s.newest[i].truth = t.truth[s.newest[i].key]

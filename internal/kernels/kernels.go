@@ -30,8 +30,7 @@ type Chooser struct {
 	gauge *prometheus.GaugeVec // 1 for the set in use, 0 for the others
 
 	mu   sync.Mutex
-	spec string // the spec last chosen for, printed
-	done bool
+	spec string // the spec last chosen for, printed ("": none yet)
 }
 
 // NewChooser returns a Chooser for the task that logs to log (nil: no
@@ -56,18 +55,18 @@ func (c *Chooser) Choose(spec ae.Spec, batch int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := fmt.Sprintf("%+v", spec)
-	if c.done && key == c.spec {
+	if key == c.spec {
 		c.report() // another chooser of the process may have switched since
-		return current()
+		return ae.KernelSet()
 	}
 	set, timings, err := ae.ChooseKernels(spec, batch, c.task)
 	if err != nil {
 		if c.log != nil {
-			c.log.Warn("timing the kernel sets failed; keeping those in use", "kernels", current(), "err", err)
+			c.log.Warn("timing the kernel sets failed; keeping those in use", "kernels", ae.KernelSet(), "err", err)
 		}
-		return current()
+		return ae.KernelSet()
 	}
-	c.spec, c.done = key, true
+	c.spec = key
 	c.report()
 	if c.log != nil && len(timings) > 1 {
 		var b strings.Builder
@@ -77,26 +76,16 @@ func (c *Chooser) Choose(spec ae.Spec, batch int) string {
 			}
 			b.WriteString(t.Set + "=" + t.Time.String())
 		}
-		task := "training"
-		if c.task == ae.TaskScore {
-			task = "scoring"
-		}
-		c.log.Info("kernels chosen by timing each set on the model's shapes", "kernels", set, "task", task, "batch", batch, "per_batch", b.String())
+		c.log.Info("kernels chosen by timing each set on the model's shapes", "kernels", set, "task", c.task.String(), "batch", batch, "per_batch", b.String())
 	}
 	return set
-}
-
-// current returns the set in use: the first word of ae.Kernels.
-func current() string {
-	name, _, _ := strings.Cut(ae.Kernels(), " ")
-	return name
 }
 
 func (c *Chooser) report() {
 	if c.gauge == nil {
 		return
 	}
-	in := current()
+	in := ae.KernelSet()
 	for _, set := range ae.KernelSets() {
 		v := 0.0
 		if set == in {

@@ -2,15 +2,11 @@
 
 package ae
 
-import "sync/atomic"
-
 // The portable build has one kernel level.
 const (
 	cpuLevel  = levelPortable
 	simdBuild = false
 )
-
-var level = func() *atomic.Int32 { var l atomic.Int32; return &l }()
 
 func affine(dst, w, src, bias []float64, out, in, n int) {
 	affineGeneric(dst, w, src, bias, out, in, n)

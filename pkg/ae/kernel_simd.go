@@ -4,7 +4,6 @@ package ae
 
 import (
 	"simd/archsimd"
-	"sync/atomic"
 	"unsafe"
 )
 
@@ -32,9 +31,8 @@ var cpuLevel = func() int32 {
 	return levelPortable
 }()
 
-// level is the kernel level in use, at most cpuLevel (UseKernels); each
-// kernel reads it once per call.
-var level = func() *atomic.Int32 { var l atomic.Int32; l.Store(cpuLevel); return &l }()
+// The widest level the CPU runs is the default.
+func init() { level.Store(cpuLevel) }
 
 const simdBuild = true
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,10 @@ const (
 )
 
 var levelNames = [...]string{"portable", "avx2-fma", "avx512"}
+
+// level is the kernel level in use, at most cpuLevel (UseKernels; the
+// SIMD build starts it at cpuLevel); each kernel reads it once per call.
+var level atomic.Int32
 
 // ErrUnknownKernels is returned by UseKernels for a set this build or CPU
 // does not have.
@@ -45,12 +50,13 @@ func UseKernels(set string) error {
 	return fmt.Errorf("%w: %q (this build and CPU have %s)", ErrUnknownKernels, set, strings.Join(KernelSets(), ", "))
 }
 
+// KernelSet returns the name of the kernel set in use, one of KernelSets.
+func KernelSet() string { return levelNames[level.Load()] }
+
 // Kernels names the kernel set in use, and the build: "portable",
 // "avx2-fma (GOEXPERIMENT=simd)", "portable (GOEXPERIMENT=simd, of
 // portable, avx2-fma, avx512)" and so on.
-func Kernels() string { return kernelName() }
-
-func kernelName() string {
+func Kernels() string {
 	lv := level.Load()
 	name := levelNames[lv]
 	switch {
@@ -71,6 +77,14 @@ const (
 	TaskTrain Task = iota // Gradient on batches of the training batch size
 	TaskScore             // Score on batches of records
 )
+
+// String returns "training" or "scoring".
+func (t Task) String() string {
+	if t == TaskScore {
+		return "scoring"
+	}
+	return "training"
+}
 
 // KernelTiming is the median time of one kernel set at a task.
 type KernelTiming struct {
