@@ -467,9 +467,6 @@ func runWorker(ctx context.Context, args []string) error {
 	default:
 		return cli.Usagef("--source %q: want synth, csv or kafka", *source)
 	}
-	if _, err := cli.ServeMetrics(ctx, *metricsAddr, reg, log); err != nil {
-		return err
-	}
 	conn, err := grpc.NewClient(*addr, creds)
 	if err != nil {
 		return cli.Usagef("--coordinator %q: %v", *addr, err)
@@ -478,6 +475,10 @@ func runWorker(ctx context.Context, args []string) error {
 	w, err := worker.New(worker.Config{ID: *id, Conn: conn, Source: src, Log: log, Seed: *seed, Replay: *replay, ReplaySize: *replaySize, RoundDelay: *delay, Metrics: wm,
 		Features: schema, Format: formatName})
 	if err != nil {
+		return err
+	}
+	// /readyz: in a session the coordinator welcomed, and fetching.
+	if _, err := cli.Serve(ctx, *metricsAddr, reg, log, w.Ready); err != nil {
 		return err
 	}
 	log.Info("worker starting", "id", *id, "coordinator", *addr, "source", *source)

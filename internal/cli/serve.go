@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -79,10 +81,43 @@ func Secret(name string) bool {
 	return strings.Contains(name, "password") || strings.Contains(name, "secret")
 }
 
-// Registry returns a Prometheus registry with the Go and process collectors.
+// Version is recon's release, set at build time with
+// -ldflags "-X github.com/recon-ad/recon/internal/cli.Version=v0.3.0"; when
+// unset, the main module's version from the build information ("(devel)"
+// for a build in the repository).
+var Version = ""
+
+// BuildInfo returns the version, the VCS revision ("unknown" when the
+// build recorded none) and the Go version of this binary.
+func BuildInfo() (version, revision, goVersion string) {
+	version, revision, goVersion = Version, "unknown", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if version == "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				revision = s.Value
+			}
+		}
+	}
+	if version == "" {
+		version = "(devel)"
+	}
+	return version, revision, goVersion
+}
+
+// Registry returns a Prometheus registry with the Go and process
+// collectors and recon_build_info (1, labelled with version, revision and
+// goversion, as Prometheus's own build_info metrics are).
 func Registry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	version, revision, goVersion := BuildInfo()
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_build_info",
+		Help:        "A metric with a constant 1 labelled by the version, revision and Go version recon was built from.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion}})
+	info.Set(1)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info)
 	return reg
 }
 

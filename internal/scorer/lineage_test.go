@@ -131,7 +131,7 @@ func TestScorerFollowsALineageChange(t *testing.T) {
 }
 
 // The scorer's gauges tell the truth between batches: the model version
-// is the cached one's before any record is scored, and the lag gauge
+// and threshold are the cached one's before any record is scored, and the lag gauge
 // lists only the partitions of the latest reading (a topic recreated with
 // fewer partitions leaves no stale series).
 func TestScorerGaugesAreNotStale(t *testing.T) {
@@ -140,7 +140,9 @@ func TestScorerGaugesAreNotStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close()
-	if err := cache.Put(lineageCheckpoint(t, 30, "A")); err != nil {
+	cached := lineageCheckpoint(t, 30, "A")
+	cached.Threshold = 7.5
+	if err := cache.Put(cached); err != nil {
 		t.Fatal(err)
 	}
 	metrics := NewMetrics(nil)
@@ -150,6 +152,9 @@ func TestScorerGaugesAreNotStale(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(metrics.version); v != 30 {
 		t.Errorf("recon_scorer_model_version = %v before any batch, want the cached 30", v)
+	}
+	if v := testutil.ToFloat64(metrics.threshold); v != 7.5 {
+		t.Errorf("recon_scorer_threshold = %v before any batch, want the cached checkpoint's 7.5", v)
 	}
 	twelve := map[int]stream.PartitionProgress{}
 	for p := range 12 {

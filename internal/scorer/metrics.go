@@ -17,6 +17,7 @@ type Metrics struct {
 	alerts      prometheus.Counter
 	deadLetters *prometheus.CounterVec
 	version     prometheus.Gauge
+	threshold   prometheus.Gauge
 	batch       prometheus.Histogram
 	latency     prometheus.Histogram
 	lag         *prometheus.GaugeVec
@@ -41,6 +42,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		alerts:      prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_alerts_total", Help: "Alerts written."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_dead_letters_total", Help: "Records dead-lettered, by reason."}, []string{"reason"}),
 		version:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_model_version", Help: "Checkpoint version scoring."}),
+		threshold: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_threshold",
+			Help: "The alert threshold of the checkpoint scoring (0: none yet, so no alerts)."}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_scorer_batch_seconds", Help: "Time to decode and score one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_scorer_event_to_alert_seconds", Help: "From a record's Kafka timestamp to its alert's acknowledgement.",
@@ -74,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.outputTooLarge.WithLabelValues(o)
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.batch, m.latency, m.lag, m.commitFailures,
+		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.threshold, m.batch, m.latency, m.lag, m.commitFailures,
 			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets,
 			m.lineageChanges, m.kernels)
 	}

@@ -178,6 +178,7 @@ func (r *Replica) setModel(m *Model) {
 	r.kernels.Choose(m.loaded.Model.Spec(), 256)
 	r.model.Store(m)
 	r.cfg.Metrics.version.Set(float64(m.Version))
+	r.cfg.Metrics.threshold.Set(m.Threshold)
 }
 
 // Version returns the version scored with (0: none yet).

@@ -16,6 +16,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,18 +108,24 @@ type Metrics struct {
 	kernels                             *prometheus.GaugeVec   // the kernel set in use (internal/kernels)
 }
 
-// NewMetrics registers worker metrics on reg.
+// MetricPrefixes are the prefixes a trainer's metrics are exported under:
+// recon_trainer_ and, for one release, the deprecated recon_worker_ (the
+// same series under both names).
+var MetricPrefixes = []string{"recon_trainer_", "recon_worker_"}
+
+// NewMetrics registers worker metrics on reg, under each of
+// MetricPrefixes.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		kernels:  kernels.NewGauge("recon_worker_kernels"),
-		rounds:   prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_gradients_total", Help: "Gradients sent."}),
-		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_gradients_rejected_total", Help: "Gradients the coordinator rejected."}),
-		skipped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_records_skipped_total", Help: "Training records skipped as scoring above the threshold."}),
-		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_sessions_total", Help: "Sessions opened with the coordinator."}),
-		compute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recon_worker_gradient_seconds", Help: "Time to compute one round's gradient.",
+		kernels:  kernels.NewGauge("kernels"),
+		rounds:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gradients_total", Help: "Gradients sent."}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "gradients_rejected_total", Help: "Gradients the coordinator rejected."}),
+		skipped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "records_skipped_total", Help: "Training records skipped as scoring above the threshold."}),
+		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "sessions_total", Help: "Sessions opened with the coordinator."}),
+		compute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gradient_seconds", Help: "Time to compute one round's gradient.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
-		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_worker_records_consumed_total", Help: "Stream records read for training (decoded or not)."}),
-		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_worker_records_undecodable_total",
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "records_consumed_total", Help: "Stream records read for training (decoded or not)."}),
+		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "records_undecodable_total",
 			Help: "Stream records that did not decode and were skipped, by reason (bad_json, missing_field, wrong_width, ...)."}, []string{"reason"}),
 	}
 	// Labelled counters exist from the start at 0 for their known labels
@@ -128,7 +135,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.undecodable.WithLabelValues("other")
 	if reg != nil {
-		reg.MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute, m.consumed, m.undecodable, m.kernels)
+		for _, prefix := range MetricPrefixes {
+			prometheus.WrapRegistererWithPrefix(prefix, reg).MustRegister(m.rounds, m.rejected, m.skipped, m.sessions, m.compute, m.consumed, m.undecodable, m.kernels)
+		}
 	}
 	return m
 }
@@ -160,6 +169,10 @@ type Worker struct {
 	// each new training record adds the round's presentations per record
 	// less its own one, each replay draw takes one.
 	credit float64
+	// inSession is when the current session was welcomed (unix ns; 0: no
+	// session); ended is why the last one ended. Ready reads both.
+	inSession atomic.Int64
+	ended     atomic.Pointer[string]
 }
 
 // New returns a worker.
@@ -207,6 +220,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	for {
 		start := time.Now()
 		err := w.session(ctx)
+		if err != nil {
+			why := err.Error()
+			w.ended.Store(&why)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -233,6 +250,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer w.inSession.Store(0)
 	stream, err := reconv1.NewCoordinatorClient(w.cfg.Conn).Train(ctx)
 	if err != nil {
 		return err
@@ -274,6 +292,7 @@ func (w *Worker) session(ctx context.Context) error {
 			}
 			w.kernels.Choose(spec, max(1, int(welcome.GetBatch())))
 			w.grad = make([]float64, model.NumParams())
+			w.inSession.Store(time.Now().UnixNano())
 		case *reconv1.CoordinatorMessage_Warmup:
 			st, err := w.warmup(int(m.Warmup.GetRecords()))
 			if err != nil {
