@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	listen := fs.String("listen", "127.0.0.1:7070", "gRPC `address` to serve workers and scorers on")
-	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9090", "`address` for Prometheus /metrics (\"\" to disable)")
+	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7071", "`address` for Prometheus /metrics (\"\" to disable)")
 	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")
 	rd := checkpoint.DefaultRetention()
 	keep := fs.Int("keep", 20, "also keep at least the newest `N` checkpoints, whatever their age (0: keep every checkpoint, ignoring the --keep-* ages)")
