@@ -42,7 +42,8 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: coordinator --features N|names [flags]\n"+
-			"       coordinator checkpoints|rollback [flags]   (operate a running coordinator; -h for each)\n\n"+
+			"       coordinator checkpoints [list | show N | rollback N] [flags]   (operate a running coordinator; -h for more)\n"+
+			"       coordinator rollback --version N [flags]                        (the same as checkpoints rollback N)\n\n"+
 			"Owns one autoencoder and trains it with trainer workers ('trainer run') over gRPC.\n"+
 			"Rounds are synchronous: a round completes when every member has sent its gradient,\n"+
 			"or at the deadline with at least --min-workers; the sample-weighted average is\n"+
