@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/recon-ad/recon/internal/calib"
@@ -50,7 +51,8 @@ func run(ctx context.Context, args []string) error {
 			"applied with Adam. Checkpoints go to the --store bbolt file when the model has\n"+
 			"changed materially, looked for every --checkpoint-interval, and on SIGTERM; on\n"+
 			"start the coordinator resumes from the newest valid one. Every flag can also be set by\n"+
-			"RECON_<NAME> (dashes as underscores).\n\nFlags:\n")
+			"RECON_<NAME> (dashes as underscores). The gRPC server offers server reflection, so\n"+
+			"grpcurl and the like need no proto files (grpcurl -plaintext 127.0.0.1:7070 list).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	listen := fs.String("listen", "127.0.0.1:7070", "gRPC `address` to serve workers and scorers on")
@@ -179,6 +181,7 @@ func run(ctx context.Context, args []string) error {
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus("recon.v1.Coordinator", healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(gs) // grpcurl and the like list and call the services without proto files
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	s := cfg.Spec
