@@ -309,7 +309,7 @@ func (a *adminClient) show(ctx context.Context, w io.Writer, v uint64, asJSON bo
 	case codes.OK:
 	case codes.NotFound:
 		if v == 0 {
-			return cli.Permanent(fmt.Errorf("show latest: the coordinator has no checkpoint yet"))
+			return errors.New("show latest: the coordinator has no checkpoint yet")
 		}
 		return cli.Permanent(fmt.Errorf("show: version %d is not stored (see coordinator checkpoints list)", v))
 	case codes.DataLoss:

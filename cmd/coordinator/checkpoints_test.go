@@ -249,9 +249,14 @@ func TestCheckpointsRollbackSwapsScorer(t *testing.T) {
 
 // TestCheckpointsCommandErrors: a bad verb, version or argument is a
 // one-line usage error (exit 2); a coordinator that does not answer within
-// --timeout is a one-line error saying so (exit 1).
+// --timeout, or has no checkpoint to show yet, is a one-line error saying
+// so (exit 1).
 func TestCheckpointsCommandErrors(t *testing.T) {
 	nobody := []string{"--coordinator", freePort(t), "--timeout", "300ms"}
+	empty := []string{"--coordinator", serveCoordinator(t, "--features", "4", "--metrics-listen", "")}
+	if out, err := command("checkpoints", append([]string{"list"}, empty...)...); err != nil || strings.Count(out, "\n") != 1 {
+		t.Errorf("checkpoints list of a coordinator with none: %v, want the header only:\n%s", err, out)
+	}
 	for _, tc := range []struct {
 		cmd   string
 		args  []string
@@ -273,6 +278,7 @@ func TestCheckpointsCommandErrors(t *testing.T) {
 		{"checkpoints", append([]string{"show", "3"}, nobody...), false, "did not answer within 300ms"},
 		{"checkpoints", append([]string{"rollback", "3"}, nobody...), false, "did not answer within 300ms"},
 		{"rollback", append([]string{"--version", "3"}, nobody...), false, "did not answer within 300ms"},
+		{"checkpoints", append([]string{"show", "latest"}, empty...), false, "show latest: the coordinator has no checkpoint yet"},
 	} {
 		out, err := command(tc.cmd, tc.args...)
 		if err == nil || out != "" || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") ||
