@@ -5,7 +5,7 @@ PKGS := ./...
 # the default Go build stays portable.
 SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build image test test-simd e2e verify verify-proto proto bench bench-score bench-train eval eval-stream fuzz demo clean
+.PHONY: all build image test test-simd test-monitoring e2e verify verify-proto proto bench bench-score bench-train eval eval-stream fuzz demo clean
 
 all: build
 
@@ -22,9 +22,19 @@ test:
 	cd deploy && $(GO) test ./...
 	$(MAKE) --no-print-directory test-simd
 
-## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream
+## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream; then test-monitoring
 e2e:
 	$(GO) test -tags e2e -count=1 -v ./e2e/
+	$(MAKE) --no-print-directory test-monitoring
+
+# Prometheus's tools, pinned, built from the Go module proxy into bin/tools.
+PROMETHEUS_VERSION := v0.316.0
+bin/tools/promtool:
+	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+
+## test-monitoring: promtool check rules and promtool test rules on deploy/monitoring, and every dashboard query parsed (builds the pinned promtool first)
+test-monitoring: bin/tools/promtool
+	cd deploy && RECON_PROMTOOL=$(CURDIR)/bin/tools/promtool $(GO) test -count=1 -run 'TestPromtool' -v .
 
 ## test-simd: pkg/ae and internal/kernels built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on
 test-simd:

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/coordinator", "./cmd/trainer", "./cmd/scorer")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/coordinator", "./cmd/trainer", "./cmd/scorer", "./cmd/devkafka", "./cmd/loadgen")
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)

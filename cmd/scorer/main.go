@@ -237,7 +237,7 @@ func runReplica(ctx context.Context, args []string) error {
 	maxBatch := fs.Int("max-batch", 2000, "most records per batch")
 	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
 	stuckAfter := fs.Duration("stuck-after", 20*time.Second, "rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
-	metricsAddr := fs.String("metrics-listen", "127.0.0.1:9091", "`address` for Prometheus /metrics (\"\" to disable)")
+	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7072", "`address` for Prometheus /metrics (\"\" to disable)")
 	client := cli.AddClientFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
