@@ -54,7 +54,7 @@ func TestDamagedFiles(t *testing.T) {
 		"--checkpoint-interval", "200ms", "--checkpoint-change", "-1", "--deadline", "1s", "--keep", "0"} // a checkpoint every look: the test wants 10
 	coord := procs.New(binDir, dir, "coordinator", "coordinator", coordArgs...)
 	trainer := procs.New(binDir, dir, "trainer", "trainer", "run", "--source", "kafka", "--brokers", kafkaAddr, "--features", "30",
-		"--coordinator", grpcAddr, "--id", "trainer-1")
+		"--coordinator", grpcAddr, "--id", "trainer-1", "--metrics-listen", "")
 	scorer := procs.New(binDir, dir, "scorer", "scorer", "run", "--brokers", kafkaAddr, "--coordinator", grpcAddr, "--cache", cache,
 		"--scores-topic", "recon-scores", "--metrics-listen", scorerMetrics)
 	load := procs.New(binDir, dir, "loadgen", "loadgen", "--brokers", kafkaAddr, "--rate", "2000")

@@ -104,7 +104,7 @@ func TestSchemaRefusals(t *testing.T) {
 	coord := procs.New(binDir, dir, "coordinator", "coordinator", coordArgs(names)...)
 	trainer := func(name string, args ...string) *procs.Proc {
 		return procs.New(binDir, dir, name, "trainer", append([]string{"run", "--source", "kafka", "--brokers", kafkaAddr,
-			"--coordinator", grpcAddr, "--id", name}, args...)...)
+			"--coordinator", grpcAddr, "--id", name, "--metrics-listen", ""}, args...)...)
 	}
 	good := trainer("trainer-good", "--format", "json-object", "--features", strings.Join(names, ","))
 	load := procs.New(binDir, dir, "loadgen", "loadgen", "--brokers", kafkaAddr, "--format", "json-object", "--features", fmt.Sprint(p), "--rate", "3000")

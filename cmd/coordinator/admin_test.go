@@ -21,7 +21,7 @@ func TestRollbackCommand(t *testing.T) {
 	start(t, dir, "coordinator", "coordinator.log", "--listen", grpcAddr, "--metrics-listen", metricsAddr, "--store", "c.db", "--features", "10",
 		"--deadline", "400ms", "--warmup-records", "200", "--batch", "64", "--keep", "5", "--keep-all", "0", "--keep-hourly", "0", "--keep-daily", "0",
 		"--checkpoint-rounds", "200", "--checkpoint-interval", "50ms")
-	start(t, dir, "trainer", "w1.log", "run", "--coordinator", grpcAddr, "--id", "w1", "--source", "synth", "--synth-features", "10")
+	start(t, dir, "trainer", "w1.log", "run", "--coordinator", grpcAddr, "--id", "w1", "--source", "synth", "--synth-features", "10", "--metrics-listen", "")
 	version := func() float64 { return metric(metricsAddr, "recon_coordinator_checkpoint_version") }
 	waitFor(t, 60*time.Second, "checkpoint 3", func() bool { return version() >= 3 })
 	admin := func(args ...string) (string, error) {

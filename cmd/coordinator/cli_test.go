@@ -60,7 +60,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 // one line per attempt, backs off, and exits cleanly on SIGTERM.
 func TestUnreachableCoordinator(t *testing.T) {
 	dir := t.TempDir()
-	p := start(t, dir, "trainer", "lonely.log", "run", "--coordinator", freePort(t), "--id", "lonely")
+	p := start(t, dir, "trainer", "lonely.log", "run", "--coordinator", freePort(t), "--id", "lonely", "--metrics-listen", "")
 	retries := func() int { return strings.Count(p.logText(), "reconnecting") }
 	waitFor(t, 15*time.Second, "two reconnect attempts", func() bool { return retries() >= 2 })
 	p.cmd.Process.Signal(syscall.SIGTERM)

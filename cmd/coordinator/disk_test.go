@@ -28,7 +28,7 @@ func TestFullDisk(t *testing.T) {
 	args := []string{"--listen", grpcAddr, "--metrics-listen", metricsAddr, "--store", "c.db", "--features", "10",
 		"--deadline", "400ms", "--warmup-records", "200", "--batch", "64", "--keep", "0", "--checkpoint-interval", "50ms"}
 	coord := start(t, dir, prlimit, "coordinator.log", append([]string{"--fsize=262144", "--", filepath.Join(binDir, "coordinator")}, args...)...)
-	start(t, dir, "trainer", "w1.log", "run", "--coordinator", grpcAddr, "--id", "w1", "--source", "synth", "--synth-features", "10")
+	start(t, dir, "trainer", "w1.log", "run", "--coordinator", grpcAddr, "--id", "w1", "--source", "synth", "--synth-features", "10", "--metrics-listen", "")
 	failures := func() float64 { return metric(metricsAddr, "recon_coordinator_checkpoint_write_failures_total") }
 	round := func() float64 { return metric(metricsAddr, "recon_coordinator_round") }
 	waitFor(t, 60*time.Second, "a failed checkpoint write", func() bool { return failures() > 0 })

@@ -131,7 +131,7 @@ func TestFaults(t *testing.T) {
 		"--checkpoint-rounds", "200", "--checkpoint-interval", "500ms"}
 	coord := start(t, dir, "coordinator", "coordinator.log", coordArgs...)
 	worker := func(id string, extra ...string) *proc {
-		args := append([]string{"run", "--coordinator", grpcAddr, "--id", id, "--source", "synth", "--synth-features", "10"}, extra...)
+		args := append([]string{"run", "--coordinator", grpcAddr, "--id", id, "--source", "synth", "--synth-features", "10", "--metrics-listen", ""}, extra...)
 		return start(t, dir, "trainer", id+".log", args...)
 	}
 	round := func() float64 { return metric(metricsAddr, "recon_coordinator_round") }

@@ -62,7 +62,7 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	go co.Server.Run(ctx)
 	dir := t.TempDir()
 	tr := procs.New(binDir, dir, "trainer", "trainer", "run", "--source", "kafka", "--brokers", strings.Join(brokers, ","),
-		"--topic", "events", "--features", strconv.Itoa(p), "--coordinator", co.Addr, "--id", "t1", "--stuck-after", "3s") // ready: a round accepted in every 1 s
+		"--topic", "events", "--features", strconv.Itoa(p), "--coordinator", co.Addr, "--id", "t1", "--stuck-after", "3s", "--metrics-listen", "") // ready: a round accepted in every 1 s
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -386,7 +386,7 @@ func runWorker(ctx context.Context, args []string) error {
 	synthAnom := fs.Float64("synth-anomalies", 0.01, "synth: fraction of injected anomalies")
 	basisSeed := fs.Uint64("synth-basis-seed", 1, "synth: seed of the subspace (the same for every worker of a stream)")
 	seed := fs.Uint64("seed", 0, "seed of this worker's records, held-out choice and noise (default: from the id)")
-	metricsAddr := fs.String("metrics-listen", "", "`address` for Prometheus /metrics (\"\" to disable)")
+	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7073", "`address` for Prometheus /metrics, /livez and /readyz (\"\" to disable)")
 	replay := fs.Float64("replay", 0.75, "`fraction` of each round's batch drawn from recent training records rather than new ones (0: each record once); lets the model learn a stream from less of it")
 	replaySize := fs.Int("replay-size", 16384, "recent training `records` replay draws from")
 	delay := fs.Duration("round-delay", 0, "delay every gradient by this long (to test slow workers)")
