@@ -341,7 +341,9 @@ func runPipeline(ctx context.Context, c *streamConfig, sp adbench.Split, dir str
 		}
 		run.firstAfter = time.Since(started)
 		v0, _ = procs.Metric(coordMetrics, "recon_coordinator_checkpoint_version")
-		if n, ok := procs.Metric(coordMetrics, "recon_coordinator_records_total"); ok {
+		if n, ok := procs.Metric(coordMetrics, "recon_coordinator_first_threshold_records"); ok && n > 0 {
+			run.records, run.recordsFrom = n, "recon_coordinator_first_threshold_records"
+		} else if n, ok := procs.Metric(coordMetrics, "recon_coordinator_records_total"); ok {
 			run.records, run.recordsFrom = n, "recon_coordinator_records_total"
 		} else {
 			run.records, run.recordsFrom = float64(produced(ctx, broker)), "recon-events end offsets"

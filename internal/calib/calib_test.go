@@ -343,6 +343,9 @@ func TestSlowStreamGetsAThreshold(t *testing.T) {
 					t.Fatal(err)
 				} else if ok {
 					t.Logf("first threshold %.4g after %d s (%d records, %d held out; settled %v)", u.Threshold, sec, c.Progress().Records, u.Rows, !u.Forced)
+					if n, bound := c.Progress().Records, c.Config().MaxRecords; n > bound {
+						t.Errorf("first threshold after %d records, past the bound of %d", n, bound)
+					}
 					return
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gonum.org/v1/gonum/mat"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -216,6 +217,9 @@ func TestCalibratedThresholdHoldsItsAlertRate(t *testing.T) {
 	cl.wait(3*time.Minute, stop)
 	if th := cl.srv.Status().Threshold; !(th > 0) {
 		t.Fatalf("no threshold after %d rounds of 4 workers holding out 30%%", rounds)
+	}
+	if n, total := testutil.ToFloat64(cl.srv.metrics.firstRecords), testutil.ToFloat64(cl.srv.metrics.records); !(n > 0 && n <= total) {
+		t.Errorf("recon_coordinator_first_threshold_records = %v with %v records read, want the records read when the threshold came", n, total)
 	}
 	c, err := cl.srv.store.Latest()
 	if err != nil {

@@ -638,6 +638,7 @@ func (s *Server) recalibrate(round uint64) float64 {
 	s.observePace(round, pace.Errors{Median: u.Median, Tail: u.Tail}, len(drifted) > 0, u.First)
 	if u.First {
 		s.metrics.settled.Set(1)
+		s.metrics.firstRecords.Set(float64(pr.Records))
 		how := "training settled"
 		if u.Forced {
 			how = "training not settled, the record bound reached"

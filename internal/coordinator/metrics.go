@@ -21,6 +21,7 @@ type Metrics struct {
 	threshold     prometheus.Gauge
 	heldout       prometheus.Gauge
 	settled       prometheus.Gauge
+	firstRecords  prometheus.Gauge // stream records read when the first threshold was set
 	records       prometheus.Counter
 	drifted       prometheus.Gauge
 	refused       prometheus.Counter
@@ -70,6 +71,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		presentations: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_presentations_per_record",
 			Help: "Records trained on per new stream record read, over about the last thousand rounds (replay included)."}),
 		settled: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_settled", Help: "1 once the first threshold is set (training settled or the record bound reached), else 0."}),
+		firstRecords: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_coordinator_first_threshold_records",
+			Help: "Stream records read by trainers when the first threshold was set (0: none yet); at most --first-threshold-records."}),
 	}
 	// Labelled counters exist from the start at 0 for their known labels
 	// ("other": an error Submit did not name).
@@ -78,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.rejected.WithLabelValues("other")
 	if reg != nil {
-		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.records, m.drifted,
+		reg.MustRegister(m.rounds, m.round, m.abandoned, m.roundSeconds, m.members, m.rejected, m.loss, m.samples, m.version, m.threshold, m.heldout, m.settled, m.firstRecords, m.records, m.drifted,
 			m.refused, m.benched, m.ckFailures, m.ckFailing, m.ckSkipped, m.state, m.presentations)
 	}
 	return m
