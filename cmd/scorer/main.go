@@ -238,6 +238,12 @@ func runReplica(ctx context.Context, args []string) error {
 	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
 	stuckAfter := fs.Duration("stuck-after", 20*time.Second, "rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7072", "`address` for Prometheus /metrics (\"\" to disable)")
+	var amURLs, hookURLs urlList
+	fs.Var(&amURLs, "alertmanager-url", "also send alerts to this Alertmanager (`URL`, POST URL/api/v2/alerts); repeatable or comma-separated: the instances of one cluster, one acknowledging is enough")
+	fs.Var(&hookURLs, "webhook-url", "also POST alerts' JSON, as a batch array, to this `URL`; repeatable or comma-separated, each its own sink")
+	sinkRate := fs.Float64("sink-rate", 0, "most alerts a second (`rate`) sent to each alert sink, in requests of at most one second's worth (0: no limit)")
+	sinkTimeout := fs.Duration("sink-timeout", scorer.DefaultSinkTimeout, "timeout of each request to an alert sink")
+	resolveTimeout := fs.Duration("alertmanager-resolve-timeout", scorer.DefaultResolveTimeout, "an Alertmanager alert resolves this `long` after its record's time (its endsAt)")
 	client := cli.AddClientFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -250,6 +256,10 @@ func runReplica(ctx context.Context, args []string) error {
 	if err != nil {
 		return cli.Usagef("--format: %v", err)
 	}
+	sinks := scorer.SinkConfig{Alertmanager: amURLs, Webhooks: hookURLs, Rate: *sinkRate, Timeout: *sinkTimeout, ResolveTimeout: *resolveTimeout}
+	if err := sinks.Validate(); err != nil {
+		return cli.Usagef("alert sinks: %v", err)
+	}
 	// The cache is only a fallback: a damaged one is set aside (with a
 	// warning) and the model comes from the coordinator.
 	store, err := checkpoint.Open(*cache, checkpoint.Options{Keep: 2, SetAsideDamaged: true, Logger: log})
@@ -260,7 +270,7 @@ func runReplica(ctx context.Context, args []string) error {
 	reg := cli.Registry()
 	cfg := scorer.ReplicaConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, AlertsTopic: *alerts,
 		DLQTopic: *dlqTopic, ScoresTopic: *scores, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
-		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec, StuckAfter: *stuckAfter}
+		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec, StuckAfter: *stuckAfter, Sinks: sinks}
 	if *coord != "" {
 		conn, err := grpc.NewClient(*coord, creds)
 		if err != nil {
@@ -284,4 +294,18 @@ func runReplica(ctx context.Context, args []string) error {
 		return cli.Permanent(err)
 	}
 	return err
+}
+
+// urlList is a repeatable flag of comma-separated URLs.
+type urlList []string
+
+func (l *urlList) String() string { return strings.Join(*l, ",") }
+
+func (l *urlList) Set(v string) error {
+	for _, u := range strings.Split(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			*l = append(*l, u)
+		}
+	}
+	return nil
 }

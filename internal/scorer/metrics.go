@@ -32,6 +32,8 @@ type Metrics struct {
 	outputFailing  prometheus.Gauge       // 1 while writes fail
 	offsetResets   prometheus.Counter     // partitions read again after their log went back
 	lineageChanges prometheus.Counter     // switches to a coordinator that started over or went back
+	// HTTP alert sinks (sink.go), by sink; at 0 for the configured ones.
+	sinkSent, sinkFailures, sinkRetries *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered).
@@ -64,6 +66,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while writing output fails (the replica is not ready), else 0."}),
 		lineageChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_lineage_changes_total",
 			Help: "Times the coordinator's checkpoints did not continue the model in use (it started over on a new store, or its store went back) and the scorer switched to them."}),
+		sinkSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_sink_sent_total",
+			Help: "Alerts an HTTP alert sink (alertmanager, webhook) acknowledged, by sink."}, []string{"sink"}),
+		sinkFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_sink_failures_total",
+			Help: "Requests to an HTTP alert sink that failed (refused, an error status, no answer), by sink."}, []string{"sink"}),
+		sinkRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_sink_retries_total",
+			Help: "Requests sent to an HTTP alert sink again after a transient failure, by sink."}, []string{"sink"}),
 		offsetResets: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_offset_resets_total",
 			Help: "Partitions whose log went back (a broker restarted empty, a topic recreated), read again from their first retained offset."}),
 	}
@@ -79,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.threshold, m.batch, m.latency, m.lag, m.commitFailures,
 			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets,
-			m.lineageChanges, m.kernels)
+			m.lineageChanges, m.kernels, m.sinkSent, m.sinkFailures, m.sinkRetries)
 	}
 	return m
 }
@@ -90,7 +98,7 @@ var DeadLetterReasons = func() []string {
 	for _, d := range stream.Reasons {
 		r = append(r, string(d))
 	}
-	return append(r, "non_finite_score", "output_too_large")
+	return append(r, "non_finite_score", "output_too_large", ReasonSinkRefused)
 }()
 
 // setLag sets the lag gauges from a reading of the group's progress and

@@ -61,6 +61,10 @@ type ReplicaConfig struct {
 	// LagEvery is how often the group's lag is read from the brokers (and
 	// a log that went back looked for; default 5 s).
 	LagEvery time.Duration
+	// Sinks are optional HTTP alert sinks (Alertmanager, webhooks) that
+	// must acknowledge a batch's alerts, too, before it is committed
+	// (zero: none).
+	Sinks SinkConfig
 }
 
 // ScoreRecord is the JSON value of a scores-topic record (key: the source
@@ -92,6 +96,7 @@ type Replica struct {
 	// lineage is the model lineage of the checkpoint in use ("": unknown);
 	// set before the watch starts, then by the watch goroutine only.
 	lineage string
+	sinks   []*httpSink // the HTTP alert sinks (none: Kafka only)
 }
 
 // NewReplica returns a replica, loading the newest cached checkpoint if any.
@@ -123,7 +128,14 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	r := &Replica{cfg: cfg, kernels: kernels.NewChooser(cfg.Log, ae.TaskScore, cfg.Metrics.kernels)}
+	if cfg.Sinks.Group == "" {
+		cfg.Sinks.Group = cfg.Group
+	}
+	sinks, err := newSinks(cfg.Sinks, cfg.Metrics, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("scorer: %w", err)
+	}
+	r := &Replica{cfg: cfg, kernels: kernels.NewChooser(cfg.Log, ae.TaskScore, cfg.Metrics.kernels), sinks: sinks}
 	if c, err := cfg.Cache.Latest(); err == nil {
 		m, err := NewModel(c)
 		if err != nil {
@@ -162,6 +174,11 @@ func (r *Replica) Ready() error {
 	}
 	if since, why := pub.failing(); !since.IsZero() && time.Since(since) > readyOutputFailing {
 		return fmt.Errorf("writing output has failed for %v: %s", time.Since(since).Round(time.Second), why)
+	}
+	for _, s := range r.sinks {
+		if since, why := s.failing(); !since.IsZero() && time.Since(since) > readyOutputFailing {
+			return fmt.Errorf("sending alerts to sink %s has failed for %v: %s", s.name, time.Since(since).Round(time.Second), why)
+		}
 	}
 	if ns := r.commitsFailing.Load(); ns != 0 && time.Since(time.Unix(0, ns)) > readyCommitFailing {
 		return fmt.Errorf("committing offsets has failed for %v (records are scored, and re-delivered on a restart)", time.Since(time.Unix(0, ns)).Round(time.Second))
@@ -376,7 +393,28 @@ func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Mo
 			sc = append(sc, kafka.Message{Key: s.Msg.Key, Value: v, Headers: s.Msg.Headers})
 		}
 	}
-	return pub.publish(ctx, out.Alerts, out.DeadLetters, sc)
+	if len(r.sinks) == 0 || len(out.Alerts) == 0 {
+		return pub.publish(ctx, out.Alerts, out.DeadLetters, sc)
+	}
+	// The HTTP sinks are sent to while Kafka is written; the dead letters
+	// of the alerts they refused follow, before the commit.
+	var refused []kafka.Message
+	var sinkErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		refused, sinkErr = deliverSinks(ctx, r.sinks, out.Alerts)
+	}()
+	err := pub.publish(ctx, out.Alerts, out.DeadLetters, sc)
+	<-done
+	if err = errors.Join(err, sinkErr); err != nil || len(refused) == 0 {
+		return err
+	}
+	if err := pub.publish(ctx, nil, refused, nil); err != nil {
+		return err
+	}
+	r.cfg.Metrics.deadLetters.WithLabelValues(ReasonSinkRefused).Add(float64(len(refused)))
+	return nil
 }
 
 // checkTopics refuses to start when a topic the replica reads or writes
