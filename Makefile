@@ -22,15 +22,20 @@ test:
 	cd deploy && $(GO) test ./...
 	$(MAKE) --no-print-directory test-simd
 
-## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream; then test-monitoring
-e2e:
-	$(GO) test -tags e2e -count=1 -v ./e2e/
+## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream, and a real Prometheus and Alertmanager on the shipped rules and dashboard; then test-monitoring
+e2e: bin/tools/prometheus bin/tools/alertmanager
+	RECON_PROMETHEUS=$(CURDIR)/bin/tools/prometheus RECON_ALERTMANAGER=$(CURDIR)/bin/tools/alertmanager $(GO) test -tags e2e -count=1 -v ./e2e/
 	$(MAKE) --no-print-directory test-monitoring
 
-# Prometheus's tools, pinned, built from the Go module proxy into bin/tools.
+# Prometheus, promtool and Alertmanager, pinned, built from the Go module
+# proxy into bin/tools. (Alertmanager v0.35's module has no built web UI,
+# which its embed needs; v0.28.1's builds.)
 PROMETHEUS_VERSION := v0.316.0
-bin/tools/promtool:
-	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+ALERTMANAGER_VERSION := v0.28.1
+bin/tools/promtool bin/tools/prometheus:
+	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION) github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)
+bin/tools/alertmanager:
+	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/prometheus/alertmanager/cmd/alertmanager@$(ALERTMANAGER_VERSION)
 
 ## test-monitoring: promtool check rules and promtool test rules on deploy/monitoring, and every dashboard query parsed (builds the pinned promtool first)
 test-monitoring: bin/tools/promtool

@@ -69,6 +69,11 @@ type pipeline struct {
 }
 
 func startPipeline(t *testing.T, rate, count int) *pipeline {
+	return startPipelineWith(t, rate, count)
+}
+
+// startPipelineWith is startPipeline with extra arguments for each scorer.
+func startPipelineWith(t *testing.T, rate, count int, scorerArgs ...string) *pipeline {
 	dir := t.TempDir()
 	p := &pipeline{t: t, dir: dir, kafka: addr(t), coordGRPC: addr(t), coordMetrics: addr(t)}
 	p.devkafka = procs.New(binDir, dir, "devkafka", "devkafka", "--listen", p.kafka, "--data-dir", filepath.Join(dir, "kafka-data"))
@@ -85,9 +90,10 @@ func startPipeline(t *testing.T, rate, count int) *pipeline {
 	for i := 1; i <= 2; i++ {
 		m := addr(t)
 		p.scorerMetrics = append(p.scorerMetrics, m)
-		p.scorers = append(p.scorers, procs.New(binDir, dir, fmt.Sprintf("scorer-%d", i), "scorer", "run", "--brokers", p.kafka,
+		args := append([]string{"run", "--brokers", p.kafka,
 			"--coordinator", p.coordGRPC, "--cache", filepath.Join(dir, fmt.Sprintf("scorer-%d.db", i)), "--scores-topic", "recon-scores", "--metrics-listen", m,
-			"--log-level", "debug")) // kafka-go's account of the group, should a partition stall
+			"--log-level", "debug"}, scorerArgs...) // debug: kafka-go's account of the group, should a partition stall
+		p.scorers = append(p.scorers, procs.New(binDir, dir, fmt.Sprintf("scorer-%d", i), "scorer", args...))
 	}
 	p.load = procs.New(binDir, dir, "loadgen", "loadgen", "--brokers", p.kafka, "--rate", strconv.Itoa(rate), "--count", strconv.Itoa(count))
 	p.all = append([]*procs.Proc{p.devkafka, p.coord}, append(p.trainers, p.scorers...)...)
