@@ -91,8 +91,10 @@ func TestConfigDumpRedactsSecrets(t *testing.T) {
 	lf := AddLogFlags(fs)
 	AddKafkaFlags(fs)
 	fs.String("brokers", "", "brokers")
+	fs.String("webhook-url", "", "webhook")
 	t.Setenv("RECON_KAFKA_SASL_PASSWORD", "hunter2")
-	if err := Parse(fs, []string{"--log-format", "json", "--brokers", "k:9092", "--kafka-sasl-username", "svc"}); err != nil {
+	if err := Parse(fs, []string{"--log-format", "json", "--brokers", "k:9092", "--kafka-sasl-username", "svc",
+		"--webhook-url", "https://bot:tok3n@hooks.example/a?token=s3cret,http://am:9093"}); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -109,6 +111,10 @@ func TestConfigDumpRedactsSecrets(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "hunter2") || line.Flags["kafka-sasl-password"] != "[redacted]" {
 		t.Errorf("the password leaks: %s", buf.String())
+	}
+	if got := line.Flags["webhook-url"]; strings.Contains(buf.String(), "tok3n") || strings.Contains(buf.String(), "s3cret") ||
+		!strings.Contains(got, "hooks.example/a") || !strings.Contains(got, "http://am:9093") {
+		t.Errorf("webhook-url logged as %q: want its host and path, not its credentials or query", got)
 	}
 	if line.Msg != "configuration" || line.Flags["brokers"] != "k:9092" || line.Flags["kafka-sasl-username"] != "svc" {
 		t.Errorf("configuration line %+v", line)

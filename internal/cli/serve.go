@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -54,7 +55,8 @@ func AddLogFlags(fs *flag.FlagSet) *LogFlags {
 
 // Logger returns the logger the flags describe and logs the whole
 // configuration through it: every flag and its value, with secrets
-// (flags named *password* or *secret*) redacted.
+// (flags named *password* or *secret*, and the credentials and query of
+// *-url flags) redacted.
 func (f *LogFlags) Logger(fs *flag.FlagSet) (*slog.Logger, error) {
 	out := f.out
 	if out == nil {
@@ -69,11 +71,34 @@ func (f *LogFlags) Logger(fs *flag.FlagSet) (*slog.Logger, error) {
 		v := fl.Value.String()
 		if Secret(fl.Name) && v != "" {
 			v = "[redacted]"
+		} else if strings.HasSuffix(fl.Name, "-url") {
+			v = RedactURLs(v)
 		}
 		attrs = append(attrs, slog.String(fl.Name, v))
 	})
 	log.Info("configuration", slog.Group("flags", attrs...))
 	return log, nil
+}
+
+// RedactURLs returns the comma-separated URLs of v with their user
+// information and query (where tokens travel) replaced by "[redacted]".
+func RedactURLs(v string) string {
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "[redacted]"
+			continue
+		}
+		if u.User != nil {
+			u.User = url.User("[redacted]")
+		}
+		if u.RawQuery != "" {
+			u.RawQuery = "[redacted]"
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // Secret reports whether flag name holds a secret that must not be logged.
