@@ -93,7 +93,9 @@ scrape_configs:
 
 	// A threshold, so that alerts flow and every panel has something to show.
 	waitFor(t, 120*time.Second, "the first threshold", func() bool { return scrape(p.coordMetrics, "recon_coordinator_settled") == 1 })
-	waitFor(t, 60*time.Second, "an alert", func() bool { return scrape(p.scorerMetrics[0], "recon_scorer_alerts_total")+scrape(p.scorerMetrics[1], "recon_scorer_alerts_total") > 0 })
+	waitFor(t, 60*time.Second, "an alert", func() bool {
+		return scrape(p.scorerMetrics[0], "recon_scorer_alerts_total")+scrape(p.scorerMetrics[1], "recon_scorer_alerts_total") > 0
+	})
 	// An injected anomaly's alert reaches Alertmanager through the scorers' sink.
 	waitFor(t, 60*time.Second, "a ReconAnomaly alert in Alertmanager, with its key, top feature and model version", func() bool {
 		for _, a := range active(amAddr, "ReconAnomaly") {
