@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,7 +26,9 @@ import (
 // Alertmanager, the scorers sending their alerts to it (--alertmanager-url):
 // an injected anomaly's alert appears in Alertmanager's API with its key,
 // top feature and model version; every query of the shipped dashboard
-// returns data; and when the scorers freeze (SIGSTOP: alive, scoring nothing, answering no
+// returns data; when the scorers' webhook fails, so that they hold their
+// commits and score nothing while records wait, ReconScorerStalled
+// reaches Alertmanager; and when the scorers freeze (SIGSTOP: alive, scoring nothing, answering no
 // scrape) ReconScorersAbsent reaches Alertmanager. The rules are the
 // shipped ones with their windows and "for" durations cut to seconds,
 // since Prometheus keeps wall-clock time; their expressions are unchanged
@@ -60,8 +64,19 @@ receivers:
 		t.Fatal(err)
 	}
 	defer am.Kill()
-	// The scorers send their alerts to this Alertmanager too.
-	p := startPipelineWith(t, 500, 0, "--alertmanager-url", "http://"+amAddr)
+	// The scorers send their alerts to this Alertmanager too, and to a
+	// webhook that can be made to fail: a scorer whose sink fails holds its
+	// commit and scores nothing more, alive and answering scrapes, while
+	// records wait (a stalled scorer).
+	var webhookDown atomic.Bool
+	webhook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if webhookDown.Load() {
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+		}
+	}))
+	defer webhook.Close()
+	p := startPipelineWith(t, 500, 0, "--alertmanager-url", "http://"+amAddr, "--webhook-url", webhook.URL)
 	var targets strings.Builder
 	for job, addrs := range map[string][]string{"recon-coordinator": {p.coordMetrics}, "recon-trainer": p.trainerMetrics, "recon-scorer": p.scorerMetrics} {
 		q, _ := json.Marshal(addrs)
@@ -147,6 +162,17 @@ scrape_configs:
 	if firing(t, amAddr, "ReconScorersAbsent") {
 		t.Fatal("ReconScorersAbsent is in Alertmanager while both scorers run")
 	}
+
+	if firing(t, amAddr, "ReconScorerStalled") {
+		t.Fatal("ReconScorerStalled is in Alertmanager while the scorers score")
+	}
+	// Stall the scorers: their webhook answers 503, so every batch with an
+	// alert waits for it, uncommitted, while loadgen goes on.
+	webhookDown.Store(true)
+	stalled := time.Now()
+	waitFor(t, 120*time.Second, "ReconScorerStalled in Alertmanager", func() bool { return firing(t, amAddr, "ReconScorerStalled") })
+	t.Logf("ReconScorerStalled reached Alertmanager %v after the webhook went down", time.Since(stalled).Round(100*time.Millisecond))
+	webhookDown.Store(false)
 
 	// Freeze the scorers.
 	for _, s := range p.scorers {
