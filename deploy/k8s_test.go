@@ -1015,12 +1015,7 @@ func TestProbesServed(t *testing.T) {
 			if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil {
 				t.Fatalf("want HTTP liveness and readiness probes")
 			}
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close()
+			addr := freeAddrs(t, 1)[0]
 			cmd := exec.CommandContext(t.Context(), filepath.Join(binDir, bin), append(args, "--metrics-listen="+addr)...)
 			cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "RECON_") })
 			var out bytes.Buffer

@@ -57,11 +57,10 @@ func rules(t *testing.T) ruleFile {
 // The PrometheusRule carries exactly the groups of the plain rules file.
 func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
 	var pr struct {
-		APIVersion string            `json:"apiVersion"`
-		Kind       string            `json:"kind"`
-		Metadata   map[string]any    `json:"metadata"`
-		Spec       ruleFile          `json:"spec"`
-		Extra      map[string]string `json:"-"`
+		APIVersion string         `json:"apiVersion"`
+		Kind       string         `json:"kind"`
+		Metadata   map[string]any `json:"metadata"`
+		Spec       ruleFile       `json:"spec"`
 	}
 	readYAML(t, "monitoring/prometheusrule.yaml", &pr)
 	if pr.APIVersion != "monitoring.coreos.com/v1" || pr.Kind != "PrometheusRule" {

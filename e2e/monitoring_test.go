@@ -159,18 +159,18 @@ scrape_configs:
 		}
 	}
 	t.Logf("%d dashboard queries returned data", n)
-	if firing(t, amAddr, "ReconScorersAbsent") {
+	if firing(amAddr, "ReconScorersAbsent") {
 		t.Fatal("ReconScorersAbsent is in Alertmanager while both scorers run")
 	}
 
-	if firing(t, amAddr, "ReconScorerStalled") {
+	if firing(amAddr, "ReconScorerStalled") {
 		t.Fatal("ReconScorerStalled is in Alertmanager while the scorers score")
 	}
 	// Stall the scorers: their webhook answers 503, so every batch with an
 	// alert waits for it, uncommitted, while loadgen goes on.
 	webhookDown.Store(true)
 	stalled := time.Now()
-	waitFor(t, 120*time.Second, "ReconScorerStalled in Alertmanager", func() bool { return firing(t, amAddr, "ReconScorerStalled") })
+	waitFor(t, 120*time.Second, "ReconScorerStalled in Alertmanager", func() bool { return firing(amAddr, "ReconScorerStalled") })
 	t.Logf("ReconScorerStalled reached Alertmanager %v after the webhook went down", time.Since(stalled).Round(100*time.Millisecond))
 	webhookDown.Store(false)
 
@@ -181,7 +181,7 @@ scrape_configs:
 		}
 	}
 	stopped := time.Now()
-	waitFor(t, 90*time.Second, "ReconScorersAbsent in Alertmanager", func() bool { return firing(t, amAddr, "ReconScorersAbsent") })
+	waitFor(t, 90*time.Second, "ReconScorersAbsent in Alertmanager", func() bool { return firing(amAddr, "ReconScorersAbsent") })
 	t.Logf("ReconScorersAbsent reached Alertmanager %v after the scorers froze", time.Since(stopped).Round(100*time.Millisecond))
 	for _, s := range p.scorers {
 		s.Signal(syscall.SIGCONT)
@@ -239,4 +239,4 @@ func active(amAddr, name string) []map[string]string {
 }
 
 // firing reports whether Alertmanager holds an active alert of that name.
-func firing(t *testing.T, amAddr, name string) bool { return len(active(amAddr, name)) > 0 }
+func firing(amAddr, name string) bool { return len(active(amAddr, name)) > 0 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -19,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/recon-ad/recon/internal/redact"
 )
 
 // Logger returns a text slog logger on stderr at the named level.
@@ -72,33 +73,12 @@ func (f *LogFlags) Logger(fs *flag.FlagSet) (*slog.Logger, error) {
 		if Secret(fl.Name) && v != "" {
 			v = "[redacted]"
 		} else if strings.HasSuffix(fl.Name, "-url") {
-			v = RedactURLs(v)
+			v = redact.URLs(v)
 		}
 		attrs = append(attrs, slog.String(fl.Name, v))
 	})
 	log.Info("configuration", slog.Group("flags", attrs...))
 	return log, nil
-}
-
-// RedactURLs returns the comma-separated URLs of v with their user
-// information and query (where tokens travel) replaced by "[redacted]".
-func RedactURLs(v string) string {
-	parts := strings.Split(v, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "[redacted]"
-			continue
-		}
-		if u.User != nil {
-			u.User = url.User("[redacted]")
-		}
-		if u.RawQuery != "" {
-			u.RawQuery = "[redacted]"
-		}
-		parts[i] = u.String()
-	}
-	return strings.Join(parts, ",")
 }
 
 // Secret reports whether flag name holds a secret that must not be logged.

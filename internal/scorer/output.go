@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -117,12 +116,7 @@ type publisher struct {
 	alerts, dlq, scores sink // scores.w nil: no scores topic
 	metrics             *Metrics
 	log                 *slog.Logger
-
-	mu      sync.Mutex
-	since   time.Time // writes failing since (zero: the last write worked)
-	lastErr string
-	next    time.Time // when the next warning may be logged
-	every   time.Duration
+	run                 failureRun // of failed writes
 }
 
 // item is one record waiting for its sink; cut is how often a dead
@@ -226,41 +220,25 @@ func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []k
 // fail records a failed attempt, logging the first of a run at once and
 // then at most every interval (doubling to a minute).
 func (p *publisher) fail(err error, config bool, retryIn time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if p.since.IsZero() {
-		p.since, p.next, p.every = now, now, 5*time.Second
-	}
-	p.lastErr = err.Error()
 	p.metrics.outputFailing.Set(1)
-	if now.Before(p.next) {
+	failingFor, warn := p.run.fail(err)
+	if !warn {
 		return
 	}
 	what := "writing scorer output failed; retrying what failed (offsets stay uncommitted, nothing acknowledged is sent again)"
 	if config {
 		what = "Kafka refuses the scorer's output (a missing topic, or not authorized): create the topic or grant access; retrying (offsets stay uncommitted)"
 	}
-	p.log.Warn(what, "err", err, "failing_for", now.Sub(p.since).Round(time.Millisecond), "retry_in", retryIn)
-	p.next = now.Add(p.every)
-	p.every = min(2*p.every, time.Minute)
+	p.log.Warn(what, "err", err, "failing_for", failingFor.Round(time.Millisecond), "retry_in", retryIn)
 }
 
 func (p *publisher) ok() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.since.IsZero() {
-		return
+	if failedFor, ended := p.run.ok(); ended {
+		p.log.Info("writing scorer output works again", "failed_for", failedFor.Round(time.Millisecond))
+		p.metrics.outputFailing.Set(0)
 	}
-	p.log.Info("writing scorer output works again", "failed_for", time.Since(p.since).Round(time.Millisecond))
-	p.since, p.lastErr = time.Time{}, ""
-	p.metrics.outputFailing.Set(0)
 }
 
 // failing returns since when writes have been failing, and the last error
 // (zero time: they work).
-func (p *publisher) failing() (time.Time, string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.since, p.lastErr
-}
+func (p *publisher) failing() (time.Time, string) { return p.run.failing() }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/recon-ad/recon/internal/redact"
 )
 
 // Sink defaults.
@@ -76,10 +78,10 @@ func (c SinkConfig) Validate() error {
 	for _, u := range append(append([]string(nil), c.Alertmanager...), c.Webhooks...) {
 		p, err := url.Parse(u)
 		if err != nil {
-			return fmt.Errorf("sink URL %q: %w", u, err)
+			return fmt.Errorf("sink URL %q: %w", redact.URL(u), err)
 		}
 		if (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("sink URL %q: want http:// or https:// and a host", p.Redacted())
+			return fmt.Errorf("sink URL %q: want http:// or https:// and a host", redact.URL(u))
 		}
 	}
 	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
@@ -242,11 +244,7 @@ type httpSink struct {
 	refused   int       // alerts refused since the last line saying so
 	refusedAt time.Time // that line
 
-	mu      sync.Mutex
-	since   time.Time // requests failing since (zero: the last one was answered)
-	lastErr string
-	next    time.Time // when the next warning may be logged
-	every   time.Duration
+	run failureRun // of requests not answered
 }
 
 // deliver sends alerts, in order, in requests of at most one second's
@@ -386,7 +384,11 @@ func (s *httpSink) postOne(ctx context.Context, u string, body []byte) (sendOutc
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.cfg.Client.Do(req)
 	if err != nil {
-		return sendTransient, fmt.Errorf("POST %s: %w", redact(u), err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the URL, query and all
+		}
+		return sendTransient, fmt.Errorf("POST %s: %w", redact.URL(u), err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -395,55 +397,30 @@ func (s *httpSink) postOne(ctx context.Context, u string, body []byte) (sendOutc
 	case c >= 200 && c < 300:
 		return sendOK, nil
 	case c >= 400 && c < 500 && c != http.StatusTooManyRequests:
-		return sendRefused, fmt.Errorf("POST %s: %s: %s", redact(u), resp.Status, strings.TrimSpace(string(msg)))
+		return sendRefused, fmt.Errorf("POST %s: %s: %s", redact.URL(u), resp.Status, strings.TrimSpace(string(msg)))
 	default:
-		return sendTransient, fmt.Errorf("POST %s: %s: %s", redact(u), resp.Status, strings.TrimSpace(string(msg)))
+		return sendTransient, fmt.Errorf("POST %s: %s: %s", redact.URL(u), resp.Status, strings.TrimSpace(string(msg)))
 	}
-}
-
-func redact(u string) string {
-	if p, err := url.Parse(u); err == nil {
-		return p.Redacted()
-	}
-	return u
 }
 
 // fail records a failed request, logging the first of a run at once and
 // then at most every interval (doubling to a minute).
 func (s *httpSink) fail(err error, retryIn time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	if s.since.IsZero() {
-		s.since, s.next, s.every = now, now, 5*time.Second
+	if failingFor, warn := s.run.fail(err); warn {
+		s.log.Warn("sending alerts to a sink failed; retrying (offsets stay uncommitted)", "sink", s.name, "err", err,
+			"failing_for", failingFor.Round(time.Millisecond), "retry_in", retryIn)
 	}
-	s.lastErr = err.Error()
-	if now.Before(s.next) {
-		return
-	}
-	s.log.Warn("sending alerts to a sink failed; retrying (offsets stay uncommitted)", "sink", s.name, "err", err,
-		"failing_for", now.Sub(s.since).Round(time.Millisecond), "retry_in", retryIn)
-	s.next = now.Add(s.every)
-	s.every = min(2*s.every, time.Minute)
 }
 
 func (s *httpSink) ok() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.since.IsZero() {
-		return
+	if failedFor, ended := s.run.ok(); ended {
+		s.log.Info("sending alerts to a sink works again", "sink", s.name, "failed_for", failedFor.Round(time.Millisecond))
 	}
-	s.log.Info("sending alerts to a sink works again", "sink", s.name, "failed_for", time.Since(s.since).Round(time.Millisecond))
-	s.since, s.lastErr = time.Time{}, ""
 }
 
 // failing returns since when requests have been failing, and the last
 // error (zero time: they work).
-func (s *httpSink) failing() (time.Time, string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.since, s.lastErr
-}
+func (s *httpSink) failing() (time.Time, string) { return s.run.failing() }
 
 // deliverSinks sends alerts to every sink at once and returns the dead
 // letters of the alerts any refused, when all have answered.

@@ -297,10 +297,10 @@ func TestSinkFailingHoldsTheCommit(t *testing.T) {
 			t.Errorf("failure %d: the sink does not say it is failing", i+1)
 		}
 		if i == 2 { // failing for long, as far as readiness can tell
-			s := rep.sinks[0]
-			s.mu.Lock()
-			s.since = time.Now().Add(-time.Minute)
-			s.mu.Unlock()
+			run := &rep.sinks[0].run
+			run.mu.Lock()
+			run.since = time.Now().Add(-time.Minute)
+			run.mu.Unlock()
 			if err := rep.Ready(); err == nil || !strings.Contains(err.Error(), "sink webhook") {
 				t.Errorf("ready while its sink has failed for a minute: %v", err)
 			}

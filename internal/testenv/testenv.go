@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc"
@@ -53,6 +54,7 @@ type Coordinator struct {
 	Server *coordinator.Server // call Run to train
 	Addr   string              // its gRPC address
 	Conn   *grpc.ClientConn    // a client connection to it
+	GRPC   *grpc.Server        // its gRPC server: Stop takes the coordinator away
 }
 
 // StartCoordinator builds a coordinator from cfg with a fresh checkpoint
@@ -81,7 +83,7 @@ func StartCoordinator(tb testing.TB, cfg coordinator.Config) *Coordinator {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
-	return &Coordinator{Server: srv, Addr: lis.Addr().String(), Conn: conn}
+	return &Coordinator{Server: srv, Addr: lis.Addr().String(), Conn: conn, GRPC: gs}
 }
 
 // LogBuffer collects a logger's output for a test to read while the
@@ -103,4 +105,16 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Eventually polls cond every 20 ms until it holds, failing the test with
+// what when it has not within d.
+func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	for end := time.Now().Add(d); !cond(); {
+		if time.Now().After(end) {
+			tb.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
