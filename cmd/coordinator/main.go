@@ -186,7 +186,7 @@ func run(ctx context.Context, args []string) error {
 	go func() { serveErr <- gs.Serve(lis) }()
 	s := cfg.Spec
 	log.Info("coordinator serving", "grpc", lis.Addr().String(), "metrics", maddr, "store", *storePath,
-		"model", fmt.Sprintf("%v %d-%v-%d", s.Variant, s.Input, s.Hidden, s.Code), "status", fmt.Sprintf("%+v", srv.Status()))
+		"model", fmt.Sprintf("%v %d-%v-%d", s.Variant, s.Input, s.Hidden, s.Code), "status", fmt.Sprintf("%+v", srv.Snapshot()))
 
 	runErr := srv.Run(ctx) // returns after the final checkpoint on SIGTERM or at --max-rounds
 	hs.Shutdown()
@@ -197,7 +197,7 @@ func run(ctx context.Context, args []string) error {
 	case <-time.After(3 * time.Second):
 		gs.Stop()
 	}
-	st := srv.Status()
+	st := srv.Snapshot()
 	log.Info("coordinator stopped", "round", st.Round, "version", st.Version, "rejected", fmt.Sprint(st.Rejected))
 	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err

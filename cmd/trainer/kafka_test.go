@@ -105,10 +105,10 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// It trains on after the rejoin: more rounds are accepted.
-	rounds := co.Server.Status().Round
-	for co.Server.Status().Round < rounds+20 {
+	rounds := co.Server.Snapshot().Round
+	for co.Server.Snapshot().Round < rounds+20 {
 		if ctx.Err() != nil || !tr.Running() {
-			t.Fatalf("training stopped after the rejoin at round %d:\n%s", co.Server.Status().Round, tr.LogText())
+			t.Fatalf("training stopped after the rejoin at round %d:\n%s", co.Server.Snapshot().Round, tr.LogText())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -109,7 +109,7 @@ func (c *cluster) wait(timeout time.Duration, stopWorkers context.CancelFunc) {
 			c.t.Fatalf("coordinator Run: %v", err)
 		}
 	case <-time.After(timeout):
-		c.t.Fatalf("training did not finish in %v (status %+v)", timeout, c.srv.Status())
+		c.t.Fatalf("training did not finish in %v (status %+v)", timeout, c.srv.Snapshot())
 	}
 	stopWorkers()
 	c.wg.Wait()
@@ -142,7 +142,7 @@ func TestDistributedEqualsSingleWorker(t *testing.T) {
 			cl.worker(ctx, fmt.Sprintf("w%d", i), worker.NewSlice(shard, p, true))
 		}
 		cl.wait(60*time.Second, stop)
-		if st := cl.srv.Status(); st.Round != rounds {
+		if st := cl.srv.Snapshot(); st.Round != rounds {
 			t.Fatalf("%d workers: ended at round %d", workers, st.Round)
 		}
 		return cl.srv.Params()
@@ -215,7 +215,7 @@ func TestCalibratedThresholdHoldsItsAlertRate(t *testing.T) {
 	// A bound, not a speed target: under -race on 2 loaded cores the 400
 	// rounds of 4 workers have taken over a minute.
 	cl.wait(3*time.Minute, stop)
-	if th := cl.srv.Status().Threshold; !(th > 0) {
+	if th := cl.srv.Snapshot().Threshold; !(th > 0) {
 		t.Fatalf("no threshold after %d rounds of 4 workers holding out 30%%", rounds)
 	}
 	if n, total := testutil.ToFloat64(cl.srv.metrics.firstRecords), testutil.ToFloat64(cl.srv.metrics.records); !(n > 0 && n <= total) {
@@ -292,9 +292,9 @@ func TestRollbackPublishesOldParametersAsNewVersion(t *testing.T) {
 		}
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for cl.srv.Status().Version < 4 {
+	for cl.srv.Snapshot().Version < 4 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no version 4 in time: %+v", cl.srv.Status())
+			t.Fatalf("no version 4 in time: %+v", cl.srv.Snapshot())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -379,7 +379,7 @@ func TestExpiredWorkerIsToldToRejoin(t *testing.T) {
 	if d := time.Since(start); d < cfg.Lease || d > 5*time.Second {
 		t.Errorf("session ended after %v; the lease is %v", d, cfg.Lease)
 	}
-	if w := c.srv.Status().Workers; len(w) != 0 {
+	if w := c.srv.Snapshot().Workers; len(w) != 0 {
 		t.Errorf("workers after the lease: %v", w)
 	}
 }

@@ -335,8 +335,8 @@ type Status struct {
 	Rejected  map[round.Reason]int // rejected gradients by reason
 }
 
-// Status returns a snapshot.
-func (s *Server) Status() Status {
+// Snapshot returns a snapshot.
+func (s *Server) Snapshot() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, _ := s.machine.Round()

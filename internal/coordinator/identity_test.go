@@ -35,9 +35,9 @@ func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 
 // roundsIn returns how many rounds c completes over d.
 func (c *cluster) roundsIn(d time.Duration) uint64 {
-	r0 := c.srv.Status().Round
+	r0 := c.srv.Snapshot().Round
 	<-time.After(d)
-	return c.srv.Status().Round - r0
+	return c.srv.Snapshot().Round - r0
 }
 
 // Two trainer processes started with one --id (the README's
@@ -54,7 +54,7 @@ func TestSecondProcessWithSameIDIsRefused(t *testing.T) {
 	ctx, stopFirst := context.WithCancel(context.Background())
 	defer stopFirst()
 	c.worker(ctx, id, worker.NewSlice(x, p, true))
-	pollUntil(t, 10*time.Second, "the first worker trains", func() bool { return c.srv.Status().Round >= 5 })
+	pollUntil(t, 10*time.Second, "the first worker trains", func() bool { return c.srv.Snapshot().Round >= 5 })
 
 	const window = 2 * time.Second // long enough that scheduling noise on 2 cores does not decide the ratio
 	lone := c.roundsIn(window)
@@ -92,20 +92,20 @@ func TestSecondProcessWithSameIDIsRefused(t *testing.T) {
 	if n := testutil.ToFloat64(c.srv.metrics.refused); n != 1 {
 		t.Errorf("joins refused: %v, want 1", n)
 	}
-	if w := c.srv.Status().Workers; !slices.Equal(w, []string{id}) {
+	if w := c.srv.Snapshot().Workers; !slices.Equal(w, []string{id}) {
 		t.Errorf("workers after the refusal: %v", w)
 	}
 
 	// The first stops: its session ends and a new process with the id is admitted.
 	stopFirst()
 	c.wg.Wait()
-	pollUntil(t, 5*time.Second, "the first worker's session ends", func() bool { return len(c.srv.Status().Workers) == 0 })
-	before := c.srv.Status().Round
+	pollUntil(t, 5*time.Second, "the first worker's session ends", func() bool { return len(c.srv.Snapshot().Workers) == 0 })
+	before := c.srv.Snapshot().Round
 	err, took := c.runWorker(worker.Config{ID: id, Source: worker.NewSlice(x, p, true)}, time.Second)
 	if err != nil {
 		t.Fatalf("a new process with id %q after the first stopped: Run returned %v after %v", id, err, took)
 	}
-	if after := c.srv.Status().Round; after <= before {
+	if after := c.srv.Snapshot().Round; after <= before {
 		t.Errorf("the new process trained no round (round %d, then %d)", before, after)
 	}
 }

@@ -81,9 +81,9 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	go w.Run(ctx)
-	for srv.Status().Round < 20 {
+	for srv.Snapshot().Round < 20 {
 		if ctx.Err() != nil {
-			t.Fatalf("the trusted worker did not train: %+v", srv.Status())
+			t.Fatalf("the trusted worker did not train: %+v", srv.Snapshot())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -125,7 +125,7 @@ func TestMutualTLS(t *testing.T) {
 		}
 		t.Logf("client with %s: %v", name, err)
 	}
-	for _, id := range srv.Status().Workers {
+	for _, id := range srv.Snapshot().Workers {
 		if id != "trusted" {
 			t.Errorf("worker %q joined", id)
 		}
@@ -156,8 +156,8 @@ func TestMutualTLS(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
-	before := srv.Status().Round
-	for srv.Status().Round < before+5 {
+	before := srv.Snapshot().Round
+	for srv.Snapshot().Round < before+5 {
 		if ctx.Err() != nil {
 			t.Fatal("training stopped after the rotation")
 		}

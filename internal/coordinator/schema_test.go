@@ -88,7 +88,7 @@ func TestJoinRefusesAnotherSchema(t *testing.T) {
 			}
 		})
 	}
-	if st := c.srv.Status(); st.Round == 0 {
+	if st := c.srv.Snapshot(); st.Round == 0 {
 		t.Error("the fitting workers trained no round")
 	}
 }

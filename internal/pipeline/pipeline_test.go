@@ -250,7 +250,7 @@ func (l *lagWatch) run(ctx context.Context, co *coordinator.Server, replicas fun
 	var at time.Time
 	for ctx.Err() == nil {
 		time.Sleep(2 * time.Millisecond)
-		v := co.Status().Version
+		v := co.Snapshot().Version
 		if v > seen && at.IsZero() {
 			seen, at = v, time.Now() // published (within 2 ms)
 		}
@@ -328,7 +328,7 @@ func TestPipeline100k(t *testing.T) {
 	for g.next < total {
 		if ready < 0 && s1.Threshold() > 0 && s2.Threshold() > 0 {
 			ready = g.next
-			st := c.co.Server.Status()
+			st := c.co.Server.Snapshot()
 			t.Logf("both scorers have a threshold after %d records (%.1fs): coordinator %+v", ready, time.Since(start).Seconds(), st)
 			if st.Code != 3 {
 				t.Errorf("automatic code width %d on a rank-3 stream, want 3", st.Code)
@@ -356,7 +356,7 @@ func TestPipeline100k(t *testing.T) {
 		}
 	}
 	if ready < 0 {
-		t.Fatalf("no threshold after %d records: coordinator %+v", total, c.co.Server.Status())
+		t.Fatalf("no threshold after %d records: coordinator %+v", total, c.co.Server.Snapshot())
 	}
 	want := map[string]bool{}
 	for i := ready; i < total; i++ {
@@ -421,7 +421,7 @@ func TestPipeline100k(t *testing.T) {
 	}
 	precision, recall := float64(tp)/float64(max(tp+fp, 1)), float64(tp)/float64(max(tp+fn, 1))
 	t.Logf("%d records after the threshold: %d missing, %d wrong dead-letter reasons; %d anomalies: precision %.3f recall %.3f (tp %d fp %d fn %d, missed %v); scored by %d versions; %d records scored twice, %d alerts written twice (same id); coordinator %+v",
-		len(want), missing, wrongReason, anomalies, precision, recall, tp, fp, fn, missed, len(versions), o.rescored, dupAlerts, c.co.Server.Status())
+		len(want), missing, wrongReason, anomalies, precision, recall, tp, fp, fn, missed, len(versions), o.rescored, dupAlerts, c.co.Server.Snapshot())
 	lag.mu.Lock() // the watcher still runs
 	lagMax, lagN := lag.max, lag.n
 	lag.mu.Unlock()

@@ -72,7 +72,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("no model with a threshold in time (coordinator %+v)", srv.Status())
+			t.Fatalf("no model with a threshold in time (coordinator %+v)", srv.Snapshot())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -148,7 +148,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	if rep.Version() < 4 {
 		t.Errorf("replica at version %d", rep.Version())
 	}
-	t.Logf("%d records: %d dead-lettered, the rest scored; replica at version %d; coordinator %+v", n, len(wantReason), rep.Version(), srv.Status().Round)
+	t.Logf("%d records: %d dead-lettered, the rest scored; replica at version %d; coordinator %+v", n, len(wantReason), rep.Version(), srv.Snapshot().Round)
 }
 
 // TestReplicaWithoutCoordinator: with the coordinator unreachable, a

@@ -81,7 +81,7 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 		t.Fatal("queued commits did not finish")
 	}
 	rd.Close()
-	if st := srv.Status(); st.Round != rounds {
+	if st := srv.Snapshot(); st.Round != rounds {
 		t.Fatalf("coordinator at round %d", st.Round)
 	}
 	committed, skipped := ks.Stats()

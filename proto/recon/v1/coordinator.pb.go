@@ -13,6 +13,7 @@ package reconv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1054,7 +1055,10 @@ type CheckpointInfo struct {
 	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
 	Threshold     float64                `protobuf:"fixed64,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
 	Pinned        bool                   `protobuf:"varint,4,opt,name=pinned,proto3" json:"pinned,omitempty"`
-	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"` // set when the stored entry does not verify
+	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`                          // set when the stored entry does not verify
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"` // when it was written
+	Loss          float64                `protobuf:"fixed64,7,opt,name=loss,proto3" json:"loss,omitempty"`                          // the training objective when it was written (0: unknown)
+	Variant       string                 `protobuf:"bytes,8,opt,name=variant,proto3" json:"variant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1120,6 +1124,27 @@ func (x *CheckpointInfo) GetPinned() bool {
 func (x *CheckpointInfo) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *CheckpointInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *CheckpointInfo) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetVariant() string {
+	if x != nil {
+		return x.Variant
 	}
 	return ""
 }
@@ -1212,11 +1237,243 @@ func (x *RollbackResponse) GetVersion() uint64 {
 	return 0
 }
 
+type StatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusRequest) Reset() {
+	*x = StatusRequest{}
+	mi := &file_recon_v1_coordinator_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusRequest) ProtoMessage() {}
+
+func (x *StatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recon_v1_coordinator_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
+func (*StatusRequest) Descriptor() ([]byte, []int) {
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{18}
+}
+
+// StatusResponse is a snapshot of the coordinator.
+type StatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`    // the coordinator's clock when it answered
+	Round uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"` // the last completed round
+	Loss  float64                `protobuf:"fixed64,3,opt,name=loss,proto3" json:"loss,omitempty"`  // its sample-weighted mean training objective
+	// The training state: warming, learning, settled or maintaining (as the
+	// recon_coordinator_training_state metric names them).
+	State                  string          `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Version                uint64          `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`      // newest checkpoint version written
+	Threshold              float64         `protobuf:"fixed64,6,opt,name=threshold,proto3" json:"threshold,omitempty"` // current alert threshold (0: none yet)
+	Records                uint64          `protobuf:"varint,7,opt,name=records,proto3" json:"records,omitempty"`      // stream records behind accepted gradients
+	PresentationsPerRecord float64         `protobuf:"fixed64,8,opt,name=presentations_per_record,json=presentationsPerRecord,proto3" json:"presentations_per_record,omitempty"`
+	Workers                []*WorkerStatus `protobuf:"bytes,9,rep,name=workers,proto3" json:"workers,omitempty"`  // joined workers, sorted by id
+	Lineage                string          `protobuf:"bytes,10,opt,name=lineage,proto3" json:"lineage,omitempty"` // the store's lineage id
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *StatusResponse) Reset() {
+	*x = StatusResponse{}
+	mi := &file_recon_v1_coordinator_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusResponse) ProtoMessage() {}
+
+func (x *StatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recon_v1_coordinator_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
+func (*StatusResponse) Descriptor() ([]byte, []int) {
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StatusResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetPresentationsPerRecord() float64 {
+	if x != nil {
+		return x.PresentationsPerRecord
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetWorkers() []*WorkerStatus {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLineage() string {
+	if x != nil {
+		return x.Lineage
+	}
+	return ""
+}
+
+// WorkerStatus is one joined worker.
+type WorkerStatus struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	JoinedAt       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
+	LastGradientAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_gradient_at,json=lastGradientAt,proto3" json:"last_gradient_at,omitempty"` // unset: none yet
+	Gradients      uint64                 `protobuf:"varint,4,opt,name=gradients,proto3" json:"gradients,omitempty"`                                  // accepted gradients this session
+	Benched        bool                   `protobuf:"varint,5,opt,name=benched,proto3" json:"benched,omitempty"`                                      // out of the rounds for sending none lately
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WorkerStatus) Reset() {
+	*x = WorkerStatus{}
+	mi := &file_recon_v1_coordinator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerStatus) ProtoMessage() {}
+
+func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_recon_v1_coordinator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
+func (*WorkerStatus) Descriptor() ([]byte, []int) {
+	return file_recon_v1_coordinator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WorkerStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WorkerStatus) GetJoinedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.JoinedAt
+	}
+	return nil
+}
+
+func (x *WorkerStatus) GetLastGradientAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastGradientAt
+	}
+	return nil
+}
+
+func (x *WorkerStatus) GetGradients() uint64 {
+	if x != nil {
+		return x.Gradients
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetBenched() bool {
+	if x != nil {
+		return x.Benched
+	}
+	return false
+}
+
 var File_recon_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"\x1arecon/v1/coordinator.proto\x12\brecon.v1\x1a\x19recon/v1/checkpoint.proto\"\xcd\x01\n" +
+	"\x1arecon/v1/coordinator.proto\x12\brecon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19recon/v1/checkpoint.proto\"\xcd\x01\n" +
 	"\rWorkerMessage\x12$\n" +
 	"\x04join\x18\x01 \x01(\v2\x0e.recon.v1.JoinH\x00R\x04join\x12/\n" +
 	"\x06warmup\x18\x02 \x01(\v2\x15.recon.v1.WarmupStatsH\x00R\x06warmup\x125\n" +
@@ -1281,23 +1538,47 @@ const file_recon_v1_coordinator_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\"\x18\n" +
 	"\x16ListCheckpointsRequest\"U\n" +
 	"\x17ListCheckpointsResponse\x12:\n" +
-	"\vcheckpoints\x18\x01 \x03(\v2\x18.recon.v1.CheckpointInfoR\vcheckpoints\"\x8c\x01\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\x18.recon.v1.CheckpointInfoR\vcheckpoints\"\xf5\x01\n" +
 	"\x0eCheckpointInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x1c\n" +
 	"\tthreshold\x18\x03 \x01(\x01R\tthreshold\x12\x16\n" +
 	"\x06pinned\x18\x04 \x01(\bR\x06pinned\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"+\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x12\n" +
+	"\x04loss\x18\a \x01(\x01R\x04loss\x12\x18\n" +
+	"\avariant\x18\b \x01(\tR\avariant\"+\n" +
 	"\x0fRollbackRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\",\n" +
 	"\x10RollbackResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion2\x82\x03\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\x0f\n" +
+	"\rStatusRequest\"\xd8\x02\n" +
+	"\x0eStatusResponse\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x12\n" +
+	"\x04loss\x18\x03 \x01(\x01R\x04loss\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x1c\n" +
+	"\tthreshold\x18\x06 \x01(\x01R\tthreshold\x12\x18\n" +
+	"\arecords\x18\a \x01(\x04R\arecords\x128\n" +
+	"\x18presentations_per_record\x18\b \x01(\x01R\x16presentationsPerRecord\x120\n" +
+	"\aworkers\x18\t \x03(\v2\x16.recon.v1.WorkerStatusR\aworkers\x12\x18\n" +
+	"\alineage\x18\n" +
+	" \x01(\tR\alineage\"\xd5\x01\n" +
+	"\fWorkerStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
+	"\tjoined_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\x12D\n" +
+	"\x10last_gradient_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastGradientAt\x12\x1c\n" +
+	"\tgradients\x18\x04 \x01(\x04R\tgradients\x12\x18\n" +
+	"\abenched\x18\x05 \x01(\bR\abenched2\xbf\x03\n" +
 	"\vCoordinator\x12B\n" +
 	"\x05Train\x12\x17.recon.v1.WorkerMessage\x1a\x1c.recon.v1.CoordinatorMessage(\x010\x01\x12M\n" +
 	"\x10WatchCheckpoints\x12!.recon.v1.WatchCheckpointsRequest\x1a\x14.recon.v1.Checkpoint0\x01\x12E\n" +
 	"\rGetCheckpoint\x12\x1e.recon.v1.GetCheckpointRequest\x1a\x14.recon.v1.Checkpoint\x12V\n" +
 	"\x0fListCheckpoints\x12 .recon.v1.ListCheckpointsRequest\x1a!.recon.v1.ListCheckpointsResponse\x12A\n" +
-	"\bRollback\x12\x19.recon.v1.RollbackRequest\x1a\x1a.recon.v1.RollbackResponseB2Z0github.com/recon-ad/recon/proto/recon/v1;reconv1b\x06proto3"
+	"\bRollback\x12\x19.recon.v1.RollbackRequest\x1a\x1a.recon.v1.RollbackResponse\x12;\n" +
+	"\x06Status\x12\x17.recon.v1.StatusRequest\x1a\x18.recon.v1.StatusResponseB2Z0github.com/recon-ad/recon/proto/recon/v1;reconv1b\x06proto3"
 
 var (
 	file_recon_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1311,7 +1592,7 @@ func file_recon_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_recon_v1_coordinator_proto_rawDescData
 }
 
-var file_recon_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_recon_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_recon_v1_coordinator_proto_goTypes = []any{
 	(*WorkerMessage)(nil),           // 0: recon.v1.WorkerMessage
 	(*Join)(nil),                    // 1: recon.v1.Join
@@ -1331,41 +1612,52 @@ var file_recon_v1_coordinator_proto_goTypes = []any{
 	(*CheckpointInfo)(nil),          // 15: recon.v1.CheckpointInfo
 	(*RollbackRequest)(nil),         // 16: recon.v1.RollbackRequest
 	(*RollbackResponse)(nil),        // 17: recon.v1.RollbackResponse
-	(*Normalizer)(nil),              // 18: recon.v1.Normalizer
-	(*ModelSpec)(nil),               // 19: recon.v1.ModelSpec
-	(*TrainingState)(nil),           // 20: recon.v1.TrainingState
-	(*Checkpoint)(nil),              // 21: recon.v1.Checkpoint
+	(*StatusRequest)(nil),           // 18: recon.v1.StatusRequest
+	(*StatusResponse)(nil),          // 19: recon.v1.StatusResponse
+	(*WorkerStatus)(nil),            // 20: recon.v1.WorkerStatus
+	(*Normalizer)(nil),              // 21: recon.v1.Normalizer
+	(*ModelSpec)(nil),               // 22: recon.v1.ModelSpec
+	(*TrainingState)(nil),           // 23: recon.v1.TrainingState
+	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
+	(*Checkpoint)(nil),              // 25: recon.v1.Checkpoint
 }
 var file_recon_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 0: recon.v1.WorkerMessage.join:type_name -> recon.v1.Join
 	3,  // 1: recon.v1.WorkerMessage.warmup:type_name -> recon.v1.WarmupStats
 	5,  // 2: recon.v1.WorkerMessage.gradient:type_name -> recon.v1.RoundGradient
 	2,  // 3: recon.v1.WorkerMessage.leave:type_name -> recon.v1.Leave
-	18, // 4: recon.v1.WarmupStats.stats:type_name -> recon.v1.Normalizer
+	21, // 4: recon.v1.WarmupStats.stats:type_name -> recon.v1.Normalizer
 	4,  // 5: recon.v1.WarmupStats.moments:type_name -> recon.v1.Moments
 	7,  // 6: recon.v1.CoordinatorMessage.welcome:type_name -> recon.v1.Welcome
 	8,  // 7: recon.v1.CoordinatorMessage.warmup:type_name -> recon.v1.WarmupRequest
 	9,  // 8: recon.v1.CoordinatorMessage.round:type_name -> recon.v1.RoundStart
 	10, // 9: recon.v1.CoordinatorMessage.reply:type_name -> recon.v1.GradientReply
-	19, // 10: recon.v1.Welcome.spec:type_name -> recon.v1.ModelSpec
-	18, // 11: recon.v1.RoundStart.normalizer:type_name -> recon.v1.Normalizer
-	20, // 12: recon.v1.RoundStart.state:type_name -> recon.v1.TrainingState
+	22, // 10: recon.v1.Welcome.spec:type_name -> recon.v1.ModelSpec
+	21, // 11: recon.v1.RoundStart.normalizer:type_name -> recon.v1.Normalizer
+	23, // 12: recon.v1.RoundStart.state:type_name -> recon.v1.TrainingState
 	15, // 13: recon.v1.ListCheckpointsResponse.checkpoints:type_name -> recon.v1.CheckpointInfo
-	0,  // 14: recon.v1.Coordinator.Train:input_type -> recon.v1.WorkerMessage
-	11, // 15: recon.v1.Coordinator.WatchCheckpoints:input_type -> recon.v1.WatchCheckpointsRequest
-	12, // 16: recon.v1.Coordinator.GetCheckpoint:input_type -> recon.v1.GetCheckpointRequest
-	13, // 17: recon.v1.Coordinator.ListCheckpoints:input_type -> recon.v1.ListCheckpointsRequest
-	16, // 18: recon.v1.Coordinator.Rollback:input_type -> recon.v1.RollbackRequest
-	6,  // 19: recon.v1.Coordinator.Train:output_type -> recon.v1.CoordinatorMessage
-	21, // 20: recon.v1.Coordinator.WatchCheckpoints:output_type -> recon.v1.Checkpoint
-	21, // 21: recon.v1.Coordinator.GetCheckpoint:output_type -> recon.v1.Checkpoint
-	14, // 22: recon.v1.Coordinator.ListCheckpoints:output_type -> recon.v1.ListCheckpointsResponse
-	17, // 23: recon.v1.Coordinator.Rollback:output_type -> recon.v1.RollbackResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	24, // 14: recon.v1.CheckpointInfo.created_at:type_name -> google.protobuf.Timestamp
+	24, // 15: recon.v1.StatusResponse.time:type_name -> google.protobuf.Timestamp
+	20, // 16: recon.v1.StatusResponse.workers:type_name -> recon.v1.WorkerStatus
+	24, // 17: recon.v1.WorkerStatus.joined_at:type_name -> google.protobuf.Timestamp
+	24, // 18: recon.v1.WorkerStatus.last_gradient_at:type_name -> google.protobuf.Timestamp
+	0,  // 19: recon.v1.Coordinator.Train:input_type -> recon.v1.WorkerMessage
+	11, // 20: recon.v1.Coordinator.WatchCheckpoints:input_type -> recon.v1.WatchCheckpointsRequest
+	12, // 21: recon.v1.Coordinator.GetCheckpoint:input_type -> recon.v1.GetCheckpointRequest
+	13, // 22: recon.v1.Coordinator.ListCheckpoints:input_type -> recon.v1.ListCheckpointsRequest
+	16, // 23: recon.v1.Coordinator.Rollback:input_type -> recon.v1.RollbackRequest
+	18, // 24: recon.v1.Coordinator.Status:input_type -> recon.v1.StatusRequest
+	6,  // 25: recon.v1.Coordinator.Train:output_type -> recon.v1.CoordinatorMessage
+	25, // 26: recon.v1.Coordinator.WatchCheckpoints:output_type -> recon.v1.Checkpoint
+	25, // 27: recon.v1.Coordinator.GetCheckpoint:output_type -> recon.v1.Checkpoint
+	14, // 28: recon.v1.Coordinator.ListCheckpoints:output_type -> recon.v1.ListCheckpointsResponse
+	17, // 29: recon.v1.Coordinator.Rollback:output_type -> recon.v1.RollbackResponse
+	19, // 30: recon.v1.Coordinator.Status:output_type -> recon.v1.StatusResponse
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_recon_v1_coordinator_proto_init() }
@@ -1392,7 +1684,7 @@ func file_recon_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recon_v1_coordinator_proto_rawDesc), len(file_recon_v1_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

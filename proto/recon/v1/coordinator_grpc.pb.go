@@ -28,6 +28,7 @@ const (
 	Coordinator_GetCheckpoint_FullMethodName    = "/recon.v1.Coordinator/GetCheckpoint"
 	Coordinator_ListCheckpoints_FullMethodName  = "/recon.v1.Coordinator/ListCheckpoints"
 	Coordinator_Rollback_FullMethodName         = "/recon.v1.Coordinator/Rollback"
+	Coordinator_Status_FullMethodName           = "/recon.v1.Coordinator/Status"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -50,6 +51,9 @@ type CoordinatorClient interface {
 	// Rollback continues training from an older version's parameters,
 	// published as a new, higher version.
 	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error)
+	// Status describes training now: the round, the loss, the training
+	// state and each worker with when it was last heard from.
+	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 }
 
 type coordinatorClient struct {
@@ -122,6 +126,16 @@ func (c *coordinatorClient) Rollback(ctx context.Context, in *RollbackRequest, o
 	return out, nil
 }
 
+func (c *coordinatorClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatusResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -142,6 +156,9 @@ type CoordinatorServer interface {
 	// Rollback continues training from an older version's parameters,
 	// published as a new, higher version.
 	Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error)
+	// Status describes training now: the round, the loss, the training
+	// state and each worker with when it was last heard from.
+	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -166,6 +183,9 @@ func (UnimplementedCoordinatorServer) ListCheckpoints(context.Context, *ListChec
 }
 func (UnimplementedCoordinatorServer) Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rollback not implemented")
+}
+func (UnimplementedCoordinatorServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -260,6 +280,24 @@ func _Coordinator_Rollback_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Status(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Status_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Status(ctx, req.(*StatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -278,6 +316,10 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rollback",
 			Handler:    _Coordinator_Rollback_Handler,
+		},
+		{
+			MethodName: "Status",
+			Handler:    _Coordinator_Status_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
