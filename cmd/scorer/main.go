@@ -227,6 +227,7 @@ func runReplica(ctx context.Context, args []string) error {
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap `addresses`, comma-separated")
 	topic := fs.String("topic", "recon-events", "`topic` of records to score")
 	group := fs.String("group", "recon-scorer", "consumer `group`")
+	id := fs.String("id", "", "this replica's `name` in score records, as the console shows it (\"\": host name and process id)")
 	alerts := fs.String("alerts-topic", "recon-alerts", "`topic` for alerts")
 	dlqTopic := fs.String("dlq-topic", "recon-dlq", "`topic` for records that cannot be scored")
 	scores := fs.String("scores-topic", "", "`topic` for every score (\"\": none)")
@@ -269,7 +270,7 @@ func runReplica(ctx context.Context, args []string) error {
 	defer store.Close()
 	reg := cli.Registry()
 	cfg := scorer.ReplicaConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, AlertsTopic: *alerts,
-		DLQTopic: *dlqTopic, ScoresTopic: *scores, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
+		DLQTopic: *dlqTopic, ScoresTopic: *scores, ID: *id, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
 		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec, StuckAfter: *stuckAfter, Sinks: sinks}
 	if *coord != "" {
 		conn, err := grpc.NewClient(*coord, creds)

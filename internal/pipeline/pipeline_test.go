@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,7 +150,7 @@ func (c *cluster) scorer(ctx context.Context, cache string, drain time.Duration)
 	}
 	c.t.Cleanup(func() { store.Close() })
 	r, err := scorer.NewReplica(scorer.ReplicaConfig{Brokers: c.brokers, Topic: eventTopic, AlertsTopic: "alerts", DLQTopic: "dlq",
-		ScoresTopic: "scores", Format: stream.JSONArray, Coordinator: c.co.Conn, Cache: store, Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond,
+		ScoresTopic: "scores", ID: "scorer-" + filepath.Base(cache), Format: stream.JSONArray, Coordinator: c.co.Conn, Cache: store, Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond,
 		DrainTimeout: drain})
 	if err != nil {
 		c.t.Fatal(err)
@@ -213,6 +214,9 @@ func (c *cluster) collect(ctx context.Context, want map[string]bool) *outcome {
 		var s scorer.ScoreRecord
 		if err := json.Unmarshal(m.Value, &s); err != nil {
 			c.t.Errorf("scores topic: %v", err)
+		}
+		if !strings.HasPrefix(s.Scorer, "scorer-") {
+			c.t.Errorf("score %s names no replica of this test: %q", s.ID, s.Scorer)
 		}
 		if _, dup := o.scored[string(m.Key)]; dup {
 			o.rescored++

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -30,6 +31,7 @@ type ReplicaConfig struct {
 	AlertsTopic string        // one JSON alert per anomalous record
 	DLQTopic    string        // undecodable or invalid records
 	ScoresTopic string        // every score, when set
+	ID          string        // names the replica in score records (default: host name and process id)
 	Format      stream.Format // record format
 	TopK        int           // features listed per alert (default 3)
 	MaxBatch    int           // records per batch (default 2000)
@@ -75,6 +77,7 @@ type ScoreRecord struct {
 	Threshold float64 `json:"threshold"` // the threshold it was compared with (0: none yet)
 	Alert     bool    `json:"alert"`     // whether it raised an alert
 	Version   uint64  `json:"version"`   // checkpoint version that scored it
+	Scorer    string  `json:"scorer"`    // the replica that scored it (ReplicaConfig.ID)
 }
 
 // Replica consumes records, scores them with the latest checkpoint and
@@ -106,6 +109,10 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	}
 	if cfg.Group == "" {
 		cfg.Group = "recon-scorer"
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if cfg.TopK == 0 {
 		cfg.TopK = 3
@@ -389,7 +396,7 @@ func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Mo
 		sc = make([]kafka.Message, 0, len(out.Scores))
 		for _, s := range out.Scores {
 			v, _ := json.Marshal(ScoreRecord{ID: fmt.Sprintf("%s/%d/%d", s.Msg.Topic, s.Msg.Partition, s.Msg.Offset),
-				Score: s.Score, Threshold: m.Threshold, Alert: s.Alert, Version: m.Version})
+				Score: s.Score, Threshold: m.Threshold, Alert: s.Alert, Version: m.Version, Scorer: r.cfg.ID})
 			sc = append(sc, kafka.Message{Key: s.Msg.Key, Value: v, Headers: s.Msg.Headers})
 		}
 	}
