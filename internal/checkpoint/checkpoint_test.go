@@ -43,7 +43,7 @@ func sample(t testing.TB, version uint64, spec ae.Spec) *reconv1.Checkpoint {
 		names = append(names, "f"+string(rune('a'+i)))
 	}
 	c := Build(m, opt, norm, names)
-	c.Version, c.Threshold, c.Quantile, c.Round = version, 1.5, 0.995, version*10
+	c.Version, c.Threshold, c.Quantile, c.Round, c.Loss = version, 1.5, 0.995, version*10, 0.1*float64(version)
 	c.Metadata = map[string]string{"source": "test"}
 	return c
 }
@@ -126,6 +126,8 @@ func TestValidateRejectsInconsistentCheckpoints(t *testing.T) {
 		{"optimizer lr 0", func(c *reconv1.Checkpoint) { c.Optimizer.Lr = 0 }, "learning rate"},
 		{"negative threshold", func(c *reconv1.Checkpoint) { c.Threshold = -1 }, "threshold"},
 		{"quantile 1", func(c *reconv1.Checkpoint) { c.Quantile = 1 }, "quantile"},
+		{"NaN loss", func(c *reconv1.Checkpoint) { c.Loss = math.NaN() }, "loss NaN"},
+		{"infinite loss", func(c *reconv1.Checkpoint) { c.Loss = math.Inf(1) }, "loss +Inf"},
 		{"feature names", func(c *reconv1.Checkpoint) { c.Spec.Features = c.Spec.Features[1:] }, "names 4 features"},
 		{"overcomplete", func(c *reconv1.Checkpoint) { c.Spec.Code = 7 }, "overcomplete"},
 	} {
@@ -168,8 +170,13 @@ func TestStore(t *testing.T) {
 	if err := s.Pin(99); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Pin(99) = %v, want ErrNotFound", err)
 	}
+	before := time.Now()
 	for v := uint64(4); v <= 6; v++ {
-		if err := s.Put(sample(t, v, specs[0])); err != nil {
+		c := sample(t, v, specs[0])
+		if v == 5 {
+			c.Loss = 0 // an older writer: no loss recorded
+		}
+		if err := s.Put(c); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,6 +190,18 @@ func TestStore(t *testing.T) {
 	}
 	if len(versions) != 4 || versions[0] != 1 || versions[1] != 4 || versions[3] != 6 || !list[0].Pinned {
 		t.Fatalf("after retention keep=3 with 1 pinned: %v (pinned %v)", versions, list[0].Pinned)
+	}
+	// Each entry describes its checkpoint: round, loss (0 where none was
+	// recorded), variant and the write time Put set.
+	for i, want := range []struct {
+		round uint64
+		loss  float64
+	}{{10, 0.1}, {40, 0.4}, {50, 0}, {60, 0.6}} {
+		in := list[i]
+		if in.Round != want.round || math.Abs(in.Loss-want.loss) > 1e-12 || in.Variant != "plain" || in.Threshold != 1.5 ||
+			in.CreatedAt.IsZero() || (in.Version > 3 && in.CreatedAt.Before(before)) || in.CreatedAt.After(time.Now()) {
+			t.Errorf("List entry %d: %+v; want round %d, loss %v, variant plain, threshold 1.5, written in this test", i, in, want.round, want.loss)
+		}
 	}
 	if _, err := s.Get(2); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a pruned version: %v, want ErrNotFound", err)

@@ -121,6 +121,9 @@ func Validate(c *reconv1.Checkpoint) error {
 	if math.IsNaN(q) || q < 0 || q >= 1 {
 		return fmt.Errorf("quantile %v: must be in [0, 1)", q)
 	}
+	if l := c.GetLoss(); math.IsNaN(l) || math.IsInf(l, 0) {
+		return fmt.Errorf("loss %v: must be finite", l)
+	}
 	if ts := c.GetCreatedAt(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
 			return fmt.Errorf("created-at: %v", err)

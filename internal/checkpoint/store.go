@@ -459,8 +459,9 @@ func (s *Store) Latest() (*reconv1.Checkpoint, error) {
 type Info struct {
 	Version   uint64    // the key
 	Round     uint64    // training round recorded in it
-	CreatedAt time.Time // when it was written
+	CreatedAt time.Time // when it was written (zero: not recorded)
 	Threshold float64   // its alert threshold
+	Loss      float64   // the training objective when it was written (0: unknown)
 	Variant   string    // its model variant
 	Pinned    bool      // exempt from retention
 	Size      int       // encoded bytes
@@ -481,8 +482,10 @@ func (s *Store) List() ([]Info, error) {
 			if err != nil {
 				in.Err = err
 			} else {
-				in.Round, in.Threshold, in.Variant = c.GetRound(), c.GetThreshold(), c.GetSpec().GetVariant()
-				in.CreatedAt = c.GetCreatedAt().AsTime()
+				in.Round, in.Threshold, in.Loss, in.Variant = c.GetRound(), c.GetThreshold(), c.GetLoss(), c.GetSpec().GetVariant()
+				if ts := c.GetCreatedAt(); ts != nil {
+					in.CreatedAt = ts.AsTime()
+				}
 			}
 			out = append(out, in)
 			return nil

@@ -460,7 +460,11 @@ type Checkpoint struct {
 	// within one lineage: a coordinator that started over on a new store
 	// begins a new lineage at version 1. Empty: unknown (an older writer,
 	// an offline fit).
-	Lineage       string `protobuf:"bytes,14,opt,name=lineage,proto3" json:"lineage,omitempty"`
+	Lineage string `protobuf:"bytes,14,opt,name=lineage,proto3" json:"lineage,omitempty"`
+	// The training objective when it was written: the sample-weighted mean
+	// loss of the last completed round (a rollback's, that of the version it
+	// rolled back to). 0: unknown (an older writer, an offline fit).
+	Loss          float64 `protobuf:"fixed64,15,opt,name=loss,proto3" json:"loss,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +597,13 @@ func (x *Checkpoint) GetLineage() string {
 	return ""
 }
 
+func (x *Checkpoint) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
 var File_recon_v1_checkpoint_proto protoreflect.FileDescriptor
 
 const file_recon_v1_checkpoint_proto_rawDesc = "" +
@@ -640,7 +651,7 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\x05state\x18\a \x03(\x01R\x05state\">\n" +
 	"\rTrainingState\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x17\n" +
-	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\xe6\x04\n" +
+	"\arho_hat\x18\x02 \x03(\x01R\x06rhoHat\"\xfa\x04\n" +
 	"\n" +
 	"Checkpoint\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12'\n" +
@@ -660,7 +671,8 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\bmetadata\x18\v \x03(\v2\".recon.v1.Checkpoint.MetadataEntryR\bmetadata\x12%\n" +
 	"\x0ethreshold_rule\x18\f \x01(\tR\rthresholdRule\x12\x1c\n" +
 	"\twhitening\x18\r \x03(\x01R\twhitening\x12\x18\n" +
-	"\alineage\x18\x0e \x01(\tR\alineage\x1a;\n" +
+	"\alineage\x18\x0e \x01(\tR\alineage\x12\x12\n" +
+	"\x04loss\x18\x0f \x01(\x01R\x04loss\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B2Z0github.com/recon-ad/recon/proto/recon/v1;reconv1b\x06proto3"
