@@ -183,9 +183,16 @@ type Server struct {
 	ckLine                     summary.Line // checkpoints written, one info line per summaryEvery
 	missLine                   summary.Line // rounds completed without some members, likewise
 	// Presentations per new record over recent rounds: exponentially
-	// weighted sums of samples trained on and new records read.
-	ewSamples, ewRecords float64
-	stopped              bool
+	// weighted sums of samples trained on and new records read, and
+	// their ratio as last shown.
+	ewSamples, ewRecords, perRecord float64
+	// The last completed round and its loss (on resume, the checkpoint's),
+	// and the stream records behind accepted gradients since start: what
+	// the round, loss and records metrics show, kept for Status.
+	lastRound uint64
+	lastLoss  float64
+	records   uint64
+	stopped   bool
 }
 
 type session struct {
@@ -196,6 +203,10 @@ type session struct {
 	// address and when it joined.
 	instance, peer string
 	since          time.Time
+	// Gradients the round machine accepted in this session, and when the
+	// last one arrived (zero: none yet).
+	gradients    uint64
+	lastGradient time.Time
 }
 
 // New builds a coordinator, resuming from the newest valid checkpoint in
@@ -286,6 +297,9 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 		}
 		s.version--
 		s.ckRound = startRound
+		s.lastRound, s.lastLoss = startRound, latest.GetLoss()
+		s.metrics.round.Set(float64(s.lastRound))
+		s.metrics.loss.Set(s.lastLoss)
 		log.Info("resumed from checkpoint", "version", latest.GetVersion(), "round", startRound, "threshold", s.threshold, "lineage", store.ID())
 	}
 	s.machine, err = round.New(round.Config{NumParams: m.NumParams(), MinWorkers: cfg.MinWorkers, Deadline: cfg.Deadline, Lease: cfg.Lease}, startRound)
@@ -516,6 +530,7 @@ func (s *Server) apply(res *round.Result, now time.Time) {
 		med, tail := s.cal.Errors(s.model)
 		s.observePace(res.Round, pace.Errors{Median: med, Tail: tail}, false, false)
 	}
+	s.lastRound, s.lastLoss = res.Round, res.Loss
 	s.metrics.rounds.Inc()
 	s.metrics.loss.Set(res.Loss)
 	s.metrics.samples.Add(float64(res.Samples))
@@ -597,12 +612,14 @@ func (s *Server) endSession(id string) {
 // when it is due, recalibrates the whitening and the threshold.
 func (s *Server) calibrate(round uint64) {
 	if s.ewRecords += float64(s.roundRecs); s.ewRecords > 0 {
-		s.metrics.presentations.Set(s.ewSamples / s.ewRecords)
+		s.perRecord = s.ewSamples / s.ewRecords
+		s.metrics.presentations.Set(s.perRecord)
 	}
 	s.ewSamples, s.ewRecords = 0.999*s.ewSamples, 0.999*s.ewRecords
 	if len(s.roundHeld) > 0 || s.roundRecs > 0 {
 		s.cal.Observe(s.roundHeld, s.roundRecs)
 		s.metrics.records.Add(float64(s.roundRecs))
+		s.records += uint64(s.roundRecs)
 		s.roundHeld, s.roundRecs = s.roundHeld[:0], 0
 	}
 	if s.cal.Due(round) {
@@ -733,6 +750,7 @@ func (s *Server) writeCheckpoint(now time.Time, mark schedule.Mark, why string) 
 		c.Whitening = s.whitening.Precision()
 	}
 	c.Round = s.latestRound()
+	c.Loss = s.lastLoss
 	c.CreatedAt = timestamppb.New(now)
 	c.Metadata = map[string]string{"tool": "coordinator"}
 	c.Lineage = s.store.ID()

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
@@ -182,6 +184,8 @@ func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {
 		} else {
 			s.roundHeld = append(s.roundHeld, held...)
 			s.roundRecs += int(min(g.GetRecords(), 1<<30))
+			ss.gradients++
+			ss.lastGradient = now
 		}
 		if s.sessions[ss.id] == ss {
 			s.send(ss, &reconv1.CoordinatorMessage{Msg: &reconv1.CoordinatorMessage_Reply{Reply: reply}})
@@ -277,7 +281,11 @@ func (s *Server) ListCheckpoints(_ context.Context, _ *reconv1.ListCheckpointsRe
 	}
 	resp := &reconv1.ListCheckpointsResponse{}
 	for _, in := range list {
-		ci := &reconv1.CheckpointInfo{Version: in.Version, Round: in.Round, Threshold: in.Threshold, Pinned: in.Pinned}
+		ci := &reconv1.CheckpointInfo{Version: in.Version, Round: in.Round, Threshold: in.Threshold, Pinned: in.Pinned,
+			Loss: in.Loss, Variant: in.Variant}
+		if !in.CreatedAt.IsZero() {
+			ci.CreatedAt = timestamppb.New(in.CreatedAt)
+		}
 		if in.Err != nil {
 			ci.Error = in.Err.Error()
 		}
@@ -321,6 +329,10 @@ func (s *Server) Rollback(_ context.Context, req *reconv1.RollbackRequest) (*rec
 		s.norm, s.warm = l.Normalizer, nil
 	}
 	s.threshold = c.GetThreshold()
+	// The loss goes with the parameters: the rollback's checkpoint, and
+	// Status until the next round, show the version's own.
+	s.lastLoss = c.GetLoss()
+	s.metrics.loss.Set(s.lastLoss)
 	if err := s.store.Pin(req.GetVersion()); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -329,4 +341,37 @@ func (s *Server) Rollback(_ context.Context, req *reconv1.RollbackRequest) (*rec
 	}
 	s.log.Info("rolled back", "from", req.GetVersion(), "published", s.version)
 	return &reconv1.RollbackResponse{Version: s.version}, nil
+}
+
+// Status implements Status: the last completed round and its loss, the
+// training state as the recon_coordinator_training_state metric names it,
+// the newest version, threshold, records read, presentations per record
+// and lineage, and each joined worker (sorted by id) with when its session
+// began, how many gradients were accepted in it and when the last came,
+// and whether it is benched. It answers from memory, under the lock.
+func (s *Server) Status(context.Context, *reconv1.StatusRequest) (*reconv1.StatusResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := &reconv1.StatusResponse{
+		Time: timestamppb.Now(), Round: s.lastRound, Loss: s.lastLoss, State: s.pace.State().String(),
+		Version: s.version, Threshold: s.threshold, Records: s.records, PresentationsPerRecord: s.perRecord,
+		Lineage: s.store.ID(),
+	}
+	// A session whose lease has run out is no longer joined; the loop ends it.
+	ids := make([]string, 0, len(s.sessions))
+	for id := range s.sessions {
+		if s.machine.Joined(id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		ss := s.sessions[id]
+		w := &reconv1.WorkerStatus{Id: id, JoinedAt: timestamppb.New(ss.since), Gradients: ss.gradients, Benched: s.machine.Benched(id)}
+		if !ss.lastGradient.IsZero() {
+			w.LastGradientAt = timestamppb.New(ss.lastGradient)
+		}
+		resp.Workers = append(resp.Workers, w)
+	}
+	return resp, nil
 }
