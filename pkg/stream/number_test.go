@@ -1,9 +1,11 @@
 package stream
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -63,4 +65,90 @@ func TestScanNumberMatchesParseFloat(t *testing.T) {
 			t.Errorf("scanNumber(%q): ok", bad)
 		}
 	}
+}
+
+// benchRecords returns n JSON arrays of p features written as producers
+// write float64s (shortest exact: 16 or 17 significant digits), as the
+// scorer benchmark's records (cmd/benchscore: p = 30, about 580 bytes).
+func benchRecords(n, p int) [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := make([]string, p)
+	for i := range names {
+		names[i] = "f" + strconv.Itoa(i)
+	}
+	c, _ := NewCodec(JSONArray, names)
+	x := make([]float64, p)
+	recs := make([][]byte, n)
+	for i := range recs {
+		for f := range x {
+			x[f] = 3 * rng.NormFloat64()
+		}
+		recs[i] = c.Encode(nil, x)
+	}
+	return recs
+}
+
+// BenchmarkDecodeArray decodes the same JSON-array records three ways:
+// the codec (one pass), strconv.ParseFloat on each comma-separated token
+// (the least a decoder must do, checking nothing but the numbers), and
+// encoding/json into a []float64.
+func BenchmarkDecodeArray(b *testing.B) {
+	const n, p = 1024, 30
+	recs := benchRecords(n, p)
+	size := 0
+	for _, r := range recs {
+		size += len(r)
+	}
+	names := make([]string, p)
+	for i := range names {
+		names[i] = "f" + strconv.Itoa(i)
+	}
+	c, _ := NewCodec(JSONArray, names)
+	dst := make([]float64, p)
+	report := func(b *testing.B) {
+		b.SetBytes(int64(size / n))
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*p), "ns/number")
+	}
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := c.Decode(dst, recs[i%n]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		report(b)
+	})
+	b.Run("strconv", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s := unsafeString(recs[i%n])
+			s = s[1 : len(s)-1]
+			for f := range dst {
+				tok, rest, _ := strings.Cut(s, ",")
+				v, err := strconv.ParseFloat(tok, 64)
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst[f], s = v, rest
+			}
+			i++
+		}
+		report(b)
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		v := make([]float64, 0, p)
+		for b.Loop() {
+			v = v[:0]
+			if err := json.Unmarshal(recs[i%n], &v); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		report(b)
+	})
 }
