@@ -1,15 +1,18 @@
 // Command demo runs the whole recon pipeline on one machine and shows it
-// working: devkafka, a coordinator, two trainers and two scorers as separate
-// processes on loopback ports, and loadgen streaming records near a low-rank
+// working: devkafka, a coordinator, two trainers, two scorers and the
+// console as separate processes on loopback ports, and loadgen streaming records near a low-rank
 // subspace with injected anomalies (off-subspace points, single-feature
 // spikes, scaled records). A live view shows records in, the training round
 // and loss, the model version and threshold, alerts, the newest alerts, and
-// precision and recall against the injected truth. Ctrl-C (or --seconds)
+// precision and recall against the injected truth; the console's URL is
+// printed first. Ctrl-C (or --seconds)
 // stops every process cleanly and prints a summary; `make demo` runs it.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -52,9 +55,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: demo [flags]\n\n"+
-			"Starts devkafka, a coordinator, two trainers, two scorers and loadgen as separate\n"+
-			"processes on loopback ports and shows the pipeline learning the stream and raising\n"+
-			"alerts, with precision and recall against the injected truth. Ctrl-C stops every\n"+
+			"Starts devkafka, a coordinator, two trainers, two scorers, the console and loadgen\n"+
+			"as separate processes on loopback ports and shows the pipeline learning the stream\n"+
+			"and raising alerts, with precision and recall against the injected truth; the\n"+
+			"console's URL (a web page of the same) is printed first. Ctrl-C stops every\n"+
 			"process cleanly; --seconds N (DEMO_SECONDS=N with make demo) gives a bounded run\n"+
 			"that ends with a summary and exits 0 only if precision and recall reach\n"+
 			"--min-quality. Each process logs to a file in --dir.\n\nFlags:\n")
@@ -80,7 +84,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if c.seconds < 0 || c.rate <= 0 || c.features < 4 || c.interval <= 0 || !(c.anomalies > 0 && c.anomalies < 0.5) || !(c.alertRate > 0 && c.alertRate < 0.5) {
 		return cli.Usagef("want --seconds >= 0, --rate > 0, --features >= 4, --interval > 0, --anomalies and --alert-rate in (0, 0.5)")
 	}
-	for _, b := range []string{"devkafka", "coordinator", "trainer", "scorer", "loadgen"} {
+	for _, b := range []string{"devkafka", "coordinator", "trainer", "scorer", "console", "loadgen"} {
 		if _, err := os.Stat(filepath.Join(c.bin, b)); err != nil {
 			return fmt.Errorf("%s not found in %s (run make build, or pass --bin)", b, c.bin)
 		}
@@ -97,19 +101,26 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 // demo is a running pipeline and what the view knows of it.
 type demo struct {
-	cfg                  config
-	kafka                string
-	coordMetrics         string
-	scorerMetrics        []string
-	devkafka, coord      *procs.Proc
-	loadgen              *procs.Proc
-	all                  []*procs.Proc // in start order
-	started, firstAlert  time.Time
-	truth                *tally
-	prevIn, prevAlerts   float64
-	prevAt               time.Time
-	stopTimes            map[string]time.Duration
-	finalRound, finalVer float64
+	cfg           config
+	kafka         string
+	coordMetrics  string
+	scorerMetrics []string
+	consoleAddr   string // the console's HTTP address
+	tokenFile     string // the console's rollback token
+	console       *procs.Proc
+	consoleRSS    []int64 // the console's resident bytes, sampled each view refresh after the first threshold
+	// consoleAlerts and consoleScores are the alert and score records the
+	// console read, at the end (-1: unknown)
+	consoleAlerts, consoleScores float64
+	devkafka, coord              *procs.Proc
+	loadgen                      *procs.Proc
+	all                          []*procs.Proc // in start order
+	started, firstAlert          time.Time
+	truth                        *tally
+	prevIn, prevAlerts           float64
+	prevAt                       time.Time
+	stopTimes                    map[string]time.Duration
+	finalRound, finalVer         float64
 	// CPU time of each process (by d.all's order) when the first threshold
 	// was seen and when loadgen was stopped, and those times.
 	cpuAt, cpuEnd     []time.Duration
@@ -125,7 +136,7 @@ func start(c config) (*demo, error) {
 		return nil, err
 	}
 	dir, _ := filepath.Abs(c.dir)
-	addrs := make([]string, 7) // devkafka, coordinator gRPC and metrics, 2 trainers, 2 scorers
+	addrs := make([]string, 8) // devkafka, coordinator gRPC and metrics, 2 trainers, 2 scorers, the console
 	for i := range addrs {
 		a, err := procs.FreeAddr()
 		if err != nil {
@@ -133,7 +144,7 @@ func start(c config) (*demo, error) {
 		}
 		addrs[i] = a
 	}
-	d := &demo{cfg: c, kafka: addrs[0], coordMetrics: addrs[2], scorerMetrics: addrs[5:7], started: time.Now(), truth: newTally(), stopTimes: map[string]time.Duration{}}
+	d := &demo{cfg: c, kafka: addrs[0], coordMetrics: addrs[2], scorerMetrics: addrs[5:7], consoleAddr: addrs[7], started: time.Now(), truth: newTally(), stopTimes: map[string]time.Duration{}}
 	p := strconv.Itoa(c.features)
 	d.devkafka = procs.New(c.bin, dir, "devkafka", "devkafka", "--listen", addrs[0], "--data-dir", filepath.Join(dir, "devkafka-data"))
 	// The demo configures the coordinator for its stream, as a user would:
@@ -157,12 +168,26 @@ func start(c config) (*demo, error) {
 	for i := 1; i <= 2; i++ {
 		scorers = append(scorers, procs.New(c.bin, dir, fmt.Sprintf("scorer-%d", i), "scorer", "run", "--brokers", addrs[0],
 			"--coordinator", addrs[1], "--cache", filepath.Join(dir, fmt.Sprintf("scorer-%d.db", i)), "--scores-topic", "recon-scores",
-			"--metrics-listen", addrs[4+i]))
+			"--metrics-listen", addrs[4+i], "--id", fmt.Sprintf("scorer-%d", i)))
 	}
+	// The records are keyed by 50 devices, so that an alert's page shows
+	// its device's scores around it.
 	d.loadgen = procs.New(c.bin, dir, "loadgen", "loadgen", "--brokers", addrs[0], "--rate", strconv.FormatFloat(c.rate, 'f', -1, 64),
-		"--features", p, "--anomalies", strconv.FormatFloat(c.anomalies, 'f', -1, 64))
+		"--features", p, "--anomalies", strconv.FormatFloat(c.anomalies, 'f', -1, 64), "--keys", "50")
+	// The console, with the rollback action on: its token is a file in
+	// the run's directory.
+	d.tokenFile = filepath.Join(dir, "console.token")
+	tok := make([]byte, 18)
+	if _, err := rand.Read(tok); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(d.tokenFile, []byte(base64.RawURLEncoding.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	d.console = procs.New(c.bin, dir, "console", "console", "--listen", addrs[7], "--brokers", addrs[0], "--coordinator", addrs[1],
+		"--rollback-token-file", d.tokenFile)
 	d.all = append([]*procs.Proc{d.devkafka, d.coord}, append(trainers, scorers...)...)
-	d.all = append(d.all, d.loadgen)
+	d.all = append(d.all, d.console, d.loadgen)
 	if err := d.devkafka.Start(); err != nil {
 		return d, err
 	}
@@ -224,6 +249,7 @@ func (d *demo) watch(ctx context.Context, stdout io.Writer) error {
 			}
 		}()
 	}
+	fmt.Fprintf(stdout, "demo: the console is at http://%s/ (its rollback token is in %s)\n", d.consoleAddr, d.tokenFile)
 	var deadline <-chan time.Time
 	if d.cfg.seconds > 0 {
 		deadline = time.After(time.Duration(d.cfg.seconds) * time.Second)
@@ -268,6 +294,8 @@ loop:
 	d.stop(d.coord)
 	stopWatch()
 	wg.Wait()
+	d.readConsole()
+	d.stop(d.console)
 	d.stop(d.devkafka)
 	ok := d.summary(stdout)
 	switch {
@@ -322,6 +350,11 @@ func (d *demo) render(w io.Writer, tty bool) {
 	if threshold > 0 && d.cpuAt == nil {
 		d.cpuAt, d.cpuFrom = d.cpuTimes(), now
 	}
+	if d.cpuAt != nil {
+		if r, ok := d.console.RSS(); ok {
+			d.consoleRSS = append(d.consoleRSS, r)
+		}
+	}
 	var scored, alerts float64
 	for _, a := range d.scorerMetrics {
 		scored += max(scrape(a, "recon_scorer_records_total"), 0)
@@ -340,7 +373,7 @@ func (d *demo) render(w io.Writer, tty bool) {
 	if tty {
 		b.WriteString("\033[H\033[2J")
 	}
-	fmt.Fprintf(&b, "recon demo  %5.0fs   broker %s   (Ctrl-C stops every process; logs in %s)\n", now.Sub(d.started).Seconds(), d.kafka, d.cfg.dir)
+	fmt.Fprintf(&b, "recon demo  %5.0fs   broker %s   console http://%s/   (Ctrl-C stops every process; logs in %s)\n", now.Sub(d.started).Seconds(), d.kafka, d.consoleAddr, d.cfg.dir)
 	fmt.Fprintf(&b, "  records in   %8.0f/s   produced %d, scored %.0f, dead-lettered %d\n", inRate, s.produced, scored, s.dead)
 	fmt.Fprintf(&b, "  training     round %.0f, loss %.4g, %s, %.1f presentations per record\n", round, loss,
 		trainingState(d.coordMetrics), scrape(d.coordMetrics, "recon_coordinator_presentations_per_record"))
@@ -404,6 +437,7 @@ func (d *demo) summary(w io.Writer) bool {
 			}
 		}
 	}
+	d.consoleSummary(w, s)
 	fmt.Fprintln(w, "  shutdown (SIGTERM to exit):")
 	for _, p := range d.all {
 		t := d.stopTimes[p.Name]
@@ -424,18 +458,21 @@ func (d *demo) summary(w io.Writer) bool {
 // tally joins the events' truth headers with scores and alerts.
 type tally struct {
 	mu       sync.Mutex
-	truth    map[string]string // record key -> truth
+	truth    map[string]string // record id (topic/partition/offset) -> truth
 	scores   map[string]scorer.ScoreRecord
 	ids      map[string]bool
 	produced int
-	dead     int
-	alerts   int
-	first    scorer.Alert // the first alert read
-	newest   []shownAlert
+	// scoreRecords counts the scores topic's records (a re-scored record
+	// twice)
+	scoreRecords int
+	dead         int
+	alerts       int
+	first        scorer.Alert // the first alert read
+	newest       []shownAlert
 }
 
 type shownAlert struct {
-	key   string
+	key   string // the record's key
 	alert scorer.Alert
 	truth string
 }
@@ -451,6 +488,7 @@ func (t *tally) add(topic string, b []kafka.Message) {
 		k := string(m.Key)
 		switch topic {
 		case "recon-events":
+			k = fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset) // as scores and alerts name it
 			if _, dup := t.truth[k]; !dup {
 				t.produced++
 			}
@@ -462,8 +500,9 @@ func (t *tally) add(topic string, b []kafka.Message) {
 			}
 		case "recon-scores":
 			var s scorer.ScoreRecord
+			t.scoreRecords++
 			if json.Unmarshal(m.Value, &s) == nil {
-				t.scores[k] = s
+				t.scores[s.ID] = s
 			}
 		case "recon-dlq":
 			t.dead++
@@ -485,6 +524,53 @@ func (t *tally) add(topic string, b []kafka.Message) {
 	}
 }
 
+// consoleSummary prints what the console cost and whether it kept up,
+// against the aims: under 10% of a core, resident memory flat (the last
+// sample within 20% of the one a minute after the first threshold, when
+// its windows of alerts and scores are full), every alert and score read.
+func (d *demo) consoleSummary(w io.Writer, s stats) {
+	i := slices.Index(d.all, d.console)
+	if d.cpuAt == nil || d.cpuEnd == nil || d.cpuAt[i] < 0 || d.cpuEnd[i] < 0 {
+		return
+	}
+	el := d.cpuUntil.Sub(d.cpuFrom)
+	cpu := (d.cpuEnd[i] - d.cpuAt[i]).Seconds() / el.Seconds()
+	met := func(ok bool) string {
+		if ok {
+			return "MET"
+		}
+		return "NOT MET"
+	}
+	fmt.Fprintf(w, "  console: %.1f%% of a core over %.0f s (aim < 10%%: %s)\n", 100*cpu, el.Seconds(), met(cpu < 0.10))
+	if n := len(d.consoleRSS); n > 0 {
+		per := max(int(time.Minute/d.cfg.interval), 1)
+		from := d.consoleRSS[min(per, n-1)]
+		last, top := d.consoleRSS[n-1], slices.Max(d.consoleRSS)
+		fmt.Fprintf(w, "  console: resident %.1f MiB a minute after the first threshold, %.1f MiB at the end, %.1f MiB at most (aim: flat within 20%%: %s)\n",
+			float64(from)/(1<<20), float64(last)/(1<<20), float64(top)/(1<<20), met(float64(last) <= 1.2*float64(from)))
+	}
+	if d.consoleAlerts >= 0 && d.consoleScores >= 0 {
+		fmt.Fprintf(w, "  console: read %.0f of %d alert records and %.0f of %d score records (aim: all: %s)\n",
+			d.consoleAlerts, s.alerts, d.consoleScores, s.scoreRecords, met(int(d.consoleAlerts) >= s.alerts && int(d.consoleScores) >= s.scoreRecords))
+	}
+}
+
+// readConsole reads, once the scorers have stopped, how many alert and
+// score records the console has read, waiting up to 5 s for it to read
+// as many as the demo did (-1: it does not answer).
+func (d *demo) readConsole() {
+	s := d.truth.snapshot()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d.consoleAlerts = scrape(d.consoleAddr, `recon_console_records_read_total{topic="recon-alerts"}`)
+		d.consoleScores = scrape(d.consoleAddr, `recon_console_records_read_total{topic="recon-scores"}`)
+		if (int(d.consoleAlerts) >= s.alerts && int(d.consoleScores) >= s.scoreRecords) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // caughtUp reports whether every produced record has been scored or
 // dead-lettered.
 func (t *tally) caughtUp() bool {
@@ -495,11 +581,11 @@ func (t *tally) caughtUp() bool {
 
 // stats is a snapshot of the tally.
 type stats struct {
-	produced, scored, dead, alerts, alertIDs, anomalies int
-	readyScored, tp, fp, fn                             int
-	first                                               scorer.Alert
-	newest                                              []shownAlert
-	byKind                                              map[string]kindCount // anomalies scored with a threshold, by kind
+	produced, scored, dead, alerts, alertIDs, anomalies, scoreRecords int
+	readyScored, tp, fp, fn                                           int
+	first                                                             scorer.Alert
+	newest                                                            []shownAlert
+	byKind                                                            map[string]kindCount // anomalies scored with a threshold, by kind
 }
 
 // kindCount is one anomaly kind's alerted (tp) and missed (fn) records.
@@ -511,7 +597,7 @@ func (s stats) recall() float64    { return float64(s.tp) / float64(max(s.tp+s.f
 func (t *tally) snapshot() stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := stats{produced: t.produced, scored: len(t.scores), dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), first: t.first, newest: slices.Clone(t.newest),
+	s := stats{produced: t.produced, scored: len(t.scores), scoreRecords: t.scoreRecords, dead: t.dead, alerts: t.alerts, alertIDs: len(t.ids), first: t.first, newest: slices.Clone(t.newest),
 		byKind: map[string]kindCount{}}
 	for k, tr := range t.truth {
 		if tr != "normal" {
@@ -539,7 +625,7 @@ func (t *tally) snapshot() stats {
 		s.byKind[tr] = c
 	}
 	for i := range s.newest {
-		s.newest[i].truth = t.truth[s.newest[i].key]
+		s.newest[i].truth = t.truth[s.newest[i].alert.ID]
 	}
 	return s
 }

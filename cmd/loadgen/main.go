@@ -43,7 +43,7 @@ const (
 
 // The flags of one mode only, refused in the other.
 var (
-	syntheticOnly = []string{"features", "rank", "noise", "anomalies", "kinds", "outside", "basis-seed"}
+	syntheticOnly = []string{"features", "rank", "noise", "anomalies", "kinds", "outside", "basis-seed", "keys"}
 	replayOnly    = []string{"input-format", "columns", "label", "key-column", "order", "passes"}
 )
 
@@ -95,6 +95,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	anomalies := fs.Float64("anomalies", 0.01, "synthetic: fraction of injected anomalies")
 	kinds := fs.String("kinds", "spike,off-subspace,scaled", "synthetic: anomaly kinds to inject, comma-separated")
 	outside := fs.Float64("outside", 0.9999, "synthetic: anomalies lie outside the region holding this `share` of normal records (0: as first injected)")
+	keys := fs.Int("keys", 0, "synthetic: key the records sensor-0 .. sensor-N-1 in turn, as N devices would (0: each record's number)")
 	basisSeed := fs.Uint64("basis-seed", 1, "synthetic: seed of the subspace (trainers' synth sources use the same)")
 	input := fs.String("input", "", "replay the rows of this CSV or JSON-lines `file` instead of producing synthetic records")
 	inputFormat := fs.String("input-format", "", "replay: the file's `format`, csv or jsonl (default: from its extension)")
@@ -133,7 +134,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 				return cli.Usagef("--kinds: unknown kind %q", k)
 			}
 		}
+		if *keys < 0 {
+			return cli.Usagef("--keys %d: want >= 0", *keys)
+		}
 		src = synthetic(f, *p, *rank, *noise, *anomalies, *outside, ks, *basisSeed, *seed)
+		if *keys > 0 {
+			src = keyed(src, *keys)
+		}
 	} else {
 		set := map[string]bool{}
 		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
@@ -273,6 +280,19 @@ func synthetic(f stream.Format, p, rank int, noise, anomalies, outside float64, 
 			return fmt.Sprintf("%d records (%d anomalies) to %s in %.1fs, %.0f records/s", sent, injected, topic, s, float64(sent)/s)
 		},
 	}
+}
+
+// keyed returns src with its records keyed sensor-0 .. sensor-(n-1) in
+// turn.
+func keyed(src *source, n int) *source {
+	next, i := src.next, 0
+	src.next = func() (kafka.Message, bool) {
+		m, ok := next()
+		m.Key = []byte("sensor-" + strconv.Itoa(i%n))
+		i++
+		return m, ok
+	}
+	return src
 }
 
 // replay returns a source of the rows of the file at path, in records of

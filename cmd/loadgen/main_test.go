@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,5 +160,21 @@ func TestSyntheticAnomaliesLieOutside(t *testing.T) {
 		if anomalies < n/6 || (outside > 0) != (inside == 0) || normalOutside > 10 {
 			t.Errorf("--outside %v: %d anomalies of %d records, %d inside the region, %d normal records outside", outside, anomalies, n, inside, normalOutside)
 		}
+	}
+}
+
+func TestKeysCycleThroughDevices(t *testing.T) {
+	src := keyed(synthetic(stream.JSONArray, 4, 2, 0.1, 0, 0, synth.Kinds, 1, 1), 3)
+	var got []string
+	for range 7 {
+		m, ok := src.next()
+		if !ok {
+			t.Fatal("the synthetic source ended")
+		}
+		got = append(got, string(m.Key))
+	}
+	want := []string{"sensor-0", "sensor-1", "sensor-2", "sensor-0", "sensor-1", "sensor-2", "sensor-0"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("keys %v, want %v", got, want)
 	}
 }

@@ -129,6 +129,31 @@ func (p *Proc) CPUTime() (time.Duration, bool) {
 	return time.Duration(ut+st) * (time.Second / userHZ), true
 }
 
+// RSS returns the running process's resident set size in bytes, from
+// /proc/PID/status's VmRSS (Linux); false when it is not running or the
+// file cannot be read.
+func (p *Proc) RSS() (int64, bool) {
+	pid := p.PID()
+	if pid == 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v) // "1234 kB"
+			if len(f) == 2 && f[1] == "kB" {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10, true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
 // userHZ is the unit of /proc/PID/stat's times on Linux.
 const userHZ = 100
 

@@ -70,3 +70,31 @@ func TestFreeAddrAvoidsTheEphemeralRange(t *testing.T) {
 		t.Errorf("20 calls gave only %d distinct addresses", len(seen))
 	}
 }
+
+// TestRSS: a process that holds 64 MiB shows at least that resident; one
+// not running has none.
+func TestRSS(t *testing.T) {
+	dir := t.TempDir()
+	big := New("", dir, "big", "/bin/sh", "-c", `exec /usr/bin/python3 -c 'import time; s = b"x" * (64 << 20); time.sleep(30)'`)
+	if _, ok := big.RSS(); ok {
+		t.Fatal("RSS of a process not started")
+	}
+	if err := big.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer big.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, ok := big.RSS()
+		if !ok {
+			t.Fatal("no RSS for a running process")
+		}
+		if r >= 64<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a process holding 64 MiB shows %d bytes resident", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
