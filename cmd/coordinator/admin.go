@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/recon-ad/recon/internal/cli"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -32,9 +33,9 @@ the same TLS flags as trainers and scorers). Flags may come before or after
 the verb and N.
 
   list        the stored versions, oldest first: version, when it was written
-              (UTC), round, threshold, pinned (kept whatever its age), and the
-              error of an entry that does not verify. The default verb. The
-              write times are read from each version (one GetCheckpoint each).
+              (UTC), round, the training loss it was written at (-: unknown,
+              an older writer), threshold, pinned (kept whatever its age), and
+              the error of an entry that does not verify. The default verb.
   show N      one version (latest: the newest that verifies): its model spec,
               feature names, threshold and the rule that set it, round, when
               it was written, lineage, normalizer width, whitening, pinned.
@@ -48,6 +49,24 @@ Exit status: 0 done; 1 the coordinator failed or did not answer within
 --timeout; 2 a usage error, or a version not stored or not usable.
 `
 
+const statusUsage = `usage: coordinator status [flags]
+
+Describes a running coordinator's training over gRPC (--coordinator, with the
+same TLS flags as trainers and scorers): its clock, the last completed round
+and its loss (the sample-weighted mean training objective), the training state
+(warming, learning, settled or maintaining, as the
+recon_coordinator_training_state metric names it), the newest checkpoint
+version, the alert threshold (none: no alerts yet), the stream records behind
+accepted gradients since it started, records trained on per new record, the
+model lineage, and each joined worker: when it joined, how long ago its last
+accepted gradient came, how many were accepted in its session, and whether it
+is benched (rounds no longer wait for it). --json prints the same as an
+object, times in RFC 3339.
+
+Exit status: 0 done; 1 the coordinator failed or did not answer within
+--timeout; 2 a usage error.
+`
+
 const rollbackUsage = `usage: coordinator rollback --version N [flags]
 
 The same as 'coordinator checkpoints rollback N': makes a running coordinator
@@ -57,13 +76,16 @@ retention never prunes it.
 `
 
 // admin runs the operator commands that talk to a running coordinator:
-// checkpoints (the verbs list, show and rollback; no verb lists) and
-// rollback --version N (the older spelling of checkpoints rollback N).
+// checkpoints (the verbs list, show and rollback; no verb lists), rollback
+// --version N (the older spelling of checkpoints rollback N) and status.
 func admin(ctx context.Context, name string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("coordinator "+name, flag.ContinueOnError)
-	usage := checkpointsUsage
-	if name == "rollback" {
+	usage, jsonHelp := checkpointsUsage, "print JSON instead of text (list: an array; show, rollback: an object)"
+	switch name {
+	case "rollback":
 		usage = rollbackUsage
+	case "status":
+		usage, jsonHelp = statusUsage, "print JSON instead of text (an object)"
 	}
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage+"\nFlags:\n")
@@ -71,7 +93,7 @@ func admin(ctx context.Context, name string, args []string, stdout io.Writer) er
 	}
 	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up on a coordinator that has not answered a call within this `duration`")
-	asJSON := fs.Bool("json", false, "print JSON instead of text (list: an array; show, rollback: an object)")
+	asJSON := fs.Bool("json", false, jsonHelp)
 	var version *uint64
 	if name == "rollback" {
 		version = fs.Uint64("version", 0, "the stored `version` to train on from (required)")
@@ -83,7 +105,13 @@ func admin(ctx context.Context, name string, args []string, stdout io.Writer) er
 	}
 
 	verb, target := "list", uint64(0)
-	if name == "rollback" {
+	switch {
+	case name == "status":
+		if len(pos) > 0 {
+			return cli.Usagef("unexpected argument %q (coordinator status takes flags only)", pos[0])
+		}
+		verb = "status"
+	case name == "rollback":
 		if len(pos) > 0 {
 			return cli.Usagef("unexpected argument %q (the version goes in --version)", pos[0])
 		}
@@ -91,7 +119,7 @@ func admin(ctx context.Context, name string, args []string, stdout io.Writer) er
 			return cli.Usagef("--version is required (see coordinator checkpoints list)")
 		}
 		verb, target = "rollback", *version
-	} else {
+	default:
 		if len(pos) > 0 {
 			verb, pos = pos[0], pos[1:]
 		}
@@ -134,6 +162,8 @@ func admin(ctx context.Context, name string, args []string, stdout io.Writer) er
 		return a.list(ctx, stdout, *asJSON)
 	case "show":
 		return a.show(ctx, stdout, target, *asJSON)
+	case "status":
+		return a.status(ctx, stdout, *asJSON)
 	default:
 		return a.rollback(ctx, stdout, target, *asJSON)
 	}
@@ -235,6 +265,7 @@ type listEntry struct {
 	Version   uint64     `json:"version"`
 	CreatedAt *time.Time `json:"created_at,omitempty"` // absent where the version could not be read
 	Round     uint64     `json:"round"`
+	Loss      float64    `json:"loss"` // 0: unknown (an older writer)
 	Threshold float64    `json:"threshold"`
 	Pinned    bool       `json:"pinned"`
 	Error     string     `json:"error,omitempty"` // the entry does not verify
@@ -247,10 +278,14 @@ func (a *adminClient) list(ctx context.Context, w io.Writer, asJSON bool) error 
 	}
 	entries := make([]listEntry, 0, len(infos))
 	for _, ci := range infos {
-		e := listEntry{Version: ci.GetVersion(), Round: ci.GetRound(), Threshold: ci.GetThreshold(), Pinned: ci.GetPinned(), Error: ci.GetError()}
-		if e.Error == "" {
-			// ListCheckpoints does not carry the write time; a version
-			// pruned since the list was taken is shown without it.
+		e := listEntry{Version: ci.GetVersion(), Round: ci.GetRound(), Loss: ci.GetLoss(), Threshold: ci.GetThreshold(), Pinned: ci.GetPinned(), Error: ci.GetError()}
+		switch {
+		case ci.GetCreatedAt() != nil:
+			e.CreatedAt = utc(ci.GetCreatedAt())
+		case e.Error == "":
+			// An older coordinator's list does not carry the write time:
+			// read it from the version. One pruned since the list was
+			// taken is shown without it.
 			c, err := a.getCheckpoint(ctx, e.Version)
 			switch {
 			case err == nil && c.GetCreatedAt() != nil:
@@ -265,11 +300,14 @@ func (a *adminClient) list(ctx context.Context, w io.Writer, asJSON bool) error 
 	if asJSON {
 		return writeJSON(w, entries)
 	}
-	fmt.Fprintf(w, "%10s  %-20s %12s %14s  %s\n", "version", "created", "round", "threshold", "")
+	fmt.Fprintf(w, "%10s  %-20s %12s %12s %14s  %s\n", "version", "created", "round", "loss", "threshold", "")
 	for _, e := range entries {
-		created := "-"
+		created, loss := "-", "-"
 		if e.CreatedAt != nil {
 			created = e.CreatedAt.Format(time.RFC3339)
+		}
+		if e.Loss != 0 {
+			loss = strconv.FormatFloat(e.Loss, 'g', 6, 64)
 		}
 		var note []string
 		if e.Pinned {
@@ -278,7 +316,7 @@ func (a *adminClient) list(ctx context.Context, w io.Writer, asJSON bool) error 
 		if e.Error != "" {
 			note = append(note, "DAMAGED: "+e.Error)
 		}
-		fmt.Fprintf(w, "%10d  %-20s %12d %14.6g  %s\n", e.Version, created, e.Round, e.Threshold, strings.Join(note, " "))
+		fmt.Fprintf(w, "%10d  %-20s %12d %12s %14.6g  %s\n", e.Version, created, e.Round, loss, e.Threshold, strings.Join(note, " "))
 	}
 	return nil
 }
@@ -415,6 +453,90 @@ func (a *adminClient) rollback(ctx context.Context, w io.Writer, v uint64, asJSO
 	return nil
 }
 
+// statusJSON is coordinator status's --json object: the StatusResponse,
+// with times in RFC 3339 and 64-bit counts as JSON numbers.
+type statusJSON struct {
+	Time                   time.Time      `json:"time"`
+	Round                  uint64         `json:"round"` // the last completed round
+	Loss                   float64        `json:"loss"`  // its loss (0: no round yet)
+	State                  string         `json:"state"`
+	Version                uint64         `json:"version"`
+	Threshold              float64        `json:"threshold"` // 0: none set yet
+	Records                uint64         `json:"records"`
+	PresentationsPerRecord float64        `json:"presentations_per_record"`
+	Lineage                string         `json:"lineage"`
+	Workers                []workerStatus `json:"workers"` // sorted by id
+}
+
+type workerStatus struct {
+	ID             string     `json:"id"`
+	JoinedAt       *time.Time `json:"joined_at,omitempty"`
+	LastGradientAt *time.Time `json:"last_gradient_at,omitempty"` // absent: none accepted yet
+	Gradients      uint64     `json:"gradients"`
+	Benched        bool       `json:"benched"`
+}
+
+func (a *adminClient) status(ctx context.Context, w io.Writer, asJSON bool) error {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	resp, err := a.c.Status(ctx, &reconv1.StatusRequest{}, grpc.WaitForReady(true))
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.Unimplemented:
+		return fmt.Errorf("coordinator %s does not serve Status (a version older than this command)", a.addr)
+	default:
+		return a.callErr(err)
+	}
+	st := statusJSON{Time: resp.GetTime().AsTime().UTC(), Round: resp.GetRound(), Loss: resp.GetLoss(), State: resp.GetState(),
+		Version: resp.GetVersion(), Threshold: resp.GetThreshold(), Records: resp.GetRecords(),
+		PresentationsPerRecord: resp.GetPresentationsPerRecord(), Lineage: resp.GetLineage(), Workers: []workerStatus{}}
+	for _, ws := range resp.GetWorkers() {
+		st.Workers = append(st.Workers, workerStatus{ID: ws.GetId(), JoinedAt: utc(ws.GetJoinedAt()), LastGradientAt: utc(ws.GetLastGradientAt()),
+			Gradients: ws.GetGradients(), Benched: ws.GetBenched()})
+	}
+	if asJSON {
+		return writeJSON(w, st)
+	}
+	row := func(k, f string, a ...any) { fmt.Fprintf(w, "%-14s "+f+"\n", append([]any{k}, a...)...) }
+	row("time", "%s", st.Time.Format(time.RFC3339))
+	row("round", "%d", st.Round)
+	if st.Loss == 0 {
+		row("loss", "- (no round yet)")
+	} else {
+		row("loss", "%.6g", st.Loss)
+	}
+	row("state", "%s", orDash(st.State))
+	row("version", "%d", st.Version)
+	if st.Threshold == 0 {
+		row("threshold", "none set yet (no alerts)")
+	} else {
+		row("threshold", "%.6g", st.Threshold)
+	}
+	row("records", "%d", st.Records)
+	row("presentations", "%.3g per record", st.PresentationsPerRecord)
+	row("lineage", "%s", orDash(st.Lineage))
+	row("workers", "%d", len(st.Workers))
+	if len(st.Workers) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "  %-20s %-20s %-15s %10s  %s\n", "worker", "joined", "last gradient", "gradients", "")
+	for _, ws := range st.Workers {
+		joined, last := "-", "-"
+		if ws.JoinedAt != nil {
+			joined = ws.JoinedAt.Format(time.RFC3339)
+		}
+		if ws.LastGradientAt != nil {
+			last = st.Time.Sub(*ws.LastGradientAt).Round(time.Millisecond).String() + " ago"
+		}
+		note := ""
+		if ws.Benched {
+			note = "benched"
+		}
+		fmt.Fprintf(w, "  %-20s %-20s %-15s %10d  %s\n", ws.ID, joined, last, ws.Gradients, note)
+	}
+	return nil
+}
+
 // specText describes a model spec on one line: variant and widths, the
 // activations, loss and tying, and the variant's own settings.
 func specText(s *reconv1.ModelSpec) string {
@@ -446,6 +568,15 @@ func specText(s *reconv1.ModelSpec) string {
 		out += fmt.Sprintf(", beta=%g warmup=%d", s.GetBeta(), s.GetWarmup())
 	}
 	return out
+}
+
+// utc is ts in UTC, nil where it is not set.
+func utc(ts *timestamppb.Timestamp) *time.Time {
+	if ts == nil {
+		return nil
+	}
+	t := ts.AsTime().UTC()
+	return &t
 }
 
 func writeJSON(w io.Writer, v any) error {

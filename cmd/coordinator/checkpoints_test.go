@@ -278,6 +278,9 @@ func TestCheckpointsCommandErrors(t *testing.T) {
 		{"checkpoints", append([]string{"show", "3"}, nobody...), false, "did not answer within 300ms"},
 		{"checkpoints", append([]string{"rollback", "3"}, nobody...), false, "did not answer within 300ms"},
 		{"rollback", append([]string{"--version", "3"}, nobody...), false, "did not answer within 300ms"},
+		{"status", nobody, false, "did not answer within 300ms"},
+		{"status", []string{"now"}, true, `unexpected argument "now" (coordinator status takes flags only)`},
+		{"status", []string{"--json=maybe"}, true, `invalid boolean value "maybe" for -json`},
 		{"checkpoints", append([]string{"show", "latest"}, empty...), false, "show latest: the coordinator has no checkpoint yet"},
 	} {
 		out, err := command(tc.cmd, tc.args...)

@@ -24,6 +24,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		{"coordinator", []string{"checkpoints"}, []string{"coordinator", "timeout", "json", "tls-ca", "tls-cert", "tls-key", "tls-server-name"}},
 		{"coordinator", []string{"checkpoints", "show"}, []string{"coordinator", "timeout", "json", "tls-ca"}},
 		{"coordinator", []string{"rollback"}, []string{"coordinator", "version", "timeout", "tls-ca", "tls-cert", "tls-key", "tls-server-name"}},
+		{"coordinator", []string{"status"}, []string{"coordinator", "timeout", "json", "tls-ca", "tls-cert", "tls-key", "tls-server-name"}},
 		{"trainer", []string{"run"}, []string{"coordinator", "id", "source", "input", "synth-features", "synth-rank", "synth-noise",
 			"synth-anomalies", "synth-basis-seed", "seed", "metrics-listen", "round-delay", "log-level", "brokers", "topic", "group", "format", "features"}},
 		{"scorer", []string{"run"}, []string{"brokers", "topic", "group", "alerts-topic", "dlq-topic", "scores-topic", "format",

@@ -32,7 +32,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "checkpoints" || os.Args[1] == "rollback") {
+	if len(os.Args) > 1 && (os.Args[1] == "checkpoints" || os.Args[1] == "rollback" || os.Args[1] == "status") {
 		name := os.Args[1]
 		cli.Exit("coordinator "+name, admin(cli.Signals("coordinator"), name, os.Args[2:], os.Stdout))
 	}
@@ -44,7 +44,8 @@ func run(ctx context.Context, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: coordinator --features N|names [flags]\n"+
 			"       coordinator checkpoints [list | show N | rollback N] [flags]   (operate a running coordinator; -h for more)\n"+
-			"       coordinator rollback --version N [flags]                        (the same as checkpoints rollback N)\n\n"+
+			"       coordinator rollback --version N [flags]                        (the same as checkpoints rollback N)\n"+
+			"       coordinator status [--json] [flags]                             (a running coordinator's round, loss, state and workers)\n\n"+
 			"Owns one autoencoder and trains it with trainer workers ('trainer run') over gRPC.\n"+
 			"Rounds are synchronous: a round completes when every member has sent its gradient,\n"+
 			"or at the deadline with at least --min-workers; the sample-weighted average is\n"+
