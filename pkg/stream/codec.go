@@ -260,6 +260,10 @@ func (c *Codec) decodeArray(dst []float64, value []byte) error {
 				return err
 			}
 			n++
+			if s.i < len(s.b) && s.b[s.i] == ',' { // the common case, at once
+				s.i++
+				continue
+			}
 			switch s.peek() {
 			case ',':
 				s.i++
@@ -285,6 +289,14 @@ func (c *Codec) decodeArray(dst []float64, value []byte) error {
 // one pass in the common case, anything unusual through the token path and
 // its error messages.
 func (c *Codec) arrayElement(s *scanner, dst []float64, n int) error {
+	if n < len(dst) && s.i < len(s.b) { // the common case at once: a number right here
+		if ch := s.b[s.i]; ch == '-' || ch >= '0' && ch <= '9' {
+			if v, end, ok := scanNumber(s.b, s.i); ok {
+				dst[n], s.i = v, end
+				return nil
+			}
+		}
+	}
 	switch ch := s.peek(); {
 	case ch == '"' || ch == '[' || ch == '{':
 		if n < len(dst) {

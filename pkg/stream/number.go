@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/binary"
 	"math"
+	"math/big"
 	"math/bits"
 	"strconv"
 )
@@ -15,10 +16,12 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // value and the index after it. ok is false when b[i:] is not a JSON number
 // followed by a delimiter (or the end), or when it is out of float64's
 // range; the caller then takes the slow path, which says what is wrong.
-// Numbers of at most 19 significant digits whose mantissa is exact in a
-// float64 and whose power of ten is at most 22 are computed directly
-// (Clinger's fast path, exact: one correctly rounded operation on exact
-// operands); the rest go to strconv.ParseFloat.
+// The first 19 significant digits are read eight at a time where they
+// can be; a mantissa exact in a float64 with a power of ten of at most 22
+// is scaled directly (Clinger's fast path: one correctly rounded
+// operation on exact operands), any other by the Eisel-Lemire algorithm;
+// the rare numbers neither decides go to strconv.ParseFloat. The result
+// is always ParseFloat's, bit for bit.
 func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 	start := i
 	neg := false
@@ -114,22 +117,30 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 	case mant == 0 && !trunc:
 		v = 0
 	case !trunc && mant <= 1<<53 && exp >= -22 && exp <= 22:
+		// Clinger's fast path: exact operands, one rounding.
 		v = float64(mant)
 		if exp < 0 {
 			v /= pow10[-exp]
 		} else {
 			v *= pow10[exp]
 		}
-	case !trunc && exp >= -19 && exp <= 19:
-		// 16 to 19 digits, as most producers write floats: exact
-		// 128-bit scaling, rounded once.
-		v = scale(mant, exp)
 	default:
-		f, err := strconv.ParseFloat(unsafeString(b[start:i]), 64)
-		if err != nil || math.IsInf(f, 0) {
-			return 0, i, false
+		f, fast := eiselLemire(mant, exp)
+		if fast && trunc {
+			// Digits beyond the 19th were dropped: the value lies in
+			// [mant, mant+1) x 10^exp, so it is exact when both ends
+			// round to the same float64 (as strconv does).
+			g, ok := eiselLemire(mant+1, exp)
+			fast = ok && f == g
 		}
-		return f, i, true
+		if !fast {
+			f, err := strconv.ParseFloat(unsafeString(b[start:i]), 64)
+			if err != nil || math.IsInf(f, 0) {
+				return 0, i, false
+			}
+			return f, i, true
+		}
+		v = f
 	}
 	if neg {
 		v = -v
@@ -137,58 +148,103 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 	return v, i, true
 }
 
-// upow10 holds 10^0 .. 10^19, the powers of ten a uint64 holds.
-var upow10 = func() (t [20]uint64) {
-	t[0] = 1
-	for i := 1; i < len(t); i++ {
-		t[i] = t[i-1] * 10
+// Powers of ten for eiselLemire: pow10Tab[e-pow10Min] is 10^e as a
+// 128-bit mantissa with its top bit set, rounded down, for pow10Min <= e
+// <= pow10Max; that is, 10^e ~ (hi:lo / 2^128) x 2^exp2 with exp2 =
+// bits.Len(10^e) for e >= 0 and 1 - bits.Len(10^-e) below. Computed
+// exactly at start (math/big), as strconv's own table is generated.
+const (
+	pow10Min = -348
+	pow10Max = 347
+)
+
+type pow10Entry struct {
+	hi, lo uint64
+	exp2   int
+}
+
+var pow10Tab = func() (t [pow10Max - pow10Min + 1]pow10Entry) {
+	ten := big.NewInt(10)
+	p := big.NewInt(1) // 10^|e|
+	one := big.NewInt(1)
+	mask := new(big.Int).SetUint64(math.MaxUint64)
+	var m, hi, lo big.Int
+	entry := func(m *big.Int, exp2 int) pow10Entry {
+		return pow10Entry{hi.Rsh(m, 64).Uint64(), lo.And(m, mask).Uint64(), exp2}
+	}
+	for e := 0; e <= max(pow10Max, -pow10Min); e++ {
+		l := p.BitLen()
+		if e <= pow10Max {
+			if l > 128 {
+				m.Rsh(p, uint(l-128))
+			} else {
+				m.Lsh(p, uint(128-l))
+			}
+			t[e-pow10Min] = entry(&m, l)
+		}
+		if e > 0 && -e >= pow10Min {
+			// floor(2^(l+127) / 10^e): 128 bits, top bit set (10^e is
+			// not a power of two).
+			m.Div(m.Lsh(one, uint(l+127)), p)
+			t[-e-pow10Min] = entry(&m, 1-l)
+		}
+		p.Mul(p, ten)
 	}
 	return t
 }()
 
-// scale returns mant x 10^exp correctly rounded, for mant > 0 and
-// -19 <= exp <= 19: the exact product, or a quotient of at least 64
-// significant bits with its remainder as the sticky bit, rounded to 53
-// bits once (to nearest, ties to even).
-func scale(mant uint64, exp int) float64 {
-	if exp >= 0 {
-		hi, lo := bits.Mul64(mant, upow10[exp])
-		return round128(hi, lo, false, 0)
+// eiselLemire returns mant x 10^exp10 correctly rounded to a float64 by
+// the Eisel-Lemire algorithm (one or two 64x64-bit products against the
+// 128-bit power of ten; strconv.ParseFloat's own fast path, which follows
+// https://nigeltao.github.io/blog/2020/eisel-lemire.html). ok is false
+// when the product is too close to a halfway point to decide, or the
+// result is not a normal finite float64: then strconv.ParseFloat decides.
+func eiselLemire(mant uint64, exp10 int) (f float64, ok bool) {
+	if mant == 0 {
+		return 0, true
 	}
-	d := upow10[-exp]
-	lz := bits.LeadingZeros64(mant)
-	m := mant << lz // mant x 2^lz, top bit set
-	q1, r1 := m/d, m%d
-	q0, r0 := bits.Div64(r1, 0, d) // (m x 2^64) / d = q1:q0 rest r0
-	return round128(q1, q0, r0 != 0, -64-lz)
-}
-
-// round128 returns (hi:lo + something below lo's last bit when sticky) x
-// 2^e2 rounded to the nearest float64, ties to even. The result must be a
-// normal number, which it is for scale's operands.
-func round128(hi, lo uint64, sticky bool, e2 int) float64 {
-	n := bits.LeadingZeros64(hi)
-	if hi == 0 {
-		n = 64 + bits.LeadingZeros64(lo)
+	if exp10 < pow10Min || exp10 > pow10Max {
+		return 0, false
 	}
-	// Shift left by n so that bit 127 is set.
-	switch {
-	case n >= 64:
-		hi, lo = lo<<(n-64), 0
-	case n > 0:
-		hi, lo = hi<<n|lo>>(64-n), lo<<n
-	}
-	e2 -= n
-	m := hi >> 11 // 53 bits
-	rem := hi & 0x7ff
-	if rem > 0x400 || rem == 0x400 && (lo != 0 || sticky || m&1 == 1) {
-		m++
-		if m == 1<<53 {
-			m >>= 1
-			e2++
+	pow := &pow10Tab[exp10-pow10Min]
+	// Normalization.
+	clz := bits.LeadingZeros64(mant)
+	mant <<= uint(clz)
+	retExp2 := uint64(pow.exp2+63+1023) - uint64(clz)
+	// Multiplication.
+	xHi, xLo := bits.Mul64(mant, pow.hi)
+	// Wider approximation.
+	if xHi&0x1FF == 0x1FF && xLo+mant < mant {
+		yHi, yLo := bits.Mul64(mant, pow.lo)
+		mergedHi, mergedLo := xHi, xLo+yHi
+		if mergedLo < xLo {
+			mergedHi++
 		}
+		if mergedHi&0x1FF == 0x1FF && mergedLo+1 == 0 && yLo+mant < mant {
+			return 0, false
+		}
+		xHi, xLo = mergedHi, mergedLo
 	}
-	return math.Ldexp(float64(m), e2+11+64)
+	// Shifting to 54 bits.
+	msb := xHi >> 63
+	retMant := xHi >> (msb + 9)
+	retExp2 -= 1 ^ msb
+	// Halfway ambiguity.
+	if xLo == 0 && xHi&0x1FF == 0 && retMant&3 == 1 {
+		return 0, false
+	}
+	// From 54 to 53 bits.
+	retMant += retMant & 1
+	retMant >>= 1
+	if retMant>>53 > 0 {
+		retMant >>= 1
+		retExp2++
+	}
+	// Zero or underflow: subnormal; 0x7FF or above: infinite.
+	if retExp2-1 >= 0x7FF-1 {
+		return 0, false
+	}
+	return math.Float64frombits(retExp2<<52 | retMant&(1<<52-1)), true
 }
 
 // eightDigits parses b[:8] when all eight bytes are ASCII digits, eight at

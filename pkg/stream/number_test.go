@@ -42,27 +42,47 @@ func TestScanNumberMatchesParseFloat(t *testing.T) {
 		"0.1234567890123456789012345", "9007199254740993", "1E-5", "5e-324", "1.7976931348623157e308")
 	// Every mantissa length the 128-bit path takes, at every exponent,
 	// and integers just past 2^53 (ties between two floats).
+	var upow10 [20]uint64
+	upow10[0] = 1
+	for i := 1; i < len(upow10); i++ {
+		upow10[i] = 10 * upow10[i-1]
+	}
 	for i := 0; i < 100000; i++ {
 		digits := 16 + rng.IntN(4)
 		m := rng.Uint64N(upow10[digits]-upow10[digits-1]) + upow10[digits-1]
 		toks = append(toks, strconv.FormatUint(m, 10)+"e"+strconv.Itoa(rng.IntN(39)-19))
 		toks = append(toks, strconv.FormatUint(1<<53+uint64(rng.IntN(1000)), 10))
 	}
+	// Every power of ten in the Eisel-Lemire table, with short and long
+	// mantissas.
+	for e := pow10Min; e <= pow10Max; e++ {
+		for _, m := range []string{"1", "9.999999999999999", "1.2345678901234567", "4.9406564584124654", "123456789012345678901234"} {
+			toks = append(toks, m+"e"+strconv.Itoa(e))
+		}
+	}
 	for _, tok := range toks {
 		want, err := strconv.ParseFloat(tok, 64)
-		if err != nil {
-			t.Fatalf("%s: %v", tok, err)
+		if err != nil || math.IsInf(want, 0) {
+			if _, _, ok := scanNumber([]byte(tok), 0); ok {
+				t.Fatalf("scanNumber(%q): ok, ParseFloat: %v, %v", tok, want, err)
+			}
+			continue
 		}
-		for _, suffix := range []string{"", ",", "]", " "} {
+		// Short suffixes: the end of a record (the digit-at-a-time
+		// path); long ones: the middle (eight bytes at a time).
+		for _, suffix := range []string{"", ",", "]", " ", ",0,0,0,0,0,0,0,0,0]", "]        ", " , 1.5]          ", "}\n\n\n\n\n\n\n\n\n\n"} {
 			got, end, ok := scanNumber([]byte(tok+suffix), 0)
 			if !ok || end != len(tok) || math.Float64bits(got) != math.Float64bits(want) {
 				t.Fatalf("scanNumber(%q) = %v, %d, %v; want %v, %d", tok+suffix, got, end, ok, want, len(tok))
 			}
 		}
 	}
-	for _, bad := range []string{"", "-", "01", "1.", ".5", "1e", "1e+", "+1", "1x", "0x10", "1.5.2", "NaN", "1e400", "-1e999"} {
-		if _, _, ok := scanNumber([]byte(bad), 0); ok {
-			t.Errorf("scanNumber(%q): ok", bad)
+	for _, bad := range []string{"", "-", "01", "1.", ".5", "1e", "1e+", "+1", "1x", "0x10", "1.5.2", "NaN", "1e400", "-1e999",
+		"-01.5", "1.e5", "1e+x", "1.5e", "1.25x", "12345678.9x", "1.2345678901234567x", "1" + strings.Repeat("0", 400)} {
+		for _, suffix := range []string{"", ",0,0,0,0,0,0,0,0,0]"} {
+			if v, _, ok := scanNumber([]byte(bad+suffix), 0); ok {
+				t.Errorf("scanNumber(%q): ok, %v", bad+suffix, v)
+			}
 		}
 	}
 }
