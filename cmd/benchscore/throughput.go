@@ -119,7 +119,8 @@ func (p *progress) rate() rate {
 
 // rawConsume reads n records of topic as a fresh consumer group, through the
 // same stream.Reader the scorer uses (kafka-go group reader, batches of
-// maxBatch, synchronous commit per batch), doing nothing with them.
+// maxBatch into one array, synchronous commit per batch), doing nothing
+// with them.
 func rawConsume(ctx context.Context, brokers []string, topic, group string, n int64, maxBatch int, maxWait time.Duration, clog *clientLog, brokerPID int) (rate, error) {
 	clog.take()
 	rd, err := stream.NewReader(stream.ReaderConfig{Brokers: brokers, Topic: topic, Group: group,
@@ -133,8 +134,10 @@ func rawConsume(ctx context.Context, brokers []string, topic, group string, n in
 	cpu := startCPU(brokerPID)
 	p := progress{start: time.Now()}
 	var got int64
+	var msgs []kafka.Message
 	for got < n {
-		msgs, err := rd.Batch(ctx)
+		var err error
+		msgs, err = rd.BatchInto(ctx, msgs) // one array, as the scorer's go round
 		if err != nil {
 			return rate{}, fmt.Errorf("raw consumer: %d of %d records: %w", got, n, err)
 		}

@@ -199,6 +199,13 @@ func (r *Reader) log() *slog.Logger {
 // per burst, in its own words) and fetches again with capped backoff. It
 // returns an error only when ctx ends or the reader is closed.
 func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
+	return r.BatchInto(ctx, nil)
+}
+
+// BatchInto is Batch with the records in dst[:0]'s array while they fit
+// (a caller that is done with a batch hands its slice back, so that a
+// steady stream allocates no batches).
+func (r *Reader) BatchInto(ctx context.Context, dst []kafka.Message) ([]kafka.Message, error) {
 	backoff := 100 * time.Millisecond
 	for {
 		m, closed := r.current()
@@ -209,7 +216,10 @@ func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
 		if err == nil {
 			r.fetchFailing.Store(nil)
 			r.out.ok()
-			return r.fill(ctx, m, first), nil
+			if cap(dst) == 0 {
+				dst = make([]kafka.Message, 0, min(r.cfg.MaxBatch, 256))
+			}
+			return r.fill(ctx, m, append(dst[:0], first)), nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -252,11 +262,9 @@ func (r *Reader) FetchFailing() (time.Time, string) {
 	return time.Time{}, ""
 }
 
-// fill gathers records after first from membership m until MaxBatch or
-// MaxWait.
-func (r *Reader) fill(ctx context.Context, m *membership, first kafka.Message) []kafka.Message {
-	batch := make([]kafka.Message, 1, min(r.cfg.MaxBatch, 256))
-	batch[0] = first
+// fill appends records from membership m to batch, which holds the
+// first, until MaxBatch or MaxWait.
+func (r *Reader) fill(ctx context.Context, m *membership, batch []kafka.Message) []kafka.Message {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)() // rejoined: no more from the old member
