@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/segmentio/kafka-go"
 
@@ -139,6 +140,11 @@ type Batch struct {
 	rec   []float64 // reconstructions, standardized
 	idx   []int
 	ok    []int // msgs index of each decoded row
+	// Alert scratch: the id, the top features, and the largest alert
+	// encoded so far (the next one's first allocation).
+	id        []byte
+	top       []Feature
+	alertSize int
 }
 
 // NewBatch returns a scorer for records of the given format with model m,
@@ -197,12 +203,26 @@ func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
 		}()
 	}
 	wg.Wait()
-	out := outs[0]
-	for i, o := range outs[1:] {
+	// One slice of each, the parts' in order.
+	var na, nd, ns, nu int
+	for _, o := range outs {
+		na, nd, ns, nu = na+len(o.Alerts), nd+len(o.DeadLetters), ns+len(o.Scores), nu+len(o.undecodable)
+	}
+	out := Output{Scores: make([]Scored, 0, ns)}
+	if na > 0 {
+		out.Alerts = make([]kafka.Message, 0, na)
+	}
+	if nd > 0 {
+		out.DeadLetters = make([]kafka.Message, 0, nd)
+	}
+	if nu > 0 {
+		out.undecodable = make([]undecodable, 0, nu)
+	}
+	for i, o := range outs {
 		out.Alerts = append(out.Alerts, o.Alerts...)
 		out.DeadLetters = append(out.DeadLetters, o.DeadLetters...)
 		out.Scores = append(out.Scores, o.Scores...)
-		lo := (i + 1) * len(msgs) / k
+		lo := i * len(msgs) / k
 		for _, u := range o.undecodable {
 			out.undecodable = append(out.undecodable, undecodable{lo + u.i, u.err})
 		}
@@ -321,22 +341,46 @@ func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, rec
 		b.idx = append(b.idx, i)
 	}
 	idx := b.idx
-	sort.SliceStable(idx, func(a, c int) bool { return contrib[idx[a]] > contrib[idx[c]] })
+	slices.SortStableFunc(idx, func(a, c int) int { // largest first
+		switch x, y := contrib[a], contrib[c]; {
+		case x > y:
+			return -1
+		case x < y:
+			return 1
+		}
+		return 0
+	})
+	b.id = appendRecordID(b.id[:0], m.Topic, m.Partition, m.Offset)
 	a := Alert{
 		Schema:   AlertSchema,
-		ID:       fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset),
+		ID:       unsafeString(b.id), // only while the alert is encoded
 		Source:   Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Time.UTC()},
 		ScoredAt: now.UTC(), Model: ModelRef{Version: b.model.Version, Variant: b.model.Variant},
 		Score: score, Threshold: b.model.Threshold,
+		Features: b.top[:0],
 	}
 	for _, i := range idx[:min(b.topK, p)] {
 		a.Features = append(a.Features, Feature{Name: b.model.names[i], Value: b.raw[j*p+i], Reconstruction: recon[i], Error: contrib[i]})
 	}
-	v, err := json.Marshal(a)
-	if err != nil {
-		panic(fmt.Sprintf("scorer: marshal alert: %v", err)) // every field is finite by construction
+	b.top = a.Features
+	v, ok := appendAlert(make([]byte, 0, b.alertSize), &a)
+	if !ok {
+		var err error
+		if v, err = json.Marshal(a); err != nil {
+			panic(fmt.Sprintf("scorer: marshal alert: %v", err)) // every field is finite by construction
+		}
 	}
+	b.alertSize = max(b.alertSize, len(v))
 	return kafka.Message{Key: m.Key, Value: v, Headers: m.Headers} // the source's headers (tracing, tenancy) travel on
+}
+
+// unsafeString views b as a string without copying; the result must not
+// outlive b's next change.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // deadLetter is m for the dead-letter topic: its key, value and headers,

@@ -309,6 +309,18 @@ func (r *Replica) consume(ctx context.Context) error {
 	jobs := make(chan job, 1)
 	published := make(chan error, 1) // the publisher's result, once jobs is closed
 	failed := make(chan struct{})    // closed when the publisher fails
+	// The batches' arrays go round: the publisher hands each back once it
+	// is done with the batch (its Scores point into it), cleared so that
+	// it keeps no records alive; one is fetched into, one waits, one is
+	// published.
+	free := make(chan []kafka.Message, 3)
+	recycle := func(msgs []kafka.Message) {
+		clear(msgs)
+		select {
+		case free <- msgs[:0]:
+		default:
+		}
+	}
 	go func() {
 		var err error
 		for j := range jobs {
@@ -344,6 +356,7 @@ func (r *Replica) consume(ctx context.Context) error {
 			r.commits.succeeded(r.cfg.Log)
 			r.commitsFailing.Store(0)
 			r.Processed.Add(int64(len(j.msgs)))
+			recycle(j.msgs)
 		}
 		if work.Err() != nil {
 			err = nil // stopping: not committed, the next member scores these again
@@ -354,7 +367,12 @@ func (r *Replica) consume(ctx context.Context) error {
 	var share decodeShare // across batches and model swaps
 	var loopErr error
 	for ctx.Err() == nil {
-		msgs, err := rd.Batch(ctx) // waits out outages: an error only when stopping
+		var buf []kafka.Message
+		select {
+		case buf = <-free:
+		default:
+		}
+		msgs, err := rd.BatchInto(ctx, buf) // waits out outages: an error only when stopping
 		if err != nil {
 			if ctx.Err() == nil {
 				loopErr = fmt.Errorf("consume %s: %w", r.cfg.Topic, err)
@@ -362,6 +380,7 @@ func (r *Replica) consume(ctx context.Context) error {
 			break
 		}
 		if len(msgs) == 0 {
+			recycle(msgs)
 			continue
 		}
 		if m := r.model.Load(); b == nil || b.Model() != m {
@@ -393,12 +412,7 @@ func (r *Replica) consume(ctx context.Context) error {
 func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Model) error {
 	var sc []kafka.Message
 	if pub.scores.w != nil {
-		sc = make([]kafka.Message, 0, len(out.Scores))
-		for _, s := range out.Scores {
-			v, _ := json.Marshal(ScoreRecord{ID: fmt.Sprintf("%s/%d/%d", s.Msg.Topic, s.Msg.Partition, s.Msg.Offset),
-				Score: s.Score, Threshold: m.Threshold, Alert: s.Alert, Version: m.Version, Scorer: r.cfg.ID})
-			sc = append(sc, kafka.Message{Key: s.Msg.Key, Value: v, Headers: s.Msg.Headers})
-		}
+		sc = scoreMessages(out.Scores, m, r.cfg.ID)
 	}
 	if len(r.sinks) == 0 || len(out.Alerts) == 0 {
 		return pub.publish(ctx, out.Alerts, out.DeadLetters, sc)
@@ -422,6 +436,30 @@ func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Mo
 	}
 	r.cfg.Metrics.deadLetters.WithLabelValues(ReasonSinkRefused).Add(float64(len(refused)))
 	return nil
+}
+
+// scoreMessages returns the scores-topic records of scores, made with m
+// by the replica named scorer: one JSON ScoreRecord each, their values
+// cut from 64 KiB buffers.
+func scoreMessages(scores []Scored, m *Model, scorer string) []kafka.Message {
+	msgs := make([]kafka.Message, len(scores))
+	quoted := appendString(nil, scorer)
+	var buf, id []byte
+	for i, s := range scores {
+		id = appendRecordID(id[:0], s.Msg.Topic, s.Msg.Partition, s.Msg.Offset)
+		rec := ScoreRecord{ID: unsafeString(id), Score: s.Score, Threshold: m.Threshold, Alert: s.Alert, Version: m.Version, Scorer: scorer}
+		if need := 160 + len(id) + len(quoted); cap(buf)-len(buf) < need {
+			buf = make([]byte, 0, max(64<<10, need))
+		}
+		start := len(buf)
+		var ok bool
+		if buf, ok = appendScore(buf, &rec, quoted); !ok {
+			v, _ := json.Marshal(rec) // a score is finite (non-finite ones are dead-lettered)
+			buf = append(buf[:start], v...)
+		}
+		msgs[i] = kafka.Message{Key: s.Msg.Key, Value: buf[start:len(buf):len(buf)], Headers: s.Msg.Headers}
+	}
+	return msgs
 }
 
 // checkTopics refuses to start when a topic the replica reads or writes
