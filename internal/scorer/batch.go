@@ -193,22 +193,24 @@ func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
 		return p.parts[0].Process(msgs, now)
 	}
 	outs := make([]Output, k)
+	scores := make([]Scored, len(msgs)) // part i scores into [lo, hi)
 	var wg sync.WaitGroup
 	for i := 0; i < k; i++ {
 		lo, hi := i*len(msgs)/k, (i+1)*len(msgs)/k
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i] = p.parts[i].Process(msgs[lo:hi], now)
+			outs[i] = p.parts[i].process(msgs[lo:hi], now, scores[lo:lo:hi])
 		}()
 	}
 	wg.Wait()
-	// One slice of each, the parts' in order.
-	var na, nd, ns, nu int
+	// One slice of each, the parts' in order; the scores moved down in
+	// place.
+	var na, nd, nu int
 	for _, o := range outs {
-		na, nd, ns, nu = na+len(o.Alerts), nd+len(o.DeadLetters), ns+len(o.Scores), nu+len(o.undecodable)
+		na, nd, nu = na+len(o.Alerts), nd+len(o.DeadLetters), nu+len(o.undecodable)
 	}
-	out := Output{Scores: make([]Scored, 0, ns)}
+	out := Output{Scores: scores[:0]}
 	if na > 0 {
 		out.Alerts = make([]kafka.Message, 0, na)
 	}
@@ -257,7 +259,13 @@ func (d *decodeShare) observe(log *slog.Logger, format stream.Format, msgs []kaf
 
 // Process decodes, normalizes and scores msgs at time now.
 func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
-	var out Output
+	return b.process(msgs, now, nil)
+}
+
+// process is Process with the scores appended to scores, which has room
+// for one per record (nil: a new slice).
+func (b *Batch) process(msgs []kafka.Message, now time.Time, scores []Scored) Output {
+	out := Output{Scores: scores}
 	p := b.codec.Width()
 	// Records decode straight into b.raw; b.ok maps its rows to msgs.
 	b.raw = grow(b.raw, len(msgs)*p)
@@ -306,7 +314,9 @@ func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
 	}
 	th := b.model.Threshold
 	var recon []float64
-	out.Scores = make([]Scored, 0, n)
+	if out.Scores == nil {
+		out.Scores = make([]Scored, 0, n)
+	}
 	for j, i := range ok {
 		m := &msgs[i]
 		s := b.score[j]

@@ -129,3 +129,55 @@ func TestProcessAccountsForEveryRecord(t *testing.T) {
 		t.Errorf("recall %.2f with %d false alerts", recall, fp)
 	}
 }
+
+// TestParallelMatchesBatch: a Parallel's output over several parts is a
+// Batch's over the whole batch, in the same order: scores (pointing at
+// the same records), alerts, dead letters and the undecodable records.
+func TestParallelMatchesBatch(t *testing.T) {
+	const p, n = 8, 1500
+	m := untrainedModel(t, p)
+	m.Threshold = 0.5 // an untrained model: about half alert
+	msgs := mixedRecords(rand.New(rand.NewPCG(5, 6)), p, 100, n, func(o int64) bool { return o%7 == 3 || o%211 == 0 })
+	now := time.Unix(1800000000, 0)
+	b, err := NewBatch(m, stream.JSONArray, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := b.Process(msgs, now)
+	for _, parts := range []int{1, 2, 3, 5} {
+		par, err := NewParallel(parts, m, stream.JSONArray, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := par.Process(msgs, now)
+		if len(got.Scores) != len(want.Scores) || len(got.Alerts) != len(want.Alerts) || len(got.DeadLetters) != len(want.DeadLetters) ||
+			len(got.undecodable) != len(want.undecodable) {
+			t.Fatalf("%d parts: %d scores, %d alerts, %d dead letters, %d undecodable; want %d, %d, %d, %d", parts,
+				len(got.Scores), len(got.Alerts), len(got.DeadLetters), len(got.undecodable),
+				len(want.Scores), len(want.Alerts), len(want.DeadLetters), len(want.undecodable))
+		}
+		if len(want.Alerts) == 0 || len(want.DeadLetters) == 0 {
+			t.Fatalf("%d alerts and %d dead letters: the test needs some of each", len(want.Alerts), len(want.DeadLetters))
+		}
+		for i, s := range got.Scores {
+			if s != want.Scores[i] {
+				t.Fatalf("%d parts: score %d is %+v, want %+v", parts, i, s, want.Scores[i])
+			}
+		}
+		for i, a := range got.Alerts {
+			if string(a.Value) != string(want.Alerts[i].Value) {
+				t.Fatalf("%d parts: alert %d is %s, want %s", parts, i, a.Value, want.Alerts[i].Value)
+			}
+		}
+		for i, d := range got.DeadLetters {
+			if header(d, HeaderOffset) != header(want.DeadLetters[i], HeaderOffset) {
+				t.Fatalf("%d parts: dead letter %d is offset %s, want %s", parts, i, header(d, HeaderOffset), header(want.DeadLetters[i], HeaderOffset))
+			}
+		}
+		for i, u := range got.undecodable {
+			if u.i != want.undecodable[i].i || u.err.Error() != want.undecodable[i].err.Error() {
+				t.Fatalf("%d parts: undecodable %d is %d (%v), want %d (%v)", parts, i, u.i, u.err, want.undecodable[i].i, want.undecodable[i].err)
+			}
+		}
+	}
+}
