@@ -74,6 +74,12 @@ func startPipeline(t *testing.T, rate, count int) *pipeline {
 
 // startPipelineWith is startPipeline with extra arguments for each scorer.
 func startPipelineWith(t *testing.T, rate, count int, scorerArgs ...string) *pipeline {
+	return startPipelineArgs(t, rate, count, scorerArgs, nil)
+}
+
+// startPipelineArgs is startPipeline with extra arguments for each scorer
+// and for loadgen.
+func startPipelineArgs(t *testing.T, rate, count int, scorerArgs, loadArgs []string) *pipeline {
 	dir := t.TempDir()
 	p := &pipeline{t: t, dir: dir, kafka: addr(t), coordGRPC: addr(t), coordMetrics: addr(t)}
 	p.devkafka = procs.New(binDir, dir, "devkafka", "devkafka", "--listen", p.kafka, "--data-dir", filepath.Join(dir, "kafka-data"))
@@ -95,7 +101,7 @@ func startPipelineWith(t *testing.T, rate, count int, scorerArgs ...string) *pip
 			"--log-level", "debug"}, scorerArgs...) // debug: kafka-go's account of the group, should a partition stall
 		p.scorers = append(p.scorers, procs.New(binDir, dir, fmt.Sprintf("scorer-%d", i), "scorer", args...))
 	}
-	p.load = procs.New(binDir, dir, "loadgen", "loadgen", "--brokers", p.kafka, "--rate", strconv.Itoa(rate), "--count", strconv.Itoa(count))
+	p.load = procs.New(binDir, dir, "loadgen", "loadgen", append([]string{"--brokers", p.kafka, "--rate", strconv.Itoa(rate), "--count", strconv.Itoa(count)}, loadArgs...)...)
 	p.all = append([]*procs.Proc{p.devkafka, p.coord}, append(p.trainers, p.scorers...)...)
 	t.Cleanup(func() {
 		for _, pr := range append(p.all, p.load) {

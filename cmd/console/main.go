@@ -26,6 +26,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/console"
+	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	topic := fs.String("topic", "recon-events", "the scored records' `topic`: its end offsets give the rate in and the groups' lag")
 	alerts := fs.String("alerts-topic", "recon-alerts", "`topic` of the alerts")
 	dlq := fs.String("dlq-topic", "recon-dlq", "`topic` of the dead letters")
+	format := fs.String("format", "json-array", "the records' `format`, as the scorers read them (json-object, json-array or csv): an opened alert's record is read again to show every feature")
 	scores := fs.String("scores-topic", "recon-scores", "`topic` the scorers write every score to (their --scores-topic; \"\": none, and no score distribution, neighbours or scorer versions)")
 	scorerGroup := fs.String("scorer-group", "recon-scorer", "the scorers' consumer `group`, whose lag is shown (\"\": none)")
 	trainerGroup := fs.String("trainer-group", "recon-trainer", "the trainers' consumer `group`, whose lag is shown (\"\": none)")
@@ -87,6 +89,10 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	if *coord == "" && *tokenFile != "" && !*readOnly {
 		return cli.Usagef("--rollback-token-file needs --coordinator: rollback is the coordinator's")
 	}
+	f, err := stream.ParseFormat(*format)
+	if err != nil {
+		return cli.Usagef("--format: %v", err)
+	}
 	log, creds, sec, err := client.Setup(fs)
 	if err != nil {
 		return err
@@ -106,6 +112,7 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 		defer conn.Close()
 		cl := reconv1.NewCoordinatorClient(conn)
 		feedCfg.Coordinator = cl
+		srvCfg.Explainer = &console.Explainer{Brokers: feedCfg.Brokers, Security: sec, Format: f, Coordinator: cl}
 		if token != "" {
 			srvCfg.Rollback = console.GRPCRollback{Client: cl}
 		}

@@ -47,6 +47,8 @@ type ServerConfig struct {
 	Metrics  *Metrics
 	// Ready is /readyz's check (nil: always ready).
 	Ready func() error
+	// Explainer, when set, recomputes an opened alert over every feature.
+	Explainer *Explainer
 }
 
 // Metrics are the console's own metrics.
@@ -212,6 +214,15 @@ func (s *Server) alert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		jsonError(w, http.StatusNotFound, fmt.Sprintf("alert %q is not among the %d the console keeps", id, s.state.lim.Alerts))
 		return
+	}
+	if s.cfg.Explainer != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		e, err := s.cfg.Explainer.Explain(ctx, d.Alert.Alert)
+		if err != nil {
+			e = &Explained{Error: err.Error()}
+		}
+		d.Explained = e
 	}
 	writeJSON(w, d)
 }

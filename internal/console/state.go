@@ -26,11 +26,15 @@ import (
 
 // Limits bound what State keeps.
 type Limits struct {
-	Seconds   int // per-second points kept (default 900: 15 minutes)
-	Alerts    int // most recent alerts kept (default 2000)
-	Scores    int // most recent scores kept for the distribution (default 20000)
-	Keys      int // keys whose recent scores are kept for an alert's neighbours (default 10000)
-	PerKey    int // scores kept per key (default 64)
+	Seconds int // per-second points kept (default 900: 15 minutes)
+	Alerts  int // most recent alerts kept (default 10000)
+	Scores  int // most recent scores kept for the distribution (default 20000)
+	Keys    int // keys whose recent scores are kept for the alerts' neighbours (default 10000)
+	PerKey  int // recent scores kept per key (default 32)
+	// Around is how many of its key's scores an alert keeps from either
+	// side of it: the latest when it is read, and as many that follow
+	// (default 16).
+	Around    int
 	ScorerTTL time.Duration
 }
 
@@ -39,7 +43,7 @@ func (l Limits) withDefaults() Limits {
 		l.Seconds = 900
 	}
 	if l.Alerts <= 0 {
-		l.Alerts = 2000
+		l.Alerts = 10000
 	}
 	if l.Scores <= 0 {
 		l.Scores = 20000
@@ -48,7 +52,10 @@ func (l Limits) withDefaults() Limits {
 		l.Keys = 10000
 	}
 	if l.PerKey <= 0 {
-		l.PerKey = 64
+		l.PerKey = 32
+	}
+	if l.Around <= 0 {
+		l.Around = 16
 	}
 	if l.ScorerTTL <= 0 {
 		l.ScorerTTL = time.Hour
@@ -112,6 +119,10 @@ type AlertEntry struct {
 	Key      string `json:"key"`      // the source record's key
 	Received int64  `json:"received"` // Unix ms when the console read it
 	scorer.Alert
+	// nb are its key's scores around it: the latest when it was read,
+	// then those that followed (after of them so far).
+	nb    []ScorePoint
+	after int
 }
 
 // ScorePoint is one score of a key, for an alert's neighbours.
@@ -169,7 +180,8 @@ type Training struct {
 	Loss          float64  `json:"loss"`
 	State         string   `json:"state"`
 	Version       uint64   `json:"version"`
-	Threshold     float64  `json:"threshold"`
+	Threshold     float64  `json:"threshold"` // the coordinator's, as it recalibrates
+	InEffect      float64  `json:"in_effect"` // the newest checkpoint's: what the scorers apply
 	Records       uint64   `json:"records"`
 	Presentations float64  `json:"presentations"`
 	Workers       []Worker `json:"workers"`
@@ -216,7 +228,10 @@ type State struct {
 	dead             map[string]int
 	secScores        []float64
 
-	seq      uint64 // of the newest alert
+	seq uint64 // of the newest alert
+	// pending are, by key, the alerts still gathering the scores that
+	// follow them
+	pending  map[string][]*AlertEntry
 	alerts   *ring[*AlertEntry]
 	alertIDs map[string]*AlertEntry
 	scores   *ring[float64]
@@ -243,7 +258,7 @@ func NewState(lim Limits) *State {
 	lim = lim.withDefaults()
 	return &State{lim: lim, series: newRing[Point](lim.Seconds), dead: map[string]int{},
 		alerts: newRing[*AlertEntry](lim.Alerts), alertIDs: map[string]*AlertEntry{}, scores: newRing[float64](lim.Scores),
-		keys: map[string]*keyHist{}, lru: list.New(), scorers: map[string]*ScorerInfo{},
+		keys: map[string]*keyHist{}, lru: list.New(), scorers: map[string]*ScorerInfo{}, pending: map[string][]*AlertEntry{},
 		totals: Totals{DeadLetters: map[string]int64{}, Undecodable: map[string]int64{}}}
 }
 
@@ -252,16 +267,23 @@ func NewState(lim Limits) *State {
 func (s *State) AddAlert(key string, a scorer.Alert, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := &AlertEntry{Key: key, Received: now.UnixMilli(), Alert: a}
 	if old, ok := s.alertIDs[a.ID]; ok {
-		e.Seq = old.Seq
-		*old = *e
+		old.Alert, old.Received = a, now.UnixMilli() // the scores around it stay
 		return
 	}
+	e := &AlertEntry{Key: key, Received: now.UnixMilli(), Alert: a}
 	s.seq++
 	e.Seq = s.seq
+	if h, ok := s.keys[key]; ok {
+		for i := max(h.pts.len()-s.lim.Around, 0); i < h.pts.len(); i++ {
+			e.nb = append(e.nb, h.pts.at(i))
+		}
+	}
+	s.pending[key] = append(s.pending[key], e)
 	if s.alerts.len() == len(s.alerts.buf) {
-		delete(s.alertIDs, s.alerts.at(0).ID)
+		old := s.alerts.at(0)
+		delete(s.alertIDs, old.ID)
+		s.unpend(old)
 	}
 	s.alerts.push(e)
 	s.alertIDs[a.ID] = e
@@ -289,7 +311,23 @@ func (s *State) AddScore(key string, r scorer.ScoreRecord, t time.Time) {
 		h.elem = s.lru.PushFront(h)
 		s.keys[key] = h
 	}
-	h.pts.push(ScorePoint{T: t.UnixMilli(), ID: r.ID, Score: r.Score, Threshold: r.Threshold, Alert: r.Alert, Version: r.Version})
+	pt := ScorePoint{T: t.UnixMilli(), ID: r.ID, Score: r.Score, Threshold: r.Threshold, Alert: r.Alert, Version: r.Version}
+	h.pts.push(pt)
+	if waiting := s.pending[key]; len(waiting) > 0 {
+		kept := waiting[:0]
+		for _, e := range waiting {
+			e.nb = append(e.nb, pt)
+			if e.after++; e.after < s.lim.Around {
+				kept = append(kept, e)
+			}
+		}
+		clear(waiting[len(kept):])
+		if len(kept) == 0 {
+			delete(s.pending, key)
+		} else {
+			s.pending[key] = kept
+		}
+	}
 	if r.Scorer == "" {
 		return
 	}
@@ -304,6 +342,19 @@ func (s *State) AddScore(key string, r scorer.ScoreRecord, t time.Time) {
 		sc.parts[p] = true
 		sc.Partitions = append(sc.Partitions, p)
 		slices.Sort(sc.Partitions)
+	}
+}
+
+// unpend stops e gathering scores; s.mu is held.
+func (s *State) unpend(e *AlertEntry) {
+	waiting := s.pending[e.Key]
+	if i := slices.Index(waiting, e); i >= 0 {
+		waiting = slices.Delete(waiting, i, i+1)
+	}
+	if len(waiting) == 0 {
+		delete(s.pending, e.Key)
+	} else {
+		s.pending[e.Key] = waiting
 	}
 }
 
@@ -414,7 +465,7 @@ func (s *State) Tick(now time.Time) Point {
 	}
 	s.last = now
 	p := Point{T: now.UnixMilli(), Scored: float64(s.nScored) / dt, Alerts: float64(s.nAlerts) / dt, Dead: map[string]float64{},
-		Rounds: s.rounds, Loss: s.training.Loss, Version: s.training.Version, Threshold: s.training.Threshold}
+		Rounds: s.rounds, Loss: s.training.Loss, Version: s.training.Version, Threshold: s.inEffect()}
 	for r, n := range s.dead {
 		p.Dead[r] = float64(n) / dt
 	}
@@ -442,6 +493,17 @@ func (s *State) Tick(now time.Time) Point {
 		}
 	}
 	return p
+}
+
+// inEffect is the threshold the scorers apply: the newest checkpoint's.
+// The coordinator's own moves with every recalibration and reaches the
+// scorers only in the next checkpoint; before the newest version is
+// listed, it stands in. s.mu is held.
+func (s *State) inEffect() float64 {
+	if len(s.models) > 0 && s.models[0].Version == s.training.Version {
+		return s.models[0].Threshold
+	}
+	return s.training.Threshold
 }
 
 // Roles of the groups whose lag is shown.

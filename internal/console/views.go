@@ -39,6 +39,7 @@ func (s *State) live() Live {
 	l := Live{Training: s.training, Lags: slices.Clone(s.lags),
 		Totals: Totals{Scored: s.totals.Scored, Alerts: s.totals.Alerts, DeadLetters: cloneMap(s.totals.DeadLetters), Undecodable: cloneMap(s.totals.Undecodable)}}
 	l.Training.Workers = slices.Clone(s.training.Workers)
+	l.Training.InEffect = s.inEffect()
 	for _, sc := range s.scorers {
 		c := *sc
 		c.Partitions = slices.Clone(sc.Partitions)
@@ -87,6 +88,7 @@ func (s *State) newestAlerts(seq uint64, n int) []*AlertEntry {
 			break
 		}
 		c := *e
+		c.nb = nil
 		out = append(out, &c)
 	}
 	return out
@@ -129,16 +131,21 @@ func (s *State) Alerts(f AlertFilter) []*AlertEntry {
 	for i := s.alerts.len() - 1; i >= 0 && len(out) < f.Limit; i-- {
 		if e := s.alerts.at(i); f.match(e) {
 			c := *e
+			c.nb = nil
 			out = append(out, &c)
 		}
 	}
 	return out
 }
 
-// AlertDetail is one alert with its key's recent scores.
+// AlertDetail is one alert with its key's scores around it.
 type AlertDetail struct {
-	Alert      *AlertEntry  `json:"alert"`
-	Neighbours []ScorePoint `json:"neighbours"` // the key's scores kept, oldest first (the alert's own among them while kept)
+	Alert *AlertEntry `json:"alert"`
+	// Neighbours are the key's scores around the alert, in time order:
+	// up to Limits.Around before it and as many after (its own among
+	// them when the scores topic has it).
+	Neighbours []ScorePoint `json:"neighbours"`
+	Explained  *Explained   `json:"explained,omitempty"` // every feature's part, recomputed (nil: not asked for or not possible)
 }
 
 // Alert returns the alert with id, or false when it is no longer kept.
@@ -150,12 +157,16 @@ func (s *State) Alert(id string) (AlertDetail, bool) {
 		return AlertDetail{}, false
 	}
 	c := *e
+	c.nb = nil
 	d := AlertDetail{Alert: &c, Neighbours: []ScorePoint{}}
-	if h, ok := s.keys[e.Key]; ok {
-		for i := range h.pts.len() {
-			d.Neighbours = append(d.Neighbours, h.pts.at(i))
+	seen := map[string]bool{}
+	for _, p := range e.nb {
+		if !seen[p.ID] {
+			seen[p.ID] = true
+			d.Neighbours = append(d.Neighbours, p)
 		}
 	}
+	sort.SliceStable(d.Neighbours, func(i, j int) bool { return d.Neighbours[i].T < d.Neighbours[j].T })
 	return d, true
 }
 
@@ -169,7 +180,7 @@ type Bin struct {
 // Scores is the scores page's data.
 type Scores struct {
 	Count     int     `json:"count"`     // recent scores the histogram holds
-	Threshold float64 `json:"threshold"` // the coordinator's current threshold
+	Threshold float64 `json:"threshold"` // the threshold in effect (the newest checkpoint's)
 	Above     int     `json:"above"`     // of them, above it
 	Zero      int     `json:"zero"`      // of them, exactly 0 (left of a log axis)
 	Bins      []Bin   `json:"bins"`      // log-spaced
@@ -184,7 +195,7 @@ func (s *State) Scores(nbins int) Scores {
 	for i := range xs {
 		xs[i] = s.scores.at(i)
 	}
-	out := Scores{Count: len(xs), Threshold: s.training.Threshold, History: make([]Point, s.series.len())}
+	out := Scores{Count: len(xs), Threshold: s.inEffect(), History: make([]Point, s.series.len())}
 	for i := range out.History {
 		out.History[i] = s.series.at(i)
 	}

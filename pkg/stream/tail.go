@@ -137,3 +137,41 @@ func (a *Admin) partitions(ctx context.Context, topic string) ([]int, error) {
 	}
 	return parts, nil
 }
+
+// ReadAt reads the record at offset of partition of topic: for a reader
+// that looks one record up (the source of an alert). It fails when the
+// offset is no longer retained or ctx ends first.
+func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, partition int, offset int64) (kafka.Message, error) {
+	conn, err := sec.dialer().DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	defer conn.Close()
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	if offset < first || offset >= last {
+		return kafka.Message{}, fmt.Errorf("offset %d of %s/%d is not retained (the partition holds %d to %d)", offset, topic, partition, first, last-1)
+	}
+	if _, err := conn.Seek(offset, kafka.SeekAbsolute); err != nil {
+		return kafka.Message{}, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetReadDeadline(dl)
+	}
+	b := conn.ReadBatch(1, MaxRecordBytes+1<<20)
+	defer b.Close()
+	for {
+		m, err := b.ReadMessage()
+		if err != nil {
+			return kafka.Message{}, err
+		}
+		if m.Offset >= offset {
+			if m.Offset != offset {
+				return kafka.Message{}, fmt.Errorf("offset %d of %s/%d is not in the log (compacted?); the next is %d", offset, topic, partition, m.Offset)
+			}
+			return m, nil
+		}
+	}
+}

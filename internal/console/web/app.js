@@ -3,7 +3,7 @@
 "use strict";
 
 const S = { series: [], live: null, alerts: [], lastSeq: 0, rollback: document.body.dataset.rollback === "true", page: "" };
-const MAX_POINTS = 900, MAX_ALERTS = 2000;
+const MAX_POINTS = 900, MAX_ALERTS = 10000, FEED_ROWS = 100;
 const COLORS = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#718096", "#c53030"];
 
 // ---- helpers
@@ -30,6 +30,20 @@ function fmt(x) {
   if (a >= 1) return x.toFixed(2);
   return x.toPrecision(3);
 }
+// niceStep rounds a tick step to 1, 2 or 5 times a power of ten.
+function niceStep(raw) {
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const m = raw / p;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+}
+// tick labels an axis value compactly: 0.5, 20, 1.5k, 2M.
+function tick(v) {
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  for (const [d, u] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) if (a >= d) return +(v / d).toPrecision(3) + u;
+  if (a < 0.01) return v.toExponential(0);
+  return String(+v.toPrecision(3));
+}
 function fmtInt(x) { return x === undefined || x === null ? "–" : Math.round(x).toLocaleString("en-US"); }
 function clock(ms) { return ms ? new Date(ms).toLocaleTimeString([], { hour12: false }) : "–"; }
 function stamp(ms) { return ms ? new Date(ms).toLocaleString([], { hour12: false }) : "–"; }
@@ -41,6 +55,7 @@ function ago(ms) {
   if (s < 5400) return (s / 60).toFixed(0) + " min ago";
   return (s / 3600).toFixed(1) + " h ago";
 }
+function wide(title, sub, ...body) { const c = card(title, sub, ...body); c.classList.add("wide"); return c; }
 function card(title, sub, ...body) { return el("div", { class: "card" }, el("h2", { text: title }), sub ? el("div", { class: "sub", text: sub }) : null, ...body); }
 async function getJSON(path) {
   const r = await fetch(path, { cache: "no-store" });
@@ -56,7 +71,7 @@ async function getJSON(path) {
 // horizontal marker lines opts.hlines [{y, label, color}] and points
 // opts.marks [{x, y, label}].
 function lineChart(series, opts = {}) {
-  const W = 640, H = opts.tall ? 260 : 180, L = 56, R = 12, T = 10, B = 24;
+  const W = 640, H = opts.tall ? 260 : 180, L = 56, R = 12, T = 10, B = opts.xLabel ? 36 : 24;
   const svg = el("svg", { class: "chart" + (opts.tall ? " tall" : ""), viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
   let xs = [], ys = [];
   for (const s of series) for (const [x, y] of s.pts) { xs.push(x); if (!opts.log || y > 0) ys.push(y); }
@@ -66,7 +81,7 @@ function lineChart(series, opts = {}) {
     return wrap(svg, series);
   }
   let x0 = Math.min(...xs), x1 = Math.max(...xs);
-  if (opts.window && !opts.xNumeric) x0 = Math.min(x0, x1 - opts.window);
+  if (!opts.xNumeric) x0 = Math.min(x0, x1 - 60000); // at least a minute wide
   if (x1 === x0) x1 = x0 + 1;
   let y0 = ys.length ? Math.min(...ys) : 0, y1 = ys.length ? Math.max(...ys) : 1;
   if (opts.log) {
@@ -75,24 +90,26 @@ function lineChart(series, opts = {}) {
   } else {
     if (!opts.tight) y0 = Math.min(0, y0);
     if (y1 === y0) y1 = y0 + 1;
-    y1 += (y1 - y0) * 0.08;
+    const st = niceStep((y1 - y0) / 4);
+    y0 = Math.floor(y0 / st) * st; y1 = Math.ceil(y1 * 1.04 / st) * st;
   }
   const X = x => L + (x - x0) / (x1 - x0) * (W - L - R);
   const Y = y => { const v = opts.log ? Math.log10(Math.max(y, 1e-12)) : y; return T + (1 - (v - y0) / (y1 - y0)) * (H - T - B); };
   const grid = el("g", { class: "grid" }), axis = el("g", { class: "axis" });
   const yticks = [];
-  if (opts.log) for (let e = y0; e <= y1; e++) yticks.push(Math.pow(10, e));
-  else for (let i = 0; i <= 4; i++) yticks.push(y0 + (y1 - y0) * i / 4);
+  if (opts.log) for (let e = y0; e <= y1; e += Math.max(1, Math.ceil((y1 - y0) / 6))) yticks.push(Math.pow(10, e));
+  else { const st = niceStep((y1 - y0) / 4); for (let v = y0; v <= y1 + st / 2; v += st) yticks.push(v); }
   for (const v of yticks) {
     const y = Y(v);
     grid.append(el("line", { x1: L, x2: W - R, y1: y, y2: y }));
-    axis.append(el("text", { x: L - 6, y: y + 4, "text-anchor": "end", text: fmt(v) }));
+    axis.append(el("text", { x: L - 6, y: y + 4, "text-anchor": "end", text: tick(v) }));
   }
   for (let i = 0; i <= 4; i++) {
     const v = x0 + (x1 - x0) * i / 4, x = X(v);
-    axis.append(el("text", { x, y: H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle", text: opts.xNumeric ? fmt(v) : clock(v) }));
+    axis.append(el("text", { x, y: opts.xLabel ? H - 18 : H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle", text: opts.xNumeric ? tick(Math.round(v)) : clock(v) }));
   }
   axis.append(el("line", { x1: L, x2: W - R, y1: H - B, y2: H - B }));
+  if (opts.xLabel) axis.append(el("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", text: opts.xLabel }));
   svg.append(grid, axis);
   for (const h of opts.hlines || []) {
     if (opts.log && !(h.y > 0)) continue;
@@ -155,12 +172,20 @@ function chips() {
   const tr = l.training;
   if (tr.error) c.append(el("span", { class: "chip bad", title: tr.error, text: "coordinator unreachable" }));
   c.append(el("span", { class: "chip", text: "model v" + (tr.version || "–") }));
-  c.append(el("span", { class: "chip", text: "threshold " + (tr.threshold ? fmt(tr.threshold) : "not set yet") }));
-  if (tr.state) c.append(el("span", { class: "chip", text: "training: " + tr.state }));
+  c.append(el("span", { class: "chip", title: "the threshold of the newest model, which the scorers apply", text: "threshold " + (tr.in_effect ? fmt(tr.in_effect) : "not set yet") }));
+  if (tr.state) c.append(el("span", { class: "chip", title: STATES[tr.state] || "", text: "training: " + tr.state }));
   c.append(el("span", { class: "chip", text: (tr.workers || []).length + " trainers" }));
   c.append(el("span", { class: "chip", text: l.scorers.filter(s => Date.now() - s.last_seen < 30000).length + " scorers active" }));
   for (const g of l.lags) if (g.error) c.append(el("span", { class: "chip bad", title: g.error, text: g.role + " lag unknown" }));
 }
+
+// What each training state means, as the coordinator names them.
+const STATES = {
+  warming: "collecting the first records' statistics (the normalizer and the code width); no model yet",
+  learning: "training at full pace until the first threshold is set",
+  settled: "a threshold is set; training at full pace until the held-out errors stop falling",
+  maintaining: "the model has stopped improving: each new record is trained on a few times; drift sends it back to settled",
+};
 
 // ---- pages
 
@@ -198,22 +223,21 @@ function overview(main) {
   const pts = S.series, l = S.live;
   const line = (f) => pts.map(p => [p.t, f(p)]);
   const reasons = new Set(); for (const p of pts) for (const r of Object.keys(p.dead || {})) reasons.add(r);
-  const win = 15 * 60 * 1000;
   const grid = el("div", { class: "grid" },
     card("Records per second", "produced to the records topic, and scored (read back from the scores topic)",
-      lineChart([{ name: "in", pts: line(p => p.in) }, { name: "scored", pts: line(p => p.scored) }], { window: win })),
+      lineChart([{ name: "in", pts: line(p => p.in) }, { name: "scored", pts: line(p => p.scored) }])),
     card("Alerts per second", "read from the alerts topic",
-      lineChart([{ name: "alerts", pts: line(p => p.alerts), color: "#c53030" }], { window: win })),
+      lineChart([{ name: "alerts", pts: line(p => p.alerts), color: "#c53030" }])),
     card("Dead letters per second, by reason", "records that could not be scored, on the dead-letter topic",
-      lineChart([...reasons].map(r => ({ name: r, pts: line(p => (p.dead || {})[r] || 0) })), { window: win, empty: "no dead letters" })),
+      lineChart([...reasons].map(r => ({ name: r, pts: line(p => (p.dead || {})[r] || 0) })), { empty: "no dead letters" })),
     card("Consumer lag (records not yet committed)", "summed over the records topic's partitions; per partition below",
-      lineChart([{ name: "scorers", pts: line(p => p.scorer_lag) }, { name: "trainers", pts: line(p => p.trainer_lag) }], { window: win })),
+      lineChart([{ name: "scorers", pts: line(p => p.scorer_lag) }, { name: "trainers", pts: line(p => p.trainer_lag) }])),
     card("Training rounds per second", "synchronous rounds the coordinator completed",
-      lineChart([{ name: "rounds/s", pts: line(p => p.rounds), color: "#38a169" }], { window: win })),
+      lineChart([{ name: "rounds/s", pts: line(p => p.rounds), color: "#38a169" }])),
     card("Training loss", "the last round's mean training objective (lower is better)",
-      lineChart([{ name: "loss", pts: line(p => p.loss).filter(([, y]) => y > 0), color: "#805ad5" }], { window: win, tight: true })),
+      lineChart([{ name: "loss", pts: line(p => p.loss).filter(([, y]) => y > 0), color: "#805ad5" }], { tight: true })),
     card("Model version and threshold", "a score above the threshold raises an alert; dots mark new versions",
-      versionChart(pts, win)),
+      versionChart(pts)),
   );
   const tables = el("div", { class: "grid" });
   if (l) {
@@ -227,11 +251,11 @@ function overview(main) {
     grid, tables);
 }
 
-function versionChart(pts, win) {
+function versionChart(pts) {
   const th = pts.filter(p => p.threshold > 0).map(p => [p.t, p.threshold]);
   const marks = [];
   for (let i = 1; i < pts.length; i++) if (pts[i].version !== pts[i - 1].version && pts[i].threshold > 0) marks.push({ x: pts[i].t, y: pts[i].threshold, label: "v" + pts[i].version, r: 3, color: "#2b6cb0" });
-  return lineChart([{ name: "threshold", pts: th, step: true, color: "#c53030" }], { window: win, marks, tight: true, empty: "no threshold yet" });
+  return lineChart([{ name: "threshold", pts: th, step: true, color: "#c53030" }], { marks, tight: true, empty: "no threshold yet" });
 }
 
 function workersTable(tr) {
@@ -240,8 +264,8 @@ function workersTable(tr) {
     el("td", { text: w.id }), el("td", { text: ago(w.joined_at) }), el("td", { text: ago(w.last_gradient) }),
     el("td", { class: "num", text: fmtInt(w.gradients) }), el("td", { text: w.benched ? "benched" : "in rounds", class: w.benched ? "bad" : "" })));
   return el("div", {},
-    el("dl", { class: "kv" }, el("dt", { text: "round" }), el("dd", { text: fmtInt(tr.round) }), el("dt", { text: "state" }), el("dd", { text: tr.state || "–" }),
-      el("dt", { text: "records trained on" }), el("dd", { text: fmtInt(tr.records) }), el("dt", { text: "presentations per record" }), el("dd", { text: fmt(tr.presentations) })),
+    el("dl", { class: "kv" }, el("dt", { text: "round" }), el("dd", { text: fmtInt(tr.round) }), el("dt", { text: "state" }), el("dd", { text: (tr.state || "–") + (STATES[tr.state] ? ": " + STATES[tr.state] : "") }),
+      el("dt", { text: "records trained on" }), el("dd", { text: fmtInt(tr.records) }), el("dt", { text: "times each record was trained on" }), el("dd", { text: fmt(tr.presentations) + " on average" })),
     el("table", {}, el("tr", {}, el("th", { text: "trainer" }), el("th", { text: "joined" }), el("th", { text: "last gradient" }), el("th", { class: "num", text: "gradients" }), el("th", { text: "" })),
       rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted", text: "no trainer joined" }))));
 }
@@ -258,7 +282,7 @@ function lagTable(g) {
   if (g.error) return el("div", { class: "bad", text: g.error });
   return el("table", {}, el("tr", {}, el("th", { class: "num", text: "partition" }), el("th", { class: "num", text: "committed" }), el("th", { class: "num", text: "end" }), el("th", { class: "num", text: "lag" }), el("th", { text: "held by" })),
     g.partitions.map(p => el("tr", {}, el("td", { class: "num", text: p.partition }), el("td", { class: "num", text: p.committed < 0 ? "none" : fmtInt(p.committed) }),
-      el("td", { class: "num", text: fmtInt(p.end) }), el("td", { class: "num", text: fmtInt(p.lag) }), el("td", { text: p.holder || "unassigned" }))));
+      el("td", { class: "num", text: fmtInt(p.end) }), el("td", { class: "num", text: fmtInt(p.lag) }), el("td", {}, el("span", { class: "holder", title: p.holder || "", text: p.holder ? p.holder.split(" (")[0] : "unassigned" })))));
 }
 
 function totalsList(t) {
@@ -294,9 +318,10 @@ function fillAlerts() {
   const list = S.alerts.filter(a => (!F.key || a.key === F.key) && (!v || a.model.version === v) && (!F.feature || a.features.some(f => f.name === F.feature)));
   const fresh = new Set(S.newAlerts || []);
   t.replaceChildren(el("tr", {}, el("th", { text: "scored at" }), el("th", { text: "key" }), el("th", { class: "num", text: "score" }), el("th", { class: "num", text: "threshold" }), el("th", { text: "features that explain it" }), el("th", { text: "model" }), el("th", { text: "record" })),
-    list.slice(0, 300).map(a => el("tr", { class: "alert-row" + (fresh.has(a.id) ? " new" : ""), "data-id": a.id, on: { click: () => { location.hash = "#/alert/" + encodeURIComponent(a.id); } } },
+    ...list.slice(0, FEED_ROWS).map(a => el("tr", { class: "alert-row" + (fresh.has(a.id) ? " new" : ""), "data-id": a.id, on: { click: () => { location.hash = "#/alert/" + encodeURIComponent(a.id); } } },
       el("td", { text: clock(Date.parse(a.scored_at)) }), el("td", { text: a.key }), el("td", { class: "num", text: fmt(a.score) }), el("td", { class: "num", text: fmt(a.threshold) }),
-      el("td", { text: a.features.map(f => `${f.name} ${Math.round(100 * f.error / a.score)}%`).join(", ") }), el("td", { text: "v" + a.model.version }), el("td", { class: "muted", text: a.id }))));
+      el("td", { text: a.features.map(f => f.name).join(", ") }), el("td", { text: "v" + a.model.version }), el("td", { class: "muted", text: a.id }))));
+  if (list.length > FEED_ROWS) t.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: `the newest ${FEED_ROWS} of ${fmtInt(list.length)} alerts kept; filter by key, feature or version to see others` })));
   if (!list.length) t.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: S.alerts.length ? "no alert matches the filters" : "no alert yet in the kept window" })));
 }
 
@@ -306,13 +331,15 @@ async function alertPage(main) {
   let d;
   try { d = await getJSON("api/alert?id=" + encodeURIComponent(id)); } catch (e) { main.replaceChildren(el("div", { class: "notice bad", text: e.message }), el("a", { href: "#/alerts", text: "back to the alerts" })); return; }
   const a = d.alert;
-  const share = f => a.score > 0 ? f.error / a.score : 0;
+  const ex = d.explained;
+  const full = ex && !ex.error;
+  const listedShare = full ? ex.features.filter(f => a.features.some(g => g.name === f.name)).reduce((s, f) => s + f.share, 0) : null;
   main.replaceChildren(
     el("a", { href: "#/alerts", text: "← alerts" }),
     el("h1", { id: "alert-title", text: `Alert on key ${a.key}` }),
-    el("p", { class: "help", text: "The model reconstructs each record from the few patterns it has learned; a feature far from its reconstruction is what makes the record unusual. The bars compare the value received with the value the model expected; the share is how much of the score that feature accounts for." }),
+    el("p", { class: "help", text: "The model reconstructs each record from the few patterns it has learned; a feature far from its reconstruction is what makes the record unusual. The bars compare the value received with the value the model expected." }),
     el("div", { class: "grid" },
-      card("What was received, against what the model expected", `the ${a.features.length} features that explain most of the score`, featureBars(a)),
+      wide("What was received, against what the model expected", full ? `every feature, by its part of the score; the alert lists ${a.features.length}` : `the ${a.features.length} features the alert lists`, featureBars(a, ex)),
       card("The record", "", el("dl", { class: "kv" },
         el("dt", { text: "key" }), el("dd", { text: a.key }),
         el("dt", { text: "score" }), el("dd", { id: "alert-score", text: fmt(a.score) + "  (threshold " + fmt(a.threshold) + ", " + fmt(a.score / a.threshold) + "×)" }),
@@ -320,47 +347,66 @@ async function alertPage(main) {
         el("dt", { text: "record time" }), el("dd", { text: stamp(Date.parse(a.source.timestamp)) }),
         el("dt", { text: "source" }), el("dd", { text: `${a.source.topic}, partition ${a.source.partition}, offset ${a.source.offset}` }),
         el("dt", { text: "model" }), el("dd", { text: `version ${a.model.version} (${a.model.variant})` }),
-        el("dt", { text: "explained by the features shown" }), el("dd", { text: Math.round(100 * a.features.reduce((s, f) => s + share(f), 0)) + "% of the score" })))),
-    el("div", { class: "grid" }, card(`Neighbours in time: the recent scores of key ${a.key}`, d.neighbours.length ? "the red dot is this alert; the dashed line the threshold" : "", neighbours(a, d.neighbours))));
+        listedShare === null ? null : el("dt", { text: "the listed features' part" }), listedShare === null ? null : el("dd", { text: (100 * listedShare).toFixed(0) + "% of the score" })))),
+    el("div", { class: "grid" }, card(`Neighbours in time: the scores of key ${a.key} around it`, d.neighbours.length ? "the red dot is this alert; the dashed line the threshold" : "", neighbours(a, d.neighbours))));
 }
 
-function featureBars(a) {
-  const fs = a.features, W = 640, rowH = 46, L = 130, R = 120, H = fs.length * rowH + 28;
+// featureBars draws each feature's received value against its
+// reconstruction. With the alert recomputed (ex), every feature is there,
+// ordered by its term of the score, with its share; the features the alert
+// lists carry the alert's own figures. Without, only the listed ones, with
+// their squared errors.
+function featureBars(a, ex) {
+  const listed = new Map(a.features.map(f => [f.name, f]));
+  const full = ex && !ex.error;
+  let rows = full ? ex.features.map(f => ({ ...f, ...(listed.get(f.name) || {}), term: f.term, share: f.share, listed: listed.has(f.name) }))
+    : a.features.map(f => ({ ...f, listed: true }));
+  const more = rows.length > 15 ? rows.length - 15 : 0;
+  if (more) rows = rows.filter((r, i) => i < 15 || r.listed);
+  const W = 640, rowH = 40, L = 110, R = 190, H = rows.length * rowH + 24;
   let lo = 0, hi = 0;
-  for (const f of fs) { lo = Math.min(lo, f.value, f.reconstruction); hi = Math.max(hi, f.value, f.reconstruction); }
+  for (const f of rows) { lo = Math.min(lo, f.value, f.reconstruction); hi = Math.max(hi, f.value, f.reconstruction); }
   if (hi === lo) hi = lo + 1;
   const X = v => L + (v - lo) / (hi - lo) * (W - L - R);
-  const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, id: "feature-bars" });
-  svg.style.height = H + "px";
-  svg.append(el("line", { x1: X(0), x2: X(0), y1: 4, y2: H - 20, stroke: "#b8bfcc" }));
-  fs.forEach((f, i) => {
-    const y = 8 + i * rowH, sh = a.score > 0 ? f.error / a.score : 0;
-    const g = el("g", { class: "feature-bar", "data-name": f.name, "data-value": String(f.value), "data-reconstruction": String(f.reconstruction), "data-error": String(f.error) });
-    g.append(el("text", { x: L - 8, y: y + 16, "text-anchor": "end", fill: "#1d2330", text: f.name }));
-    const bar = (v, yy, color, label) => {
-      const x0 = Math.min(X(0), X(v)), w = Math.max(Math.abs(X(v) - X(0)), 1);
-      g.append(el("rect", { x: x0, y: yy, width: w, height: 14, fill: color }, el("title", { text: label + " " + v })));
-      g.append(el("text", { x: X(v) + (v >= 0 ? 4 : -4), y: yy + 11, "text-anchor": v >= 0 ? "start" : "end", text: label + " " + fmt(v) }));
-    };
-    bar(f.value, y, "#c53030", "received");
-    bar(f.reconstruction, y + 17, "#90a4c0", "expected");
-    g.append(el("text", { x: W - 4, y: y + 20, "text-anchor": "end", fill: "#1d2330", text: Math.round(100 * sh) + "% of score" }));
+  const svg = el("svg", { class: "chart bars", viewBox: `0 0 ${W} ${H}`, id: "feature-bars" });
+  svg.append(el("line", { x1: X(0), x2: X(0), y1: 2, y2: H - 18, stroke: "#b8bfcc" }));
+  rows.forEach((f, i) => {
+    const y = 6 + i * rowH;
+    const g = el("g", { class: "feature-bar", "data-name": f.name, "data-listed": String(f.listed), "data-value": String(f.value), "data-reconstruction": String(f.reconstruction), "data-error": String(f.error) });
+    g.append(el("text", { x: L - 8, y: y + 15, "text-anchor": "end", fill: "#1d2330", "font-weight": f.listed ? "bold" : "normal", text: f.name }));
+    for (const [v, yy, color, label] of [[f.value, y, "#c53030", "received"], [f.reconstruction, y + 15, "#90a4c0", "expected"]]) {
+      g.append(el("rect", { x: Math.min(X(0), X(v)), y: yy, width: Math.max(Math.abs(X(v) - X(0)), 1), height: 12, fill: color }, el("title", { text: `${label} ${v}` })));
+    }
+    g.append(el("text", { x: W - R + 10, y: y + 11, fill: "#1d2330", text: `${fmt(f.value)} received, ${fmt(f.reconstruction)} expected` }));
+    g.append(el("text", { x: W - R + 10, y: y + 25, text: full ? `${(100 * f.share).toFixed(1)}% of the score` : `squared error ${fmt(f.error)}` }));
     svg.append(g);
   });
-  svg.append(el("text", { x: X(0), y: H - 6, "text-anchor": "middle", text: "0" }));
-  return el("div", {}, svg, el("div", { class: "legend" }, swatch("#c53030", "received value"), swatch("#90a4c0", "the model's reconstruction (same units)")));
+  svg.append(el("text", { x: X(0), y: H - 4, "text-anchor": "middle", text: "0" }));
+  const notes = [];
+  if (full) {
+    notes.push(ex.whitened ? "The score weighs each feature's standardized error by how the features usually vary together: a feature's term is its error times the weighted errors of all, so terms can be negative; they add up to the score." : "The score is the sum of the features' squared standardized errors; each term is one feature's.");
+    if (more) notes.push(`${more} features with smaller terms are not drawn.`);
+    if (!ex.matches) notes.push(`Recomputed from the record and version ${a.model.version}, the score is ${fmt(ex.score)}, not the alert's ${fmt(a.score)}: the record or the model read back is not the one scored.`);
+  } else {
+    notes.push("The features the alert lists, with their squared standardized errors." + (ex && ex.error ? " Every feature's part of the score could not be recomputed: " + ex.error : ""));
+  }
+  return el("div", {}, svg, el("div", { class: "legend" }, swatch("#c53030", "received value"), swatch("#90a4c0", "the model's reconstruction (same units)"), el("span", { text: "bold: listed in the alert" })),
+    ...notes.map(n => el("p", { class: "muted", text: n })));
 }
 function swatch(c, name) { const i = el("i"); i.style.background = c; return el("span", {}, i, name); }
 
 function neighbours(a, pts) {
   if (!pts.length) return el("p", { class: "muted", text: "No scores of this key are kept: the scorers write no scores topic, or the key has not been seen in the console's window." });
   const own = pts.find(p => p.id === a.id);
-  const chart = lineChart([{ name: "score", pts: pts.map(p => [p.t, p.score]) }], {
-    log: true, hlines: [{ y: a.threshold, label: "threshold" }],
-    marks: own ? [{ x: own.t, y: own.score, label: "this alert" }] : [], tall: false,
+  // x: the record's place in the key's sequence, this alert's at 0.
+  const at0 = own ? pts.indexOf(own) : pts.length;
+  const chart = lineChart([{ name: "score", pts: pts.map((p, i) => [i - at0, p.score]) }], {
+    log: true, xNumeric: true, xLabel: "records of this key before (−) and after (+) the alert", hlines: [{ y: a.threshold, label: "threshold" }],
+    marks: own ? [{ x: 0, y: own.score, label: "this alert" }] : [], tall: false,
   });
-  const rows = pts.slice().reverse().slice(0, 12).map(p => el("tr", { class: p.id === a.id ? "new" : "" }, el("td", { text: clock(p.t) }), el("td", { class: "num", text: fmt(p.score) }), el("td", { text: p.alert ? "alert" : "", class: "bad" }), el("td", { text: "v" + p.version }), el("td", { class: "muted", text: p.id })));
-  return el("div", {}, chart, own ? null : el("p", { class: "muted", text: "This alert's own score has left the key's kept history; these are its latest records." }),
+  const at = own ? pts.indexOf(own) : pts.length - 1;
+  const rows = pts.slice(Math.max(0, at - 5), at + 6).map(p => el("tr", { class: p.id === a.id ? "new" : "" }, el("td", { text: clock(p.t) }), el("td", { class: "num", text: fmt(p.score) }), el("td", { text: p.alert ? "alert" : "", class: "bad" }), el("td", { text: "v" + p.version }), el("td", { class: "muted", text: p.id })));
+  return el("div", {}, chart, own ? null : el("p", { class: "muted", text: "This alert's own score is not among them (the scores topic did not have it)." }),
     el("table", {}, el("tr", {}, el("th", { text: "time" }), el("th", { class: "num", text: "score" }), el("th", { text: "" }), el("th", { text: "model" }), el("th", { text: "record" })), rows));
 }
 
@@ -394,7 +440,7 @@ function histogram(d) {
     if (!b.count) continue;
     svg.append(el("rect", { x: X(b.lo), y: Y(b.count), width: Math.max(X(b.hi) - X(b.lo) - 1, 1), height: H - B - Y(b.count), fill: b.lo >= d.threshold && d.threshold > 0 ? "#c53030" : "#2b6cb0" }, el("title", { text: `${fmt(b.lo)} – ${fmt(b.hi)}: ${b.count}` })));
   }
-  for (let e = Math.ceil(l0); e <= Math.floor(l1); e++) svg.append(el("text", { x: X(Math.pow(10, e)), y: H - 18, "text-anchor": "middle", text: fmt(Math.pow(10, e)) }));
+  for (let e = Math.ceil(l0); e <= Math.floor(l1); e++) svg.append(el("text", { x: X(Math.pow(10, e)), y: H - 18, "text-anchor": "middle", text: tick(Math.pow(10, e)) }));
   svg.append(el("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", text: "score (log scale); bar height: count (log scale)" }));
   for (const c of [1, 10, 100, 1000, 10000]) if (c <= top) svg.append(el("text", { x: L - 6, y: Y(c) + 4, "text-anchor": "end", text: fmtInt(c) }));
   if (d.threshold > 0) {
@@ -430,7 +476,7 @@ async function modelsPage(main) {
     el("td", { class: "num" }, el("strong", { text: "v" + m.version })), el("td", { text: stamp(m.created_at) }), el("td", { class: "num", text: fmtInt(m.round) }),
     el("td", { class: "num", text: m.loss ? fmt(m.loss) : "–" }), el("td", { class: "num", text: m.threshold ? fmt(m.threshold) : "not set" }), el("td", { text: m.variant || "" }),
     el("td", {}, m.version === d.latest ? el("span", { class: "pill live", text: "latest" }) : null, m.pinned ? el("span", { class: "pill pinned", title: "a rollback target: never pruned", text: "pinned" }) : null, m.error ? el("span", { class: "bad", text: m.error }) : null),
-    d.rollback ? el("td", {}, m.version === d.latest || m.error ? null : el("button", { class: "secondary rollback-btn", "data-version": m.version, disabled: RB.pending !== null, text: "Roll back to v" + m.version, on: { click: () => rollback(m.version) } })) : null));
+    d.rollback ? el("td", {}, m.version === d.latest || m.error ? null : el("button", { class: "secondary rollback-btn", "data-version": m.version, "data-threshold": String(m.threshold), disabled: RB.pending !== null, text: "Roll back to v" + m.version, on: { click: () => rollback(m.version, m.threshold) } })) : null));
   kids.push(el("div", { class: "card" }, el("table", { id: "models-table" }, el("tr", {}, el("th", { class: "num", text: "version" }), el("th", { text: "written" }), el("th", { class: "num", text: "round" }), el("th", { class: "num", text: "loss" }), el("th", { class: "num", text: "threshold" }), el("th", { text: "variant" }), el("th", { text: "" }), d.rollback ? el("th", { text: "" }) : null), rows)));
   kids.push(el("div", { class: "card" }, el("h2", { text: "Scorers" }), scorersTable(d.scorers, d.latest)));
   const focused = document.activeElement && document.activeElement.id === "token";
@@ -438,9 +484,10 @@ async function modelsPage(main) {
   if (focused) document.getElementById("token").focus();
 }
 
-async function rollback(version) {
+async function rollback(version, threshold) {
   const tok = (document.getElementById("token") || {}).value || "";
-  if (!confirm(`Roll back to version ${version}? Training continues from its parameters and every scorer switches to the new version.`)) return;
+  const warn = threshold ? "" : `\n\nVersion ${version} has no threshold: the new version will raise no alert until the coordinator sets one.`;
+  if (!confirm(`Roll back to version ${version}? Training continues from its parameters and every scorer switches to the new version.` + warn)) return;
   RB.pending = version; RB.error = null; RB.result = null;
   try {
     const r = await fetch("api/rollback", { method: "POST", headers: { "Content-Type": "application/json", "Authorization": "Bearer " + tok }, body: JSON.stringify({ version }) });
