@@ -17,7 +17,7 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // followed by a delimiter (or the end), or when it is out of float64's
 // range; the caller then takes the slow path, which says what is wrong.
 // The first 19 significant digits are read eight at a time where they
-// can be; a mantissa exact in a float64 with a power of ten of at most 22
+// can be (the fraction's last run at once too); a mantissa exact in a float64 with a power of ten of at most 22
 // is scaled directly (Clinger's fast path: one correctly rounded
 // operation on exact operands), any other by the Eisel-Lemire algorithm;
 // the rare numbers neither decides go to strconv.ParseFloat. The result
@@ -37,6 +37,8 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 		i++
 	case i < len(b) && b[i] >= '1' && b[i] <= '9':
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			// Integer parts are mostly short: only whole runs of eight
+			// are taken at once (a failed try costs less than digitRun).
 			if nd <= 11 && i+8 <= len(b) {
 				if v8, ok := eightDigits(b[i:]); ok {
 					mant = mant*1e8 + v8
@@ -64,13 +66,15 @@ func scanNumber(b []byte, i int) (v float64, end int, ok bool) {
 		}
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
 			if mant != 0 && nd <= 11 && i+8 <= len(b) {
-				if v8, ok := eightDigits(b[i:]); ok {
-					mant = mant*1e8 + v8
-					nd += 8
-					exp -= 8
-					i += 8
+				run, k := digitRun(b, i)
+				mant = mant*upow10[k] + run
+				nd += k
+				exp -= k
+				i += k
+				if k == 8 {
 					continue
 				}
+				break
 			}
 			if nd < 19 {
 				mant = mant*10 + uint64(b[i]-'0')
@@ -257,4 +261,24 @@ func eightDigits(b []byte) (uint64, bool) {
 	v = (v & 0x0F0F0F0F0F0F0F0F) * 2561 >> 8
 	v = (v & 0x00FF00FF00FF00FF) * 6553601 >> 16
 	return (v & 0x0000FFFF0000FFFF) * 42949672960001 >> 32, true
+}
+
+// upow10 holds 10^0 .. 10^8, the scales of a run of digits.
+var upow10 = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8}
+
+// digitRun parses the run of ASCII digits that starts at b[i], up to 8
+// of them, and returns its value and length (0 to 8); b must have 8 bytes
+// from i on. One load and no branch (the SWAR method): a byte is a digit
+// when its high nibble is 3 and adding 6 leaves it so; the run ends at
+// the lowest byte that is not (a carry out of a byte of 0xFA or above
+// reaches only later bytes); its digits are shifted to the top of the
+// word, behind zeros, and combined in three multiplications.
+func digitRun(b []byte, i int) (uint64, int) {
+	v := binary.LittleEndian.Uint64(b[i:])
+	t := (v & 0xF0F0F0F0F0F0F0F0) | (((v + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) >> 4)
+	n := bits.TrailingZeros64(t^0x3333333333333333) >> 3
+	d := (v & 0x0F0F0F0F0F0F0F0F) << (64 - 8*n) // n = 0: shifted out
+	d = d * 2561 >> 8
+	d = (d & 0x00FF00FF00FF00FF) * 6553601 >> 16
+	return (d & 0x0000FFFF0000FFFF) * 42949672960001 >> 32, n
 }
