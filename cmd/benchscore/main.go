@@ -34,7 +34,7 @@
 //     alert's scored_at, and the replica's own event-to-alert histogram.
 //
 // Finally it prints the figures against the aims (100,000 records/s per
-// replica; half the raw consume rate, taken as the faster raw median;
+// replica; 60% of the raw consume rate, taken as the faster raw median;
 // p99 event-to-alert at most 50 ms at 20,000 records/s). The broker, the
 // producers and consumers of this program and the scorer all share this
 // machine's CPUs, so the output gives the CPU count and, per phase, the CPU
@@ -73,10 +73,12 @@ import (
 	"github.com/recon-ad/recon/pkg/ae"
 )
 
-// The aims of the Kafka issue's acceptance item 5.
+// The aims of the Kafka issue's acceptance item 5, the ratio raised by
+// issue 14 (item 2: 60% of the plain kafka-go reader's rate; here of the
+// faster raw consumer's, which is never less).
 const (
 	aimRate    = 100_000               // scorer records/s per replica
-	aimRatio   = 0.5                   // scorer rate over the raw consume rate
+	aimRatio   = 0.6                   // scorer rate over the raw consume rate
 	aimP99     = 50 * time.Millisecond // event-to-alert p99 ...
 	aimLatRate = 20_000                // ... at this many records/s
 )
