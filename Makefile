@@ -5,7 +5,7 @@ PKGS := ./...
 # the default Go build stays portable.
 SIMD := $(if $(filter amd64,$(shell $(GO) env GOARCH)),GOEXPERIMENT=simd,)
 
-.PHONY: all build image test test-simd test-monitoring e2e verify verify-proto proto bench bench-score bench-train eval eval-stream fuzz demo clean
+.PHONY: all build image test test-simd test-monitoring e2e screenshots bench-console verify verify-proto proto bench bench-score bench-train eval eval-stream fuzz demo clean
 
 all: build
 
@@ -22,9 +22,12 @@ test:
 	cd deploy && $(GO) test ./...
 	$(MAKE) --no-print-directory test-simd
 
-## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream, and a real Prometheus and Alertmanager on the shipped rules and dashboard; then test-monitoring
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null)
+
+## e2e: the real binaries as processes, with kill -9 of a scorer, a trainer and the coordinator and a devkafka restart mid-stream, a real Prometheus and Alertmanager on the shipped rules and dashboard, and the console in headless Chromium; then test-monitoring
 e2e: bin/tools/prometheus bin/tools/alertmanager
-	RECON_PROMETHEUS=$(CURDIR)/bin/tools/prometheus RECON_ALERTMANAGER=$(CURDIR)/bin/tools/alertmanager $(GO) test -tags e2e -count=1 -v ./e2e/
+	@if [ -z "$(CHROMIUM)" ]; then echo "make e2e: the console's browser test needs Chromium (apt-get install chromium)"; exit 1; fi
+	RECON_PROMETHEUS=$(CURDIR)/bin/tools/prometheus RECON_ALERTMANAGER=$(CURDIR)/bin/tools/alertmanager RECON_CHROMIUM=$(CHROMIUM) $(GO) test -tags e2e -count=1 -v ./e2e/
 	$(MAKE) --no-print-directory test-monitoring
 
 # Prometheus, promtool and Alertmanager, pinned, built from the Go module
@@ -40,6 +43,15 @@ bin/tools/alertmanager:
 ## test-monitoring: promtool check rules and promtool test rules on deploy/monitoring, and every dashboard query parsed (builds the pinned promtool first)
 test-monitoring: bin/tools/promtool
 	cd deploy && RECON_PROMTOOL=$(CURDIR)/bin/tools/promtool $(GO) test -count=1 -run 'TestPromtool' -v .
+
+## screenshots: the console's browser test alone, writing a screenshot of each page to docs/console/ (the README shows them; needs chromium)
+screenshots:
+	@if [ -z "$(CHROMIUM)" ]; then echo "make screenshots: needs Chromium (apt-get install chromium)"; exit 1; fi
+	RECON_CHROMIUM=$(CHROMIUM) RECON_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -tags e2e -count=1 -run TestConsoleInABrowser -v ./e2e/
+
+## bench-console: the demo for 11 minutes, printing the console's CPU share, resident memory and whether it read every alert and score (MET / NOT MET against under 10% of a core, flat memory, nothing missed)
+bench-console: build
+	bin/demo --seconds 660 --dir $${TMPDIR:-/tmp}/recon-bench-console $(BENCH_FLAGS)
 
 ## test-simd: pkg/ae and internal/kernels built with GOEXPERIMENT=simd (AVX2/AVX-512 kernels where the CPU has them), race and checkptr on
 test-simd:

@@ -170,7 +170,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	want := alerts[id]
 	t.Logf("alert %s (truth %s) in the feed", id, truth[id])
 	mu.Unlock()
-	shot("alerts")
 
 	// Opened (a click on its row: the feed redraws every second, so the
 	// click is the row's own, not a mouse event at where it was drawn), its
@@ -245,6 +244,9 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("the coordinator logged %d rollbacks from %s, want 1", n, target)
 	}
 	t.Logf("rolled back to v%s: published v%s, both scorers on it; the alert page had %d table rows", target, published, neighbours)
+
+	browse("open the alerts page again", chromedp.Navigate(rwURL+"#/alerts"), chromedp.WaitVisible(chromedp.CSS("#alerts-feed tr.alert-row")))
+	shot("alerts")
 
 	// Without the token: 401, and the coordinator rolls nothing back.
 	for _, auth := range []string{"", "Bearer not-the-token"} {

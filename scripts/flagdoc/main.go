@@ -28,7 +28,7 @@ const (
 // commands documented, in order.
 var commands = [][]string{
 	{"coordinator"}, {"trainer", "run"}, {"scorer", "run"}, {"devkafka"}, {"loadgen"}, {"demo"},
-	{"trainer", "fit"}, {"trainer", "sweep-k"}, {"scorer", "score"},
+	{"console"}, {"trainer", "fit"}, {"trainer", "sweep-k"}, {"scorer", "score"},
 }
 
 func main() {

@@ -3,7 +3,7 @@
 "use strict";
 
 const S = { series: [], live: null, alerts: [], lastSeq: 0, rollback: document.body.dataset.rollback === "true", page: "" };
-const MAX_POINTS = 900, MAX_ALERTS = 10000, FEED_ROWS = 100;
+const MAX_POINTS = 900, MAX_ALERTS = 10000, FEED_ROWS = 50;
 const COLORS = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#718096", "#c53030"];
 
 // ---- helpers
@@ -316,6 +316,9 @@ function fillAlerts() {
   const t = document.getElementById("alerts-feed"); if (!t) return;
   const v = F.version ? Number(F.version) : 0;
   const list = S.alerts.filter(a => (!F.key || a.key === F.key) && (!v || a.model.version === v) && (!F.feature || a.features.some(f => f.name === F.feature)));
+  // Newest first by the time scored: the partitions' alerts arrive in
+  // their own order.
+  list.sort((x, y) => Date.parse(y.scored_at) - Date.parse(x.scored_at));
   const fresh = new Set(S.newAlerts || []);
   t.replaceChildren(el("tr", {}, el("th", { text: "scored at" }), el("th", { text: "key" }), el("th", { class: "num", text: "score" }), el("th", { class: "num", text: "threshold" }), el("th", { text: "features that explain it" }), el("th", { text: "model" }), el("th", { text: "record" })),
     ...list.slice(0, FEED_ROWS).map(a => el("tr", { class: "alert-row" + (fresh.has(a.id) ? " new" : ""), "data-id": a.id, on: { click: () => { location.hash = "#/alert/" + encodeURIComponent(a.id); } } },
@@ -384,7 +387,7 @@ function featureBars(a, ex) {
   svg.append(el("text", { x: X(0), y: H - 4, "text-anchor": "middle", text: "0" }));
   const notes = [];
   if (full) {
-    notes.push(ex.whitened ? "The score weighs each feature's standardized error by how the features usually vary together: a feature's term is its error times the weighted errors of all, so terms can be negative; they add up to the score." : "The score is the sum of the features' squared standardized errors; each term is one feature's.");
+    notes.push(ex.whitened ? "The score weighs each feature's standardized error by how the features usually vary together: a feature's term is its error times the weighted errors of all, so terms can be negative; they add up to the score. The alert itself lists the features with the largest squared errors, which can rank differently." : "The score is the sum of the features' squared standardized errors; each term is one feature's.");
     if (more) notes.push(`${more} features with smaller terms are not drawn.`);
     if (!ex.matches) notes.push(`Recomputed from the record and version ${a.model.version}, the score is ${fmt(ex.score)}, not the alert's ${fmt(a.score)}: the record or the model read back is not the one scored.`);
   } else {
@@ -420,7 +423,7 @@ async function scoresPage(main) {
   const hpts = d.history.filter(p => p.max > 0);
   const pct = d.count ? (100 * d.above / d.count) : 0;
   main.replaceChildren(el("h1", { text: "Scores" }),
-    el("p", { class: "help", text: "A record's score is its squared reconstruction error in standardized units: near 0 for ordinary records, large for unusual ones. The scale is logarithmic." }),
+    el("p", { class: "help", text: "A record's score is its squared reconstruction error in standardized units, weighted by how the features usually vary together: small for ordinary records, large for unusual ones. Both scales are logarithmic. Just after a new model version the distribution still holds the older version's scores, which can sit apart from the new one's." }),
     el("div", { class: "grid" },
       card("Distribution of recent scores", d.count ? `${fmtInt(d.count)} most recent scores; ${fmtInt(d.above)} (${pct.toFixed(2)}%) above the threshold ${fmt(d.threshold)}` + (d.zero ? `; ${fmtInt(d.zero)} exactly 0, not drawn` : "") : "no scores read (scorers write them with --scores-topic)", hist),
       card("Scores over time", "each second's median, 99th percentile and largest score, with the threshold",
