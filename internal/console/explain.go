@@ -21,16 +21,16 @@ import (
 // feature l's term is r_l (P r)_l (negative where its error runs against
 // the others' usual pattern); without, r_l^2. The terms add up to the score.
 type Explained struct {
-	Score    float64       `json:"score"`    // recomputed
-	Matches  bool          `json:"matches"`  // equal to the alert's score to 1e-6, relative
-	Whitened bool          `json:"whitened"` // the model weighs errors by how features vary together
-	Features []FeaturePart `json:"features"` // every feature, largest term first
-	Error    string        `json:"error,omitempty"`
+	Score    float64       `json:"score"`           // recomputed
+	Matches  bool          `json:"matches"`         // equal to the alert's score to 1e-6, relative
+	Whitened bool          `json:"whitened"`        // the model weighs errors by how features vary together
+	Features []FeaturePart `json:"features"`        // every feature, largest term first
+	Error    string        `json:"error,omitempty"` // why it could not be recomputed (the rest is then empty)
 }
 
 // FeaturePart is one feature of a recomputed alert.
 type FeaturePart struct {
-	Name           string  `json:"name"`
+	Name           string  `json:"name"`           // the feature
 	Value          float64 `json:"value"`          // as received
 	Reconstruction float64 `json:"reconstruction"` // the model's, in the same units
 	Error          float64 `json:"error"`          // squared standardized error, as alerts list it
@@ -41,10 +41,10 @@ type FeaturePart struct {
 // Explainer recomputes alerts: it reads the source record from Kafka and
 // the checkpoint from the coordinator (a few kept).
 type Explainer struct {
-	Brokers     []string
-	Security    stream.Security
-	Format      stream.Format // the records' format, as the scorers read them
-	Coordinator reconv1.CoordinatorClient
+	Brokers     []string                  // bootstrap addresses
+	Security    stream.Security           // TLS and SASL for Kafka
+	Format      stream.Format             // the records' format, as the scorers read them
+	Coordinator reconv1.CoordinatorClient // where checkpoints are read from
 
 	mu    sync.Mutex
 	cache map[uint64]*checkpoint.Loaded

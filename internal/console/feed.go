@@ -20,21 +20,21 @@ import (
 
 // FeedConfig says where the console reads from.
 type FeedConfig struct {
-	Brokers      []string
-	Security     stream.Security
-	RecordsTopic string // the scored records: its end offsets give the rate in, and the groups' lag
-	AlertsTopic  string
-	DLQTopic     string
-	ScoresTopic  string // "": no score distribution, neighbours or scorer versions
-	ScorerGroup  string
-	TrainerGroup string
+	Brokers      []string        // bootstrap addresses
+	Security     stream.Security // TLS and SASL for Kafka
+	RecordsTopic string          // the scored records: its end offsets give the rate in, and the groups' lag
+	AlertsTopic  string          // the alerts
+	DLQTopic     string          // the dead letters
+	ScoresTopic  string          // "": no score distribution, neighbours or scorer versions
+	ScorerGroup  string          // the scorers' group, whose lag is shown ("": none)
+	TrainerGroup string          // the trainers' group, whose lag is shown ("": none)
 	// Lookback is how far back the alerts and dead-letter topics are read
 	// at start (default 15 min); ScoresLookback the same for the scores
 	// topic, which is larger (default 1 min).
 	Lookback, ScoresLookback time.Duration
 	Coordinator              reconv1.CoordinatorClient // nil: no training or models
-	Log                      *slog.Logger
-	Metrics                  *Metrics
+	Log                      *slog.Logger              // where outages are logged
+	Metrics                  *Metrics                  // the console's metrics
 }
 
 // Feed fills state from Kafka and the coordinator until ctx ends, and
@@ -266,7 +266,9 @@ func (f *Feed) pollCoordinator(ctx context.Context) {
 }
 
 // GRPCRollback rolls back through the coordinator's Rollback RPC.
-type GRPCRollback struct{ Client reconv1.CoordinatorClient }
+type GRPCRollback struct {
+	Client reconv1.CoordinatorClient // the coordinator
+}
 
 // Rollback implements Rollbacker.
 func (g GRPCRollback) Rollback(ctx context.Context, version uint64) (uint64, error) {

@@ -40,11 +40,11 @@ type ServerConfig struct {
 	// Rollback, with Token, enables the rollback action; nil (or
 	// ReadOnly) leaves it out of the pages and refuses the endpoint.
 	Rollback Rollbacker
-	Token    string // the bearer token a rollback request must carry
-	ReadOnly bool
-	Log      *slog.Logger
+	Token    string               // the bearer token a rollback request must carry
+	ReadOnly bool                 // offer no action at all
+	Log      *slog.Logger         // where rollbacks and failures are logged
 	Registry *prometheus.Registry // served at /metrics (nil: none)
-	Metrics  *Metrics
+	Metrics  *Metrics             // the console's metrics (nil: unregistered ones)
 	// Ready is /readyz's check (nil: always ready).
 	Ready func() error
 	// Explainer, when set, recomputes an opened alert over every feature.

@@ -35,7 +35,7 @@ type Limits struct {
 	// side of it: the latest when it is read, and as many that follow
 	// (default 16).
 	Around    int
-	ScorerTTL time.Duration
+	ScorerTTL time.Duration // a scorer unseen this long is dropped from the list (default 1 h)
 }
 
 func (l Limits) withDefaults() Limits {
@@ -97,15 +97,15 @@ func (r *ring[T]) at(i int) T {
 
 // Point is one second of the stream, as the overview charts draw it.
 type Point struct {
-	T          int64              `json:"t"`       // Unix milliseconds at the second's end
-	In         float64            `json:"in"`      // records/s produced to the records topic
-	Scored     float64            `json:"scored"`  // scores/s read from the scores topic
-	Alerts     float64            `json:"alerts"`  // alerts/s read from the alerts topic
-	Dead       map[string]float64 `json:"dead"`    // dead letters/s by reason
-	Rounds     float64            `json:"rounds"`  // training rounds/s
-	Loss       float64            `json:"loss"`    // the last round's training objective
-	Version    uint64             `json:"version"` // the coordinator's newest version
-	Threshold  float64            `json:"threshold"`
+	T          int64              `json:"t"`           // Unix milliseconds at the second's end
+	In         float64            `json:"in"`          // records/s produced to the records topic
+	Scored     float64            `json:"scored"`      // scores/s read from the scores topic
+	Alerts     float64            `json:"alerts"`      // alerts/s read from the alerts topic
+	Dead       map[string]float64 `json:"dead"`        // dead letters/s by reason
+	Rounds     float64            `json:"rounds"`      // training rounds/s
+	Loss       float64            `json:"loss"`        // the last round's training objective
+	Version    uint64             `json:"version"`     // the coordinator's newest version
+	Threshold  float64            `json:"threshold"`   // the threshold in effect (the newest checkpoint's)
 	ScorerLag  int64              `json:"scorer_lag"`  // records the scorer group has yet to commit, all partitions
 	TrainerLag int64              `json:"trainer_lag"` // the same for the trainer group
 	P50        float64            `json:"p50"`         // the second's scores: median
@@ -127,46 +127,46 @@ type AlertEntry struct {
 
 // ScorePoint is one score of a key, for an alert's neighbours.
 type ScorePoint struct {
-	T         int64   `json:"t"` // Unix ms of the score record
-	ID        string  `json:"id"`
-	Score     float64 `json:"score"`
-	Threshold float64 `json:"threshold"`
-	Alert     bool    `json:"alert"`
-	Version   uint64  `json:"version"`
+	T         int64   `json:"t"`         // Unix ms of the score record
+	ID        string  `json:"id"`        // the scored record, topic/partition/offset
+	Score     float64 `json:"score"`     // its score
+	Threshold float64 `json:"threshold"` // the threshold it was compared with
+	Alert     bool    `json:"alert"`     // whether it raised an alert
+	Version   uint64  `json:"version"`   // the model version that scored it
 }
 
 // ScorerInfo is a scorer replica as its score records show it.
 type ScorerInfo struct {
-	ID         string `json:"id"`
-	LastSeen   int64  `json:"last_seen"` // Unix ms of its newest score record
-	Version    uint64 `json:"version"`   // the version its newest score used
-	Scored     int64  `json:"scored"`    // scores read from it
-	Partitions []int  `json:"partitions"`
+	ID         string `json:"id"`         // the replica's --id
+	LastSeen   int64  `json:"last_seen"`  // Unix ms of its newest score record
+	Version    uint64 `json:"version"`    // the version its newest score used
+	Scored     int64  `json:"scored"`     // scores read from it
+	Partitions []int  `json:"partitions"` // the records topic's partitions it has scored
 	parts      map[int]bool
 }
 
 // PartitionLag is one partition's place for a group.
 type PartitionLag struct {
-	Partition int    `json:"partition"`
-	Committed int64  `json:"committed"` // -1: nothing committed
-	End       int64  `json:"end"`
-	Lag       int64  `json:"lag"`
+	Partition int    `json:"partition"`        // the partition
+	Committed int64  `json:"committed"`        // -1: nothing committed
+	End       int64  `json:"end"`              // the partition's end offset
+	Lag       int64  `json:"lag"`              // records between the committed offset and the end
 	Holder    string `json:"holder,omitempty"` // the member assigned it
 }
 
 // GroupLag is a consumer group's lag on the records topic.
 type GroupLag struct {
-	Role       string         `json:"role"` // RoleScorer or RoleTrainer
-	Group      string         `json:"group"`
-	State      string         `json:"state,omitempty"`
-	Partitions []PartitionLag `json:"partitions"`
-	Total      int64          `json:"total"`
-	Error      string         `json:"error,omitempty"`
+	Role       string         `json:"role"`            // RoleScorer or RoleTrainer
+	Group      string         `json:"group"`           // the consumer group
+	State      string         `json:"state,omitempty"` // the group's state (Stable, PreparingRebalance, ...)
+	Partitions []PartitionLag `json:"partitions"`      // by partition, in order
+	Total      int64          `json:"total"`           // summed over the partitions
+	Error      string         `json:"error,omitempty"` // why the lag could not be read
 }
 
 // Worker is a trainer as the coordinator reports it.
 type Worker struct {
-	ID           string `json:"id"`
+	ID           string `json:"id"`            // the trainer's --id
 	JoinedAt     int64  `json:"joined_at"`     // Unix ms
 	LastGradient int64  `json:"last_gradient"` // Unix ms (0: none yet)
 	Gradients    uint64 `json:"gradients"`     // accepted this session
@@ -175,35 +175,35 @@ type Worker struct {
 
 // Training is the coordinator's state as the console last read it.
 type Training struct {
-	At            int64    `json:"at"` // Unix ms of the reading (0: never)
-	Round         uint64   `json:"round"`
-	Loss          float64  `json:"loss"`
-	State         string   `json:"state"`
-	Version       uint64   `json:"version"`
-	Threshold     float64  `json:"threshold"` // the coordinator's, as it recalibrates
-	InEffect      float64  `json:"in_effect"` // the newest checkpoint's: what the scorers apply
-	Records       uint64   `json:"records"`
-	Presentations float64  `json:"presentations"`
-	Workers       []Worker `json:"workers"`
+	At            int64    `json:"at"`              // Unix ms of the reading (0: never)
+	Round         uint64   `json:"round"`           // the last completed round
+	Loss          float64  `json:"loss"`            // the last round's training objective
+	State         string   `json:"state"`           // warming, learning, settled or maintaining
+	Version       uint64   `json:"version"`         // the newest checkpoint version
+	Threshold     float64  `json:"threshold"`       // the coordinator's, as it recalibrates
+	InEffect      float64  `json:"in_effect"`       // the newest checkpoint's: what the scorers apply
+	Records       uint64   `json:"records"`         // stream records behind accepted gradients
+	Presentations float64  `json:"presentations"`   // times each record was trained on, on average
+	Workers       []Worker `json:"workers"`         // the joined trainers, by id
 	Error         string   `json:"error,omitempty"` // the last reading failed
 }
 
 // Model is one stored checkpoint version.
 type Model struct {
-	Version   uint64  `json:"version"`
-	Round     uint64  `json:"round"`
-	CreatedAt int64   `json:"created_at"` // Unix ms (0: unknown)
-	Loss      float64 `json:"loss"`
-	Threshold float64 `json:"threshold"`
-	Variant   string  `json:"variant"`
-	Pinned    bool    `json:"pinned"`
-	Error     string  `json:"error,omitempty"`
+	Version   uint64  `json:"version"`         // the checkpoint version
+	Round     uint64  `json:"round"`           // the training round it was written at
+	CreatedAt int64   `json:"created_at"`      // Unix ms (0: unknown)
+	Loss      float64 `json:"loss"`            // the training objective when written (0: unknown)
+	Threshold float64 `json:"threshold"`       // its alert threshold (0: none)
+	Variant   string  `json:"variant"`         // the autoencoder variant
+	Pinned    bool    `json:"pinned"`          // a rollback target: never pruned
+	Error     string  `json:"error,omitempty"` // set when the stored entry does not verify
 }
 
 // Totals count what the console has read since it started.
 type Totals struct {
-	Scored      int64            `json:"scored"`
-	Alerts      int64            `json:"alerts"`
+	Scored      int64            `json:"scored"`       // score records read
+	Alerts      int64            `json:"alerts"`       // alert records read
 	DeadLetters map[string]int64 `json:"dead_letters"` // by reason
 	Undecodable map[string]int64 `json:"undecodable"`  // records of the output topics the console could not read, by topic
 }

@@ -9,29 +9,29 @@ import (
 
 // Overview is the overview page's data: the whole series and the tables.
 type Overview struct {
-	Now      int64         `json:"now"`
-	Series   []Point       `json:"series"`
-	Live     Live          `json:"live"`
-	Alerts   []*AlertEntry `json:"alerts"` // newest first, at most 20
-	LastSeq  uint64        `json:"last_seq"`
+	Now      int64         `json:"now"`      // Unix ms of the snapshot
+	Series   []Point       `json:"series"`   // the per-second points kept, oldest first
+	Live     Live          `json:"live"`     // the tables
+	Alerts   []*AlertEntry `json:"alerts"`   // newest first, at most 20
+	LastSeq  uint64        `json:"last_seq"` // the newest alert's Seq
 	Rollback bool          `json:"rollback"` // the rollback action is offered
 }
 
 // Live is what each second's event carries besides its point.
 type Live struct {
-	Training Training     `json:"training"`
-	Lags     []GroupLag   `json:"lags"`
-	Scorers  []ScorerInfo `json:"scorers"`
-	Totals   Totals       `json:"totals"`
+	Training Training     `json:"training"` // the coordinator's status
+	Lags     []GroupLag   `json:"lags"`     // the scorer and trainer groups' lag
+	Scorers  []ScorerInfo `json:"scorers"`  // the scorers seen, by id
+	Totals   Totals       `json:"totals"`   // counts since start
 }
 
 // Tick is one server-sent event: the second's point, the tables, and the
 // alerts read since the client's last event.
 type Tick struct {
-	Point   Point         `json:"point"`
-	Live    Live          `json:"live"`
-	Alerts  []*AlertEntry `json:"alerts"` // newest first
-	LastSeq uint64        `json:"last_seq"`
+	Point   Point         `json:"point"`    // the second just closed
+	Live    Live          `json:"live"`     // the tables
+	Alerts  []*AlertEntry `json:"alerts"`   // newest first
+	LastSeq uint64        `json:"last_seq"` // the newest alert's Seq
 }
 
 // live returns the tables; s.mu is held.
@@ -140,7 +140,7 @@ func (s *State) Alerts(f AlertFilter) []*AlertEntry {
 
 // AlertDetail is one alert with its key's scores around it.
 type AlertDetail struct {
-	Alert *AlertEntry `json:"alert"`
+	Alert *AlertEntry `json:"alert"` // the alert as read
 	// Neighbours are the key's scores around the alert, in time order:
 	// up to Limits.Around before it and as many after (its own among
 	// them when the scores topic has it).
@@ -172,9 +172,9 @@ func (s *State) Alert(id string) (AlertDetail, bool) {
 
 // Bin is one bar of the score histogram: scores in [Lo, Hi).
 type Bin struct {
-	Lo    float64 `json:"lo"`
-	Hi    float64 `json:"hi"`
-	Count int     `json:"count"`
+	Lo    float64 `json:"lo"`    // its lower bound
+	Hi    float64 `json:"hi"`    // its upper bound (excluded)
+	Count int     `json:"count"` // scores in it
 }
 
 // Scores is the scores page's data.
@@ -239,10 +239,10 @@ func (s *State) Scores(nbins int) Scores {
 
 // Models is the models page's data.
 type Models struct {
-	Models  []Model      `json:"models"` // newest first
-	Error   string       `json:"error,omitempty"`
-	Latest  uint64       `json:"latest"`  // the coordinator's newest version
-	Scorers []ScorerInfo `json:"scorers"` // with the version each scored with last
+	Models  []Model      `json:"models"`          // newest first
+	Error   string       `json:"error,omitempty"` // why the versions could not be listed
+	Latest  uint64       `json:"latest"`          // the coordinator's newest version
+	Scorers []ScorerInfo `json:"scorers"`         // with the version each scored with last
 }
 
 // Models returns the stored versions and the scorers' versions.
