@@ -30,10 +30,10 @@ type Limits struct {
 	Alerts  int // most recent alerts kept (default 10000)
 	Scores  int // most recent scores kept for the distribution (default 20000)
 	Keys    int // keys whose recent scores are kept for the alerts' neighbours (default 10000)
-	PerKey  int // recent scores kept per key (default 32)
+	PerKey  int // recent scores kept per key (default 16)
 	// Around is how many of its key's scores an alert keeps from either
 	// side of it: the latest when it is read, and as many that follow
-	// (default 16).
+	// (default 8).
 	Around    int
 	ScorerTTL time.Duration // a scorer unseen this long is dropped from the list (default 1 h)
 }
@@ -43,7 +43,7 @@ func (l Limits) withDefaults() Limits {
 		l.Seconds = 900
 	}
 	if l.Alerts <= 0 {
-		l.Alerts = 10000
+		l.Alerts = 5000
 	}
 	if l.Scores <= 0 {
 		l.Scores = 20000
@@ -52,10 +52,10 @@ func (l Limits) withDefaults() Limits {
 		l.Keys = 10000
 	}
 	if l.PerKey <= 0 {
-		l.PerKey = 32
+		l.PerKey = 16
 	}
 	if l.Around <= 0 {
-		l.Around = 16
+		l.Around = 8
 	}
 	if l.ScorerTTL <= 0 {
 		l.ScorerTTL = time.Hour
@@ -121,8 +121,24 @@ type AlertEntry struct {
 	scorer.Alert
 	// nb are its key's scores around it: the latest when it was read,
 	// then those that followed (after of them so far).
-	nb    []ScorePoint
+	nb    []point
 	after int
+}
+
+// point is a score as kept: ScorePoint without its id's strings but the
+// topic, shared by every point of it.
+type point struct {
+	t, offset        int64
+	score, threshold float64
+	version          uint64
+	topic            string
+	partition        int32
+	alert            bool
+}
+
+func (p point) view() ScorePoint {
+	return ScorePoint{T: p.t, ID: p.topic + "/" + strconv.Itoa(int(p.partition)) + "/" + strconv.FormatInt(p.offset, 10),
+		Score: p.score, Threshold: p.threshold, Alert: p.alert, Version: p.version}
 }
 
 // ScorePoint is one score of a key, for an alert's neighbours.
@@ -211,7 +227,7 @@ type Totals struct {
 // keyHist is one key's recent scores.
 type keyHist struct {
 	key  string
-	pts  *ring[ScorePoint]
+	pts  *ring[point]
 	elem *list.Element
 }
 
@@ -228,7 +244,8 @@ type State struct {
 	dead             map[string]int
 	secScores        []float64
 
-	seq uint64 // of the newest alert
+	seq    uint64            // of the newest alert
+	topics map[string]string // the topics of the score ids, interned
 	// pending are, by key, the alerts still gathering the scores that
 	// follow them
 	pending  map[string][]*AlertEntry
@@ -258,7 +275,7 @@ func NewState(lim Limits) *State {
 	lim = lim.withDefaults()
 	return &State{lim: lim, series: newRing[Point](lim.Seconds), dead: map[string]int{},
 		alerts: newRing[*AlertEntry](lim.Alerts), alertIDs: map[string]*AlertEntry{}, scores: newRing[float64](lim.Scores),
-		keys: map[string]*keyHist{}, lru: list.New(), scorers: map[string]*ScorerInfo{}, pending: map[string][]*AlertEntry{},
+		keys: map[string]*keyHist{}, lru: list.New(), scorers: map[string]*ScorerInfo{}, pending: map[string][]*AlertEntry{}, topics: map[string]string{},
 		totals: Totals{DeadLetters: map[string]int64{}, Undecodable: map[string]int64{}}}
 }
 
@@ -307,11 +324,20 @@ func (s *State) AddScore(key string, r scorer.ScoreRecord, t time.Time) {
 			old := s.lru.Remove(s.lru.Back()).(*keyHist)
 			delete(s.keys, old.key)
 		}
-		h = &keyHist{key: key, pts: newRing[ScorePoint](s.lim.PerKey)}
+		h = &keyHist{key: key, pts: newRing[point](s.lim.PerKey)}
 		h.elem = s.lru.PushFront(h)
 		s.keys[key] = h
 	}
-	pt := ScorePoint{T: t.UnixMilli(), ID: r.ID, Score: r.Score, Threshold: r.Threshold, Alert: r.Alert, Version: r.Version}
+	topic, part, off, _ := parseID(r.ID)
+	if in, ok := s.topics[topic]; ok {
+		topic = in
+	} else if len(s.topics) < 64 {
+		topic = strings.Clone(topic) // not r.ID's whole string
+		s.topics[topic] = topic
+	} else {
+		topic = strings.Clone(topic)
+	}
+	pt := point{t: t.UnixMilli(), offset: off, score: r.Score, threshold: r.Threshold, version: r.Version, topic: topic, partition: int32(part), alert: r.Alert}
 	h.pts.push(pt)
 	if waiting := s.pending[key]; len(waiting) > 0 {
 		kept := waiting[:0]
@@ -338,7 +364,7 @@ func (s *State) AddScore(key string, r scorer.ScoreRecord, t time.Time) {
 	}
 	sc.LastSeen, sc.Version = t.UnixMilli(), r.Version
 	sc.Scored++
-	if p, ok := partitionOf(r.ID); ok && !sc.parts[p] {
+	if p := part; p >= 0 && !sc.parts[p] {
 		sc.parts[p] = true
 		sc.Partitions = append(sc.Partitions, p)
 		slices.Sort(sc.Partitions)
@@ -358,18 +384,22 @@ func (s *State) unpend(e *AlertEntry) {
 	}
 }
 
-// partitionOf returns the partition of an id "topic/partition/offset".
-func partitionOf(id string) (int, bool) {
+// parseID splits an id "topic/partition/offset" (partition -1: not one).
+func parseID(id string) (topic string, partition int, offset int64, ok bool) {
 	j := strings.LastIndexByte(id, '/')
 	if j < 0 {
-		return 0, false
+		return id, -1, 0, false
 	}
 	i := strings.LastIndexByte(id[:j], '/')
 	if i < 0 {
-		return 0, false
+		return id, -1, 0, false
 	}
-	p, err := strconv.Atoi(id[i+1 : j])
-	return p, err == nil
+	p, err1 := strconv.Atoi(id[i+1 : j])
+	o, err2 := strconv.ParseInt(id[j+1:], 10, 64)
+	if err1 != nil || err2 != nil {
+		return id, -1, 0, false
+	}
+	return id[:i], p, o, true
 }
 
 // AddDeadLetter records a dead letter with its reason header.

@@ -210,33 +210,11 @@ func TestScoresHistogram(t *testing.T) {
 	}
 }
 
-func TestPartitionOf(t *testing.T) {
-	for id, want := range map[string]int{"recon-events/3/12": 3, "a/b/0/7": 0, "x": -1, "x/1": -1, "t/p/1": -1} {
-		p, ok := partitionOf(id)
-		if (want < 0) == ok || (ok && p != want) {
-			t.Errorf("partitionOf(%q) = %d, %v; want %d", id, p, ok, want)
+func TestParseID(t *testing.T) {
+	for id, want := range map[string]int{"recon-events/3/12": 3, "a/b/0/7": 0, "x": -1, "x/1": -1, "t/p/1": -1, "t/1/x": -1} {
+		topic, p, off, ok := parseID(id)
+		if (want < 0) == ok || (ok && (p != want || topic+"/"+fmt.Sprint(p)+"/"+fmt.Sprint(off) != id)) {
+			t.Errorf("parseID(%q) = %q %d %d %v; want partition %d", id, topic, p, off, ok, want)
 		}
-	}
-}
-
-// TestThresholdInEffect: the threshold shown is the newest listed
-// checkpoint's, which the scorers apply, not the coordinator's moving one;
-// until the newest version is listed, the coordinator's stands in.
-func TestThresholdInEffect(t *testing.T) {
-	s := NewState(Limits{})
-	s.SetTraining(&reconv1.StatusResponse{Version: 4, Threshold: 9}, t0)
-	if p := s.Tick(t0); p.Threshold != 9 {
-		t.Errorf("nothing listed: %v, want the coordinator's 9", p.Threshold)
-	}
-	s.SetModels([]*reconv1.CheckpointInfo{{Version: 3, Threshold: 5}, {Version: 4, Threshold: 7}}, nil)
-	if p, l := s.Tick(t0.Add(time.Second)), s.Overview(t0).Live.Training; p.Threshold != 7 || l.InEffect != 7 || l.Threshold != 9 {
-		t.Errorf("version 4 listed with 7: point %v, in effect %v, coordinator %v", p.Threshold, l.InEffect, l.Threshold)
-	}
-	if m := s.Models().Models; m[0].Version != 4 {
-		t.Errorf("models not newest first: %+v", m)
-	}
-	s.SetTraining(&reconv1.StatusResponse{Version: 5, Threshold: 11}, t0.Add(2*time.Second))
-	if sc := s.Scores(10); sc.Threshold != 11 {
-		t.Errorf("version 5 not listed yet: %v, want the coordinator's 11", sc.Threshold)
 	}
 }

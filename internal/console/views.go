@@ -159,11 +159,15 @@ func (s *State) Alert(id string) (AlertDetail, bool) {
 	c := *e
 	c.nb = nil
 	d := AlertDetail{Alert: &c, Neighbours: []ScorePoint{}}
-	seen := map[string]bool{}
+	type at struct {
+		part   int32
+		offset int64
+	}
+	seen := map[at]bool{}
 	for _, p := range e.nb {
-		if !seen[p.ID] {
-			seen[p.ID] = true
-			d.Neighbours = append(d.Neighbours, p)
+		if k := (at{p.partition, p.offset}); !seen[k] {
+			seen[k] = true
+			d.Neighbours = append(d.Neighbours, p.view())
 		}
 	}
 	sort.SliceStable(d.Neighbours, func(i, j int) bool { return d.Neighbours[i].T < d.Neighbours[j].T })
