@@ -216,10 +216,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	eval(`document.querySelectorAll("#main table tr").length`, &neighbours)
 	shot("alert")
 
-	browse("open the overview", chromedp.Navigate(rwURL+"#/overview"), chromedp.WaitVisible(chromedp.CSS("svg.chart path")))
-	shot("overview")
-	browse("open the scores page", chromedp.Navigate(rwURL+"#/scores"), chromedp.WaitVisible(chromedp.CSS("#threshold-line")))
-	shot("scores")
 
 	// A rollback with the token: the page shows the new version reaching
 	// every scorer.
@@ -245,8 +241,13 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	t.Logf("rolled back to v%s: published v%s, both scorers on it; the alert page had %d table rows", target, published, neighbours)
 
+	// The other pages, now that the stream has run a while.
 	browse("open the alerts page again", chromedp.Navigate(rwURL+"#/alerts"), chromedp.WaitVisible(chromedp.CSS("#alerts-feed tr.alert-row")))
 	shot("alerts")
+	browse("open the scores page", chromedp.Navigate(rwURL+"#/scores"), chromedp.WaitVisible(chromedp.CSS("#threshold-line")))
+	shot("scores")
+	browse("open the overview", chromedp.Navigate(rwURL+"#/overview"), chromedp.WaitVisible(chromedp.CSS("svg.chart path")))
+	shot("overview")
 
 	// Without the token: 401, and the coordinator rolls nothing back.
 	for _, auth := range []string{"", "Bearer not-the-token"} {
