@@ -216,7 +216,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	eval(`document.querySelectorAll("#main table tr").length`, &neighbours)
 	shot("alert")
 
-
 	// A rollback with the token: the page shows the new version reaching
 	// every scorer.
 	browse("open the models page", chromedp.Navigate(rwURL+"#/models"), chromedp.WaitVisible(chromedp.CSS(`.rollback-btn:not([data-threshold="0"])`)))
