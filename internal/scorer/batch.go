@@ -290,9 +290,9 @@ func (b *Batch) process(msgs []kafka.Message, now time.Time, scores []Scored) Ou
 	if n == 0 {
 		return out
 	}
-	b.x = append(b.x[:0], b.raw...)
+	b.x = grow(b.x, n*p)
 	l := b.model.loaded
-	l.Normalizer.Transform(b.x, b.x)
+	l.Normalizer.Transform(b.x, b.raw)
 	// One forward pass: the reconstruction gives the scores, the per-feature
 	// terms and the alerts' reconstructed values.
 	b.rec = grow(b.rec, n*p)
