@@ -134,6 +134,29 @@ func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, lo
 	return Serve(ctx, addr, reg, log, nil)
 }
 
+// Probes registers on mux, under prefix ("" or "/name"), /metrics from
+// reg (nil: none), /livez and /healthz (200 while the process runs) and
+// /readyz (200 "ok" while ready returns nil, else 503 with its error's
+// text; nil ready: always ready).
+func Probes(mux *http.ServeMux, prefix string, reg *prometheus.Registry, ready func() error) {
+	if reg != nil {
+		mux.Handle(prefix+"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+	live := func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }
+	mux.HandleFunc(prefix+"/healthz", live)
+	mux.HandleFunc(prefix+"/livez", live)
+	mux.HandleFunc(prefix+"/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, "not ready: "+err.Error()+"\n")
+				return
+			}
+		}
+		io.WriteString(w, "ok\n")
+	})
+}
+
 // Serve is ServeMetrics with a readiness probe: /readyz answers 200 "ok"
 // while ready returns nil, and 503 with its error's text otherwise (nil
 // ready: always ready).
@@ -146,20 +169,7 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, log *slog
 		return "", fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	live := func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }
-	mux.HandleFunc("/healthz", live)
-	mux.HandleFunc("/livez", live)
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ready != nil {
-			if err := ready(); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				io.WriteString(w, "not ready: "+err.Error()+"\n")
-				return
-			}
-		}
-		io.WriteString(w, "ok\n")
-	})
+	Probes(mux, "", reg, ready)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

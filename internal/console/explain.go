@@ -90,21 +90,12 @@ func (x *Explainer) Explain(ctx context.Context, a scorer.Alert) (*Explained, er
 	term := make([]float64, p)
 	e := &Explained{Whitened: l.Whitening != nil}
 	if l.Whitening != nil {
-		prec := l.Whitening.Precision()
-		for i := range p {
-			var v float64
-			for j := range p {
-				v += prec[i*p+j] * r[j]
-			}
-			term[i] = r[i] * v
-		}
+		e.Score = l.Whitening.Terms(term, r)
 	} else {
 		for i := range p {
 			term[i] = r[i] * r[i]
+			e.Score += term[i]
 		}
-	}
-	for _, t := range term {
-		e.Score += t
 	}
 	e.Matches = math.Abs(e.Score-a.Score) <= 1e-6*math.Max(math.Abs(a.Score), 1)
 	units := append([]float64(nil), rec...)

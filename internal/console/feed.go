@@ -103,10 +103,11 @@ func (f *Feed) Run(ctx context.Context, tick func(Point)) error {
 	}
 	now := time.Now()
 	tail := func(topic string, since time.Time, fn func(kafka.Message)) {
+		read := f.cfg.Metrics.read.WithLabelValues(topic)
 		goRun(func() {
 			err := stream.Tail(ctx, stream.TailConfig{Brokers: f.cfg.Brokers, Topic: topic, Since: since, Security: f.cfg.Security, Logger: f.cfg.Log},
 				func(m kafka.Message) {
-					f.cfg.Metrics.read.WithLabelValues(topic).Inc()
+					read.Inc()
 					fn(m)
 				})
 			if err != nil {

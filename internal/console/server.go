@@ -18,9 +18,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/recon-ad/recon/internal/cli"
 )
 
 //go:embed web
@@ -134,21 +135,7 @@ func NewServer(state *State, cfg ServerConfig) (*Server, error) {
 		}{m, s.rollbackOn()})
 	})
 	s.mux.HandleFunc("POST "+p+"/api/rollback", s.rollback)
-	live := func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }
-	s.mux.HandleFunc("GET "+p+"/livez", live)
-	s.mux.HandleFunc("GET "+p+"/healthz", live)
-	s.mux.HandleFunc("GET "+p+"/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if cfg.Ready != nil {
-			if err := cfg.Ready(); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		io.WriteString(w, "ok\n")
-	})
-	if cfg.Registry != nil {
-		s.mux.Handle("GET "+p+"/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
-	}
+	cli.Probes(s.mux, p, cfg.Registry, cfg.Ready)
 	return s, nil
 }
 

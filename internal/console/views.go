@@ -1,6 +1,7 @@
 package console
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -37,7 +38,7 @@ type Tick struct {
 // live returns the tables; s.mu is held.
 func (s *State) live() Live {
 	l := Live{Training: s.training, Lags: slices.Clone(s.lags),
-		Totals: Totals{Scored: s.totals.Scored, Alerts: s.totals.Alerts, DeadLetters: cloneMap(s.totals.DeadLetters), Undecodable: cloneMap(s.totals.Undecodable)}}
+		Totals: Totals{Scored: s.totals.Scored, Alerts: s.totals.Alerts, DeadLetters: maps.Clone(s.totals.DeadLetters), Undecodable: maps.Clone(s.totals.Undecodable)}}
 	l.Training.Workers = slices.Clone(s.training.Workers)
 	l.Training.InEffect = s.inEffect()
 	for _, sc := range s.scorers {
@@ -50,12 +51,11 @@ func (s *State) live() Live {
 	return l
 }
 
-func cloneMap(m map[string]int64) map[string]int64 {
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+// public returns a copy of e to hand out: without the scores it gathers.
+func (e *AlertEntry) public() *AlertEntry {
+	c := *e
+	c.nb = nil
+	return &c
 }
 
 // Overview returns the overview.
@@ -87,9 +87,7 @@ func (s *State) newestAlerts(seq uint64, n int) []*AlertEntry {
 		if e.Seq <= seq {
 			break
 		}
-		c := *e
-		c.nb = nil
-		out = append(out, &c)
+		out = append(out, e.public())
 	}
 	return out
 }
@@ -130,9 +128,7 @@ func (s *State) Alerts(f AlertFilter) []*AlertEntry {
 	out := []*AlertEntry{}
 	for i := s.alerts.len() - 1; i >= 0 && len(out) < f.Limit; i-- {
 		if e := s.alerts.at(i); f.match(e) {
-			c := *e
-			c.nb = nil
-			out = append(out, &c)
+			out = append(out, e.public())
 		}
 	}
 	return out
@@ -156,9 +152,7 @@ func (s *State) Alert(id string) (AlertDetail, bool) {
 	if !ok {
 		return AlertDetail{}, false
 	}
-	c := *e
-	c.nb = nil
-	d := AlertDetail{Alert: &c, Neighbours: []ScorePoint{}}
+	d := AlertDetail{Alert: e.public(), Neighbours: []ScorePoint{}}
 	type at struct {
 		part   int32
 		offset int64

@@ -187,6 +187,16 @@ func (w *Whitening) residualScores(scores, contrib, res []float64) {
 	}
 }
 
+// Terms writes into terms each feature's term r_l (P r)_l of the whitened
+// score of one standardized residual r, and returns the score r^T P r,
+// their sum: the decomposition that explains a score feature by feature.
+func (w *Whitening) Terms(terms, r []float64) float64 {
+	if len(r) != w.p || len(terms) != w.p {
+		panic(fmt.Sprintf("ae: Whitening.Terms: %d terms, residual of %d for width %d", len(terms), len(r), w.p))
+	}
+	return w.score(r, make([]float64, w.p), terms)
+}
+
 // score returns r^T P r, with pr as scratch and the contributions in c when
 // not nil.
 func (w *Whitening) score(r, pr, c []float64) float64 {

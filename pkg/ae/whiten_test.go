@@ -3,6 +3,7 @@ package ae
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -37,6 +38,10 @@ func TestWhiteningScores(t *testing.T) {
 	}
 	if math.Abs(sum-score[0]) > 1e-9*score[0] {
 		t.Errorf("terms sum to %v, score %v", sum, score[0])
+	}
+	terms := make([]float64, p)
+	if s := w.Terms(terms, z); math.Abs(s-score[0]) > 1e-9*score[0] || !slices.Equal(terms, contrib) {
+		t.Errorf("Terms: score %v, terms %v; want %v, %v", s, terms, score[0], contrib)
 	}
 	if math.Abs(explain[0]-0.09) > 1e-12 || explain[1] != 0 {
 		t.Errorf("explanation %v: want the squared residuals", explain)

@@ -142,7 +142,13 @@ func (a *Admin) partitions(ctx context.Context, topic string) ([]int, error) {
 // that looks one record up (the source of an alert). It fails when the
 // offset is no longer retained or ctx ends first.
 func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, partition int, offset int64) (kafka.Message, error) {
-	conn, err := sec.dialer().DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	var conn *kafka.Conn
+	err := errors.New("stream: no brokers")
+	for _, b := range brokers { // the first that answers finds the leader
+		if conn, err = sec.dialer().DialLeader(ctx, "tcp", b, topic, partition); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return kafka.Message{}, err
 	}
