@@ -67,7 +67,7 @@ func TestExplainAddsUpToTheScore(t *testing.T) {
 	if err := (stream.Security{}).EnsureTopics(ctx, brokers, map[string]int{"events": 1}); err != nil {
 		t.Fatal(err)
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "events", BatchTimeout: time.Millisecond}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "events", BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll} // acknowledged: in the log before ReadAt
 	defer w.Close()
 	rec := make([]float64, p)
 	var msgs []kafka.Message
