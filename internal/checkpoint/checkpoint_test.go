@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -329,5 +330,25 @@ func TestReplace(t *testing.T) {
 	}
 	if err := s.Put(sample(t, 3, spec)); err != nil {
 		t.Fatalf("Put above the replacement: %v", err)
+	}
+}
+
+// TestSpecRoundTrip checks that every field of a spec survives the
+// checkpoint's ModelSpec, the trimmed objective included: a trainer
+// welcomed with the coordinator's spec trains the same objective.
+func TestSpecRoundTrip(t *testing.T) {
+	want := ae.Spec{Input: 7, Hidden: []int{5}, Code: 2, Activation: ae.Tanh, CodeActivation: ae.Tanh,
+		Output: ae.Linear, Variant: ae.Denoising, Noise: ae.GaussianNoise, NoiseSigma: 0.2, Trim: 0.15}
+	got, err := SpecFromProto(SpecToProto(want, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip gave %+v, want %+v", got, want)
+	}
+	bad := SpecToProto(want, nil)
+	bad.Trim = 0.9
+	if _, err := SpecFromProto(bad); err == nil {
+		t.Fatal("a trim of 0.9 decoded without error")
 	}
 }

@@ -38,6 +38,7 @@ func SpecToProto(s ae.Spec, features []string) *reconv1.ModelSpec {
 		Contractive:    s.Contractive,
 		Beta:           s.Beta,
 		Warmup:         uint32(s.Warmup),
+		Trim:           s.Trim,
 		Features:       append([]string(nil), features...),
 	}
 	for _, h := range s.Hidden {
@@ -99,6 +100,7 @@ func SpecFromProto(p *reconv1.ModelSpec) (ae.Spec, error) {
 	s.NoiseSigma, s.MaskProb, s.L1 = p.GetNoiseSigma(), p.GetMaskProb(), p.GetL1()
 	s.SparseRho, s.SparseBeta, s.SparseMomentum = p.GetSparseRho(), p.GetSparseBeta(), p.GetSparseMomentum()
 	s.Contractive, s.Beta, s.Warmup = p.GetContractive(), p.GetBeta(), int(p.GetWarmup())
+	s.Trim = p.GetTrim()
 	if f := p.GetFeatures(); len(f) != 0 && len(f) != s.Input {
 		return s, fmt.Errorf("model spec names %d features for input width %d", len(f), s.Input)
 	}

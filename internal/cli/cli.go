@@ -116,7 +116,7 @@ type ModelFlags struct {
 	code, warmup                                       *int
 	tied                                               *bool
 	sigma, mask, l1, rho, sparseBeta, contractive      *float64
-	beta                                               *float64
+	beta, trim                                         *float64
 }
 
 // AddModelFlags registers the model flags on fs, with fit.Default's model
@@ -137,6 +137,7 @@ func AddModelFlagsWith(fs *flag.FlagSet, def ae.Spec) *ModelFlags {
 		output:      fs.String("output", def.Output.String(), "output layer `activation`"),
 		loss:        fs.String("loss", "mse", "reconstruction `loss`: mse, or bce for inputs in [0,1] (needs --output sigmoid)"),
 		tied:        fs.Bool("tied", false, "tie decoder weights to the encoder's transposes"),
+		trim:        fs.Float64("trim", def.Trim, "share of each batch's records with the largest reconstruction error left out of the gradient, so anomalies in the training data are not learned (0: none; at most 0.5)"),
 		noise:       fs.String("noise", "gaussian", "denoising corruption: gaussian or masking"),
 		sigma:       fs.Float64("noise-sigma", 0.1, "denoising: Gaussian noise standard deviation"),
 		mask:        fs.Float64("mask-prob", 0.2, "denoising: probability of zeroing an input"),
@@ -207,15 +208,20 @@ func (f *ModelFlags) Spec() (spec ae.Spec, auto bool, err error) {
 	spec.NoiseSigma, spec.MaskProb, spec.L1 = *f.sigma, *f.mask, *f.l1
 	spec.SparseRho, spec.SparseBeta = *f.rho, *f.sparseBeta
 	spec.Contractive, spec.Beta, spec.Warmup = *f.contractive, *f.beta, *f.warmup
+	if !(*f.trim >= 0 && *f.trim <= ae.MaxTrim) {
+		return spec, false, Usagef("--trim %v: must be in [0, %v]", *f.trim, ae.MaxTrim)
+	}
+	spec.Trim = *f.trim
 	return spec, auto, nil
 }
 
-// SetLinear makes the flags describe a linear autoencoder unless the user
-// set the architecture flags: sweep-k's default.
+// SetLinear makes the flags describe a linear autoencoder with the plain
+// (untrimmed) objective unless the user set those flags: sweep-k's
+// default, whose training errors are compared with PCA's closed form.
 func (f *ModelFlags) SetLinear(fs *flag.FlagSet) {
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	for name, val := range map[string]string{"hidden": "", "activation": "linear", "code-activation": "linear", "output": "linear"} {
+	for name, val := range map[string]string{"hidden": "", "activation": "linear", "code-activation": "linear", "output": "linear", "trim": "0"} {
 		if !set[name] {
 			fs.Set(name, val)
 		}

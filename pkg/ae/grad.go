@@ -1,9 +1,11 @@
 package ae
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // workspace holds the scratch buffers of forward and backward passes, all
@@ -23,6 +25,7 @@ type workspace struct {
 	tmp     []float64   // maxWidth x n
 	inject  [][]float64 // Contractive: gradient on encoder pre-activations from the penalty
 	errs    []float64   // per-record errors, n
+	order   []int       // Trim: record indices by loss, n
 	rhoHat  []float64   // code means used by the last Gradient (k)
 
 	tiedT [][]float64 // per encoder layer: W^T (used as the tied decoder weight)
@@ -226,13 +229,18 @@ func (m *Model) Gradient(grad, x []float64, rng *rand.Rand) float64 {
 	switch m.spec.Loss {
 	case SquaredError:
 		loss = sqErrGrad(delta, xhat, x0, 2*inv)
-		m.dec[len(m.dec)-1].act.mulDeriv(delta, xhat)
 	case CrossEntropy:
 		lg := ws.logits[:p*n]
 		for i, a := range lg {
 			loss += softplus(a) - x0[i]*a
 			delta[i] = inv * (xhat[i] - x0[i])
 		}
+	}
+	if drop := int(m.spec.Trim * float64(n)); drop > 0 {
+		loss = m.trim(ws, delta, n, drop)
+	}
+	if m.spec.Loss == SquaredError {
+		m.dec[len(m.dec)-1].act.mulDeriv(delta, xhat)
 	}
 	loss *= inv
 
@@ -400,4 +408,57 @@ func addTo(dst, src []float64) {
 	for i, v := range src {
 		dst[i] += v
 	}
+}
+
+// trim leaves the drop records of the batch with the largest
+// reconstruction loss out of the output gradient delta (p x n, on the
+// output activation) and scales the rest by n/(n-drop), so that the
+// reconstruction term is the mean over the kept records. It returns the
+// kept records' loss sum times n/(n-drop): the trimmed mean, once the
+// caller divides by n. Ties are broken by record order.
+func (m *Model) trim(ws *workspace, delta []float64, n, drop int) float64 {
+	p := m.spec.Input
+	x0, xhat := ws.xT[:p*n], ws.dec[len(ws.dec)-1][:p*n]
+	rl := ws.errs[:n]
+	clear(rl)
+	switch m.spec.Loss {
+	case SquaredError:
+		for l := 0; l < p; l++ {
+			for r := 0; r < n; r++ {
+				d := xhat[l*n+r] - x0[l*n+r]
+				rl[r] += d * d
+			}
+		}
+	case CrossEntropy:
+		lg := ws.logits[:p*n]
+		for l := 0; l < p; l++ {
+			for r := 0; r < n; r++ {
+				a := lg[l*n+r]
+				rl[r] += softplus(a) - x0[l*n+r]*a
+			}
+		}
+	}
+	if cap(ws.order) < n {
+		ws.order = make([]int, n)
+	}
+	order := ws.order[:n]
+	for r := range order {
+		order[r] = r
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(rl[b], rl[a]) })
+	for _, r := range order[:drop] {
+		for l := 0; l < p; l++ {
+			delta[l*n+r] = 0
+		}
+		rl[r] = 0
+	}
+	scale := float64(n) / float64(n-drop)
+	for i := range delta[:p*n] {
+		delta[i] *= scale
+	}
+	var kept float64
+	for _, v := range rl {
+		kept += v
+	}
+	return kept * scale
 }

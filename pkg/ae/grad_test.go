@@ -1,9 +1,11 @@
 package ae
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -56,6 +58,11 @@ func TestGradientFiniteDifferences(t *testing.T) {
 		{name: "contractive", spec: Spec{Variant: Contractive, Contractive: 0.3}},
 		{name: "variational", spec: Spec{Variant: Variational, Beta: 1.5}},
 		{name: "variational-warmup", spec: Spec{Variant: Variational, Beta: 2, Warmup: 10}, state: &State{Steps: 3}},
+		// Trimmed: 2 of the 9 records leave the reconstruction term.
+		{name: "plain-trim", spec: Spec{Variant: Plain, Trim: 0.25}},
+		{name: "denoising-trim", spec: Spec{Variant: Denoising, Noise: GaussianNoise, NoiseSigma: 0.3, Trim: 0.25}},
+		{name: "sparse-l1-trim", spec: Spec{Variant: SparseL1, L1: 0.05, Trim: 0.25}},
+		{name: "variational-trim", spec: Spec{Variant: Variational, Beta: 1.5, Trim: 0.25}},
 	}
 	acts := []Activation{Linear, ReLU, Sigmoid, Tanh}
 	hiddens := [][]int{nil, {6, 4}}
@@ -144,5 +151,81 @@ func TestContractiveClosedFormMatchesJacobian(t *testing.T) {
 	}
 	if j := m.JacobianNorm(x); math.Abs(0.7*j-v2) > 1e-12 {
 		t.Errorf("JacobianNorm %v, penalty/lambda %v", j, v2/0.7)
+	}
+}
+
+// TestTrimLeavesOutTheWorstRecords checks that a trimmed gradient is the
+// untrimmed gradient of the batch without its floor(Trim * n) records of
+// largest reconstruction loss, and its objective their mean loss.
+func TestTrimLeavesOutTheWorstRecords(t *testing.T) {
+	const p, k, n = 6, 2, 10
+	for _, loss := range []Loss{SquaredError, CrossEntropy} {
+		for _, trim := range []float64{0.1, 0.25, 0.5} {
+			t.Run(fmt.Sprintf("%v/trim=%v", loss, trim), func(t *testing.T) {
+				s := Spec{Input: p, Code: k, Hidden: []int{4}, Activation: Tanh, CodeActivation: Tanh, Output: Linear, Loss: loss}
+				if loss == CrossEntropy {
+					s.Output = Sigmoid
+				}
+				plain, err := New(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				plain.Init(rand.New(rand.NewPCG(3, 4)))
+				s.Trim = trim
+				trimmed, err := New(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				trimmed.SetParams(plain.Params())
+				rng := rand.New(rand.NewPCG(1, 2))
+				x := make([]float64, n*p)
+				for i := range x {
+					x[i] = 0.05 + 0.9*rng.Float64()
+				}
+				// Three records unlike the rest, so the ranking is clear.
+				for _, r := range []int{2, 5, 7} {
+					for l := 0; l < p; l++ {
+						if loss == SquaredError {
+							x[r*p+l] = 8 + float64(r+l)
+						} else {
+							x[r*p+l] = 0.99 - 0.98*float64((r+l)%2)
+						}
+					}
+				}
+				// Each record's loss, from the untrimmed model one record
+				// at a time; the worst floor(trim * n) leave the batch.
+				g1 := make([]float64, plain.NumParams())
+				lossOf := make([]float64, n)
+				order := make([]int, n)
+				for r := range n {
+					lossOf[r] = plain.Gradient(g1, x[r*p:(r+1)*p], nil)
+					order[r] = r
+				}
+				slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(lossOf[b], lossOf[a]) })
+				drop := int(trim * float64(n))
+				out := map[int]bool{}
+				for _, r := range order[:drop] {
+					out[r] = true
+				}
+				var kept []float64
+				for r := range n {
+					if !out[r] {
+						kept = append(kept, x[r*p:(r+1)*p]...)
+					}
+				}
+				want := make([]float64, plain.NumParams())
+				wantLoss := plain.Gradient(want, kept, nil)
+				got := make([]float64, trimmed.NumParams())
+				gotLoss := trimmed.Gradient(got, x, nil)
+				if math.Abs(gotLoss-wantLoss) > 1e-12*math.Abs(wantLoss) {
+					t.Errorf("objective %v, want %v (the kept records' mean)", gotLoss, wantLoss)
+				}
+				for i := range got {
+					if math.Abs(got[i]-want[i]) > 1e-12*(1+math.Abs(want[i])) {
+						t.Fatalf("parameter %d: gradient %v, want %v", i, got[i], want[i])
+					}
+				}
+			})
+		}
 	}
 }

@@ -127,6 +127,14 @@ type Spec struct {
 	Loss           Loss       // reconstruction loss
 	Tied           bool       // decoder weights are the transposes of the encoder weights
 
+	// Trim is the share of each batch left out of the reconstruction
+	// term of the gradient: the floor(Trim * n) records of a batch of n
+	// with the largest reconstruction loss (a trimmed mean; 0: none, at
+	// most MaxTrim). Anomalies in the training data reconstruct worst, so
+	// trimming keeps the model from learning them; the variants'
+	// penalties still average over the whole batch.
+	Trim float64
+
 	Variant Variant // the regularizer; the fields below configure it
 
 	Noise      Noise   // Denoising: the corruption
@@ -144,6 +152,10 @@ type Spec struct {
 	Beta   float64 // Variational: weight of the KL term (default 1)
 	Warmup int     // Variational: steps over which the KL weight rises linearly from 0 to Beta (default 0: no warm-up)
 }
+
+// MaxTrim is the largest Spec.Trim: a trimmed batch keeps at least half
+// its records.
+const MaxTrim = 0.5
 
 // ErrOvercomplete is returned by New for a model whose code is at least as
 // wide as its input and which has no regularizer to stop it learning the
@@ -217,6 +229,9 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("ae: unknown loss %d", int(s.Loss))
 	}
 	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) || v < 0 }
+	if !(s.Trim >= 0 && s.Trim <= MaxTrim) {
+		return fmt.Errorf("ae: trim %v: must be in [0, %v]", s.Trim, MaxTrim)
+	}
 	switch s.Variant {
 	case Plain:
 	case Denoising:

@@ -53,6 +53,7 @@ type ModelSpec struct {
 	Beta           float64                `protobuf:"fixed64,18,opt,name=beta,proto3" json:"beta,omitempty"`       // variational KL weight
 	Warmup         uint32                 `protobuf:"varint,19,opt,name=warmup,proto3" json:"warmup,omitempty"`    // variational KL warm-up steps
 	Features       []string               `protobuf:"bytes,20,rep,name=features,proto3" json:"features,omitempty"` // feature names, in input order (empty: unnamed)
+	Trim           float64                `protobuf:"fixed64,21,opt,name=trim,proto3" json:"trim,omitempty"`       // share of each batch's worst-reconstructed records left out of the gradient
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -225,6 +226,13 @@ func (x *ModelSpec) GetFeatures() []string {
 		return x.Features
 	}
 	return nil
+}
+
+func (x *ModelSpec) GetTrim() float64 {
+	if x != nil {
+		return x.Trim
+	}
+	return 0
 }
 
 // Normalizer holds per-feature Welford statistics (ae.Normalizer).
@@ -608,7 +616,7 @@ var File_recon_v1_checkpoint_proto protoreflect.FileDescriptor
 
 const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\n" +
-	"\x19recon/v1/checkpoint.proto\x12\brecon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n" +
+	"\x19recon/v1/checkpoint.proto\x12\brecon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x04\n" +
 	"\tModelSpec\x12\x14\n" +
 	"\x05input\x18\x01 \x01(\rR\x05input\x12\x16\n" +
 	"\x06hidden\x18\x02 \x03(\rR\x06hidden\x12\x12\n" +
@@ -635,7 +643,8 @@ const file_recon_v1_checkpoint_proto_rawDesc = "" +
 	"\vcontractive\x18\x11 \x01(\x01R\vcontractive\x12\x12\n" +
 	"\x04beta\x18\x12 \x01(\x01R\x04beta\x12\x16\n" +
 	"\x06warmup\x18\x13 \x01(\rR\x06warmup\x12\x1a\n" +
-	"\bfeatures\x18\x14 \x03(\tR\bfeatures\"F\n" +
+	"\bfeatures\x18\x14 \x03(\tR\bfeatures\x12\x12\n" +
+	"\x04trim\x18\x15 \x01(\x01R\x04trim\"F\n" +
 	"\n" +
 	"Normalizer\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x03R\x05count\x12\x12\n" +
