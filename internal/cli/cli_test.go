@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/pkg/ae"
 )
 
@@ -26,8 +27,9 @@ func TestParseEnvAndFlags(t *testing.T) {
 	if s.Code != 3 || s.NoiseSigma != 0.7 || s.Variant != ae.Denoising || !auto {
 		t.Errorf("spec %+v auto %v: want code 3 from the flag over RECON_CODE, sigma 0.7 from the environment", s, auto)
 	}
-	if s.Activation != ae.Tanh || s.CodeActivation != ae.Tanh || s.Output != ae.Tanh {
-		t.Errorf("default activations %v %v %v", s.Activation, s.CodeActivation, s.Output)
+	if def := fit.Default().Spec; s.Activation != def.Activation || s.CodeActivation != def.CodeActivation || s.Output != def.Output || s.Trim != def.Trim {
+		t.Errorf("default activations %v %v %v, trim %v; want fit.Default's %v %v %v, %v",
+			s.Activation, s.CodeActivation, s.Output, s.Trim, def.Activation, def.CodeActivation, def.Output, def.Trim)
 	}
 }
 
@@ -65,6 +67,14 @@ func TestModelFlagsSpec(t *testing.T) {
 		{args: []string{"--activation", "swish"}, wantErr: true},
 		{args: []string{"--noise", "pink"}, wantErr: true},
 		{args: []string{"--code", "-1"}, wantErr: true},
+		{args: nil, check: func(s ae.Spec) bool {
+			return s.Trim == fit.Default().Spec.Trim && s.Output == fit.Default().Spec.Output
+		}},
+		{args: []string{"--trim", "0.3"}, check: func(s ae.Spec) bool { return s.Trim == 0.3 }},
+		{args: []string{"--trim", "0"}, check: func(s ae.Spec) bool { return s.Trim == 0 }},
+		{args: []string{"--trim", "0.6"}, wantErr: true},
+		{args: []string{"--trim", "-0.1"}, wantErr: true},
+		{args: []string{"--trim", "NaN"}, wantErr: true},
 	} {
 		fs := flag.NewFlagSet("test", flag.ContinueOnError)
 		m := AddModelFlags(fs)
