@@ -146,9 +146,9 @@ func run(ctx context.Context, j job) (outcome, error) {
 	for range len(j.anomalous) / p {
 		pos = append(pos, true)
 	}
-	res.Normalizer.Transform(test, test)
-	scores := make([]float64, len(pos))
-	res.Model.Score(scores, test)
+	// The score the scorer gives: standardized, reconstructed, the
+	// residuals whitened (not the plain squared error).
+	scores := res.Score(test)
 	roc, err := auc.ROC(scores, pos)
 	if err != nil {
 		return outcome{}, err
