@@ -41,6 +41,10 @@ const (
 	RowHeader   = "recon-row"   // a replayed record's 0-based row in its file
 )
 
+// maxSyntheticWidth bounds --features: the synthetic normal region is a
+// p x p matrix (128 MiB at this width).
+const maxSyntheticWidth = 4096
+
 // The flags of one mode only, refused in the other.
 var (
 	syntheticOnly = []string{"features", "rank", "noise", "anomalies", "kinds", "outside", "basis-seed", "keys"}
@@ -89,7 +93,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	duration := fs.Duration("duration", 0, "stop after this long (0: no limit)")
 	format := fs.String("format", "json-array", "record format: json-object, json-array or csv")
 	seed := fs.Uint64("seed", 42, "seed of the records (replay: of the shuffle)")
-	p := fs.Int("features", 30, "synthetic: record width (replay: see --columns)")
+	p := fs.Int("features", 30, "synthetic: record width, at most 4096 (replay: see --columns)")
 	rank := fs.Int("rank", 3, "synthetic: rank of the subspace records lie near")
 	noise := fs.Float64("noise", 0.4, "synthetic: noise standard deviation")
 	anomalies := fs.Float64("anomalies", 0.01, "synthetic: fraction of injected anomalies")
@@ -127,6 +131,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *input == "" {
 		if *p < 2 || *rank < 1 || *rank >= *p || *anomalies < 0 || *anomalies >= 1 || *outside < 0 || *outside >= 1 || *noise <= 0 {
 			return cli.Usagef("want features >= 2, 1 <= rank < features, --noise > 0, --anomalies and --outside in [0,1)")
+		}
+		if *p > maxSyntheticWidth {
+			// The normal region behind --outside is a p x p matrix:
+			// 90,000 features would need 65 GB.
+			return cli.Usagef("--features %d: synthetic records are at most %d features wide (replay a file with --input for wider records)", *p, maxSyntheticWidth)
 		}
 		ks := strings.Split(*kinds, ",")
 		for _, k := range ks {

@@ -45,6 +45,7 @@ func TestRunRefuses(t *testing.T) {
 		{name: "explicit label missing", args: []string{"--input", write(t, "b.csv", "f0\n1\n"), "--label", "label"}, err: `--label: b.csv has no column "label"`},
 		{name: "outside share of one", args: []string{"--outside", "1"}, usage: true, err: "--anomalies and --outside in [0,1)"},
 		{name: "no noise", args: []string{"--noise", "0"}, usage: true, err: "--noise > 0"},
+		{name: "too wide", args: []string{"--features", "90000"}, usage: true, err: "--features 90000: synthetic records are at most 4096 features wide"},
 		{name: "environment's synthetic flag ignored", env: []string{"RECON_RANK", "2"}, args: []string{"--input", "/nonexistent/a.csv"}, err: "--input: open /nonexistent/a.csv"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
