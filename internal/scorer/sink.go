@@ -65,6 +65,8 @@ type SinkConfig struct {
 	Rate float64
 	// RetryMin and RetryMax bound the wait before a failed request is sent
 	// again: it starts at RetryMin and doubles (defaults 100 ms and 5 s).
+	// A 429 or 503 with a Retry-After header waits at least that long (at
+	// most 5 minutes).
 	RetryMin, RetryMax time.Duration
 	// Group is the scorer's consumer group, the group label of the
 	// alerts sent to Alertmanager ("": none).
@@ -299,8 +301,9 @@ func (s *httpSink) deliverPart(ctx context.Context, part []kafka.Message) ([]kaf
 			return s.refuse(ctx, part, err)
 		}
 		s.failures.Inc()
-		s.fail(err, wait)
-		if err := sleep(ctx, wait); err != nil {
+		next := retryWait(err, wait)
+		s.fail(err, next)
+		if err := sleep(ctx, next); err != nil {
 			return nil, err
 		}
 		wait = min(2*wait, s.cfg.RetryMax)
@@ -399,8 +402,57 @@ func (s *httpSink) postOne(ctx context.Context, u string, body []byte) (sendOutc
 	case c >= 400 && c < 500 && c != http.StatusTooManyRequests:
 		return sendRefused, fmt.Errorf("POST %s: %s: %s", redact.URL(u), resp.Status, strings.TrimSpace(string(msg)))
 	default:
-		return sendTransient, fmt.Errorf("POST %s: %s: %s", redact.URL(u), resp.Status, strings.TrimSpace(string(msg)))
+		err := fmt.Errorf("POST %s: %s: %s", redact.URL(u), resp.Status, strings.TrimSpace(string(msg)))
+		if c == http.StatusTooManyRequests || c == http.StatusServiceUnavailable {
+			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				err = &retryAfterError{wait: d, err: err}
+			}
+		}
+		return sendTransient, err
 	}
+}
+
+// maxRetryAfter bounds the wait a sink's Retry-After may ask for.
+const maxRetryAfter = 5 * time.Minute
+
+// retryAfterError is a transient failure whose answer (429 or 503) asked
+// for a wait before the next request.
+type retryAfterError struct {
+	wait time.Duration
+	err  error
+}
+
+func (e *retryAfterError) Error() string { return fmt.Sprintf("%v (retry after %v)", e.err, e.wait) }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an
+// HTTP-date (RFC 9110 10.2.3), as a wait from now (0 for a date past).
+func parseRetryAfter(h string, now time.Time) (time.Duration, bool) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// retryWait is the wait before the next request after a failure err,
+// with backoff at wait: at least what a Retry-After asked for (at most
+// maxRetryAfter).
+func retryWait(err error, wait time.Duration) time.Duration {
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		return min(max(wait, ra.wait), max(maxRetryAfter, wait))
+	}
+	return wait
 }
 
 // fail records a failed request, logging the first of a run at once and

@@ -3,6 +3,7 @@ package scorer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -401,5 +402,80 @@ func TestNoSinksNoMetrics(t *testing.T) {
 	if _, err := NewReplica(ReplicaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "e", AlertsTopic: "a", DLQTopic: "d",
 		Cache: cacheUntrained(t, 4), Log: slog.New(slog.DiscardHandler), Sinks: SinkConfig{Webhooks: []string{"not a url"}}}); err == nil {
 		t.Error("a bad sink URL was accepted")
+	}
+}
+
+// TestParseRetryAfter: delay-seconds and HTTP-dates, bounded; anything
+// else is no Retry-After.
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		h    string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, false},
+		{"3", 3 * time.Second, true},
+		{" 0 ", 0, true},
+		{"86400", maxRetryAfter, true},
+		{"-1", 0, false},
+		{"soon", 0, false},
+		{"Mon, 07 Dec 2026 08:00:30 GMT", 30 * time.Second, true},
+		{"Mon, 07 Dec 2026 07:59:00 GMT", 0, true}, // past
+	} {
+		got, ok := parseRetryAfter(tc.h, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tc.h, got, ok, tc.want, tc.ok)
+		}
+	}
+	if w := retryWait(&retryAfterError{wait: time.Hour}, time.Second); w != maxRetryAfter {
+		t.Errorf("a Retry-After of an hour waits %v, want %v", w, maxRetryAfter)
+	}
+	if w := retryWait(errors.New("503"), 200*time.Millisecond); w != 200*time.Millisecond {
+		t.Errorf("no Retry-After waits %v, want the backoff", w)
+	}
+}
+
+// TestSinkHonoursRetryAfter: a webhook answering 429 with Retry-After: 1
+// gets its next request no sooner than a second later, although the
+// backoff alone would send it after 10 ms; the alert then arrives.
+func TestSinkHonoursRetryAfter(t *testing.T) {
+	var mu sync.Mutex
+	var times []time.Time
+	var got int
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var as []Alert
+		_ = json.NewDecoder(r.Body).Decode(&as)
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		got += len(as)
+	}))
+	defer hook.Close()
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	sinks, err := newSinks(SinkConfig{Webhooks: []string{hook.URL}, RetryMin: 10 * time.Millisecond}, m, testenv.Quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused, err := deliverSinks(t.Context(), sinks, testAlerts(2, time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)))
+	if err != nil || len(refused) != 0 {
+		t.Fatalf("deliver: %v, %d refused", err, len(refused))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 2 || got != 2 {
+		t.Fatalf("%d requests delivering %d alerts, want 2 requests and 2 alerts", len(times), got)
+	}
+	if gap := times[1].Sub(times[0]); gap < time.Second {
+		t.Errorf("the retry came %v after a 429 asking for 1 s", gap)
+	}
+	if r := testutil.ToFloat64(m.sinkRetries.WithLabelValues("webhook")); r != 1 {
+		t.Errorf("recon_scorer_sink_retries_total{sink=webhook} = %v, want 1", r)
 	}
 }
