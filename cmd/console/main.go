@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 		Lookback: *lookback, ScoresLookback: *scoresLookback, Log: log, Metrics: metrics}
 	srvCfg := console.ServerConfig{Prefix: *prefix, Token: token, ReadOnly: *readOnly, Log: log, Registry: reg, Metrics: metrics}
 	if *coord != "" {
-		conn, err := grpc.NewClient(*coord, creds)
+		conn, err := grpc.NewClient(*coord, cli.CoordinatorDialOptions(creds)...)
 		if err != nil {
 			return cli.Usagef("--coordinator %q: %v", *coord, err)
 		}

@@ -151,7 +151,7 @@ func admin(ctx context.Context, name string, args []string, stdout io.Writer) er
 	}
 	// A checkpoint holds the parameters, optimizer state and whitening:
 	// wide models exceed gRPC's default 4 MiB limit on what a client takes.
-	conn, err := grpc.NewClient(*addr, creds, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	conn, err := grpc.NewClient(*addr, cli.CoordinatorDialOptions(creds)...)
 	if err != nil {
 		return cli.Usagef("--coordinator %q: %v", *addr, err)
 	}

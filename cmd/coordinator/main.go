@@ -176,7 +176,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(serverOpts...)
+	gs := grpc.NewServer(append(serverOpts, coordinator.ServerOptions(cfg.Spec)...)...)
 	reconv1.RegisterCoordinatorServer(gs, srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

@@ -273,7 +273,7 @@ func runReplica(ctx context.Context, args []string) error {
 		DLQTopic: *dlqTopic, ScoresTopic: *scores, ID: *id, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
 		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec, StuckAfter: *stuckAfter, Sinks: sinks}
 	if *coord != "" {
-		conn, err := grpc.NewClient(*coord, creds)
+		conn, err := grpc.NewClient(*coord, cli.CoordinatorDialOptions(creds)...)
 		if err != nil {
 			return cli.Usagef("--coordinator %q: %v", *coord, err)
 		}

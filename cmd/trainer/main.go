@@ -467,7 +467,7 @@ func runWorker(ctx context.Context, args []string) error {
 	default:
 		return cli.Usagef("--source %q: want synth, csv or kafka", *source)
 	}
-	conn, err := grpc.NewClient(*addr, creds)
+	conn, err := grpc.NewClient(*addr, cli.CoordinatorDialOptions(creds)...)
 	if err != nil {
 		return cli.Usagef("--coordinator %q: %v", *addr, err)
 	}

@@ -136,3 +136,16 @@ func (c *Client) Setup(fs *flag.FlagSet) (*slog.Logger, grpc.DialOption, stream.
 	log, err := c.log.Logger(fs)
 	return log, creds, sec, err
 }
+
+// MaxCoordinatorMessage is the receive limit of the coordinator's clients
+// (trainers, scorers, the console, the operator commands): a checkpoint or
+// a round start carries the parameters, the optimizer state and the p x p
+// whitening, tens of MiB for models a few thousand features wide, where
+// gRPC's default allows 4 MiB.
+const MaxCoordinatorMessage = 1 << 30
+
+// CoordinatorDialOptions are the dial options of a coordinator client,
+// creds (DialOption) first: transport credentials and the receive limit.
+func CoordinatorDialOptions(creds grpc.DialOption) []grpc.DialOption {
+	return []grpc.DialOption{creds, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxCoordinatorMessage))}
+}
