@@ -190,7 +190,8 @@ func (m *Model) forward(ws *workspace, n int, train bool, rng *rand.Rand) {
 // The objective is the mean over the batch of the reconstruction loss plus
 // the variant's penalty, so the sample-count-weighted average of gradients of
 // disjoint batches equals the gradient of their union (for the variants
-// without a batch-level statistic: all but SparseKL).
+// without a batch-level statistic: all but SparseKL; and untrimmed: with
+// Spec.Trim the objective is the mean over the batch's kept records).
 //
 // rng supplies the denoising corruption and the variational draw; the same
 // seed gives the same result. It may be nil for the other variants.
