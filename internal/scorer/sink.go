@@ -422,7 +422,10 @@ type retryAfterError struct {
 	err  error
 }
 
+// Error says the failure and the wait asked for.
 func (e *retryAfterError) Error() string { return fmt.Sprintf("%v (retry after %v)", e.err, e.wait) }
+
+// Unwrap returns the failure.
 func (e *retryAfterError) Unwrap() error { return e.err }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an
