@@ -429,7 +429,8 @@ func (e *retryAfterError) Error() string { return fmt.Sprintf("%v (retry after %
 func (e *retryAfterError) Unwrap() error { return e.err }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (RFC 9110 10.2.3), as a wait from now (0 for a date past).
+// HTTP-date (RFC 9110 10.2.3), as a wait from now (0 for a date past, at
+// most maxRetryAfter).
 func parseRetryAfter(h string, now time.Time) (time.Duration, bool) {
 	h = strings.TrimSpace(h)
 	if h == "" {
@@ -442,7 +443,7 @@ func parseRetryAfter(h string, now time.Time) (time.Duration, bool) {
 		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
 	}
 	if t, err := http.ParseTime(h); err == nil {
-		return max(t.Sub(now), 0), true
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
 	}
 	return 0, false
 }
@@ -453,7 +454,7 @@ func parseRetryAfter(h string, now time.Time) (time.Duration, bool) {
 func retryWait(err error, wait time.Duration) time.Duration {
 	var ra *retryAfterError
 	if errors.As(err, &ra) {
-		return min(max(wait, ra.wait), max(maxRetryAfter, wait))
+		return max(wait, min(ra.wait, maxRetryAfter))
 	}
 	return wait
 }
