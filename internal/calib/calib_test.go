@@ -313,6 +313,38 @@ func TestCalibratorGatesAndBoundsTheFirstThreshold(t *testing.T) {
 	}
 }
 
+// TestRecordBoundHoldsForUnevenRounds: rounds whose record counts vary
+// (two trainers, one sometimes late; batches cut short by a slow stream)
+// still bring the first threshold within MaxRecords, in every one of many
+// streams of random round sizes.
+func TestRecordBoundHoldsForUnevenRounds(t *testing.T) {
+	const p = 10
+	m, held := lowRankModel(t, p)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		c, _ := New(Config{MinRows: 1000, MaxRecords: 10000}, p)
+		c.Observe(held[:300*p], 0)
+		for r := uint64(1); ; r++ {
+			// Rounds of 1 to 2 batches of 20 to 40 records.
+			n := 20 + rng.IntN(21)
+			if rng.IntN(2) == 0 {
+				n += 20 + rng.IntN(21)
+			}
+			c.Observe(nil, n)
+			if !c.Due(r) {
+				continue
+			}
+			if got := c.Progress().Records; got > 10000 || got < 10000-200 {
+				t.Fatalf("trial %d: bound fired at %d records, want within 200 below 10000", trial, got)
+			}
+			if u, ok, err := c.Calibrate(m, r); !ok || err != nil || !u.Forced {
+				t.Fatalf("trial %d: at the record bound: %+v ok %v err %v", trial, u, ok, err)
+			}
+			break
+		}
+	}
+}
+
 // TestSlowStreamGetsAThreshold: at 10 records/s the first threshold comes
 // within 20 minutes of simulated time (the record bound is 10,000; rounds
 // run at compute speed, a few per second here).

@@ -3,6 +3,7 @@ package calib
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/recon-ad/recon/pkg/ae"
 )
@@ -104,15 +105,16 @@ type Calibrator struct {
 	cfg Config
 	p   int
 
-	rows     []float64      // ring of held-out records, row-major
-	at, n    int            // next slot, rows held
-	hashes   []uint64       // of the rows held, by slot
-	held1    map[uint64]int // rows held by hash: a record already held is not kept twice
-	since    int            // rows observed since the last calibration
-	records  int64          // stream records seen
-	pending  int64          // of them, seen since the last Due
-	perRound int64          // seen between the last two Due calls
-	held     int64          // held-out records seen
+	rows     []float64         // ring of held-out records, row-major
+	at, n    int               // next slot, rows held
+	hashes   []uint64          // of the rows held, by slot
+	held1    map[uint64]int    // rows held by hash: a record already held is not kept twice
+	since    int               // rows observed since the last calibration
+	records  int64             // stream records seen
+	pending  int64             // of them, seen since the last Due
+	recent   [PaceRounds]int64 // records seen between consecutive Due calls, the last PaceRounds
+	perRound int64             // twice the largest of recent: the next round's records, at most
+	held     int64             // held-out records seen
 
 	checkedAt  uint64 // round of the last settle check
 	lastMedian float64
@@ -182,13 +184,15 @@ func (c *Calibrator) Observe(held []float64, records int) {
 
 // Due reports whether Calibrate should run after round: before the first
 // threshold, once the window holds MinRows records, every SettleRounds
-// rounds, and at once when the next round would pass MaxRecords (at the
-// pace of the last one) with at least MinBoundRows held out (a small data
-// set replayed holds out few distinct records), so that the first
-// threshold comes within MaxRecords; after it, every Every new held-out
-// records.
+// rounds, and at once when the next round could pass MaxRecords (were it
+// twice the largest of the last PaceRounds) with at least
+// MinBoundRows held out (a small data set replayed holds out few distinct
+// records), so that the first threshold comes within MaxRecords; after it,
+// every Every new held-out records.
 func (c *Calibrator) Due(round uint64) bool {
-	c.perRound, c.pending = c.pending, 0
+	copy(c.recent[1:], c.recent[:len(c.recent)-1])
+	c.recent[0], c.pending = c.pending, 0
+	c.perRound = 2 * slices.Max(c.recent[:])
 	if c.threshold == 0 {
 		if c.records+c.perRound >= c.cfg.MaxRecords && c.n >= MinBoundRows {
 			return true
@@ -197,6 +201,15 @@ func (c *Calibrator) Due(round uint64) bool {
 	}
 	return c.n > 0 && c.since >= c.cfg.Every
 }
+
+// PaceRounds is how many rounds' record counts the record bound looks
+// back on to foresee the next round's: rounds vary (a trainer's gradient
+// late, a batch cut short by a slow stream), and judged by the last round
+// alone the first threshold came up to 40 records past the bound on the
+// ADBench stream eval. Twice the largest of them leaves room for a round
+// of both trainers after rounds of one; the cost is at most a few rounds'
+// records short of the bound.
+const PaceRounds = 16
 
 // MinBoundRows is the fewest distinct held-out records the first threshold
 // is set from at the record bound. A small file replayed may hold out only
