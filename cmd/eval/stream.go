@@ -17,10 +17,12 @@ import (
 
 	"github.com/recon-ad/recon/internal/adbench"
 	"github.com/recon-ad/recon/internal/auc"
+	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/pkg/stream"
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // The streaming evaluation (--sets adbench-stream) runs the contaminated
@@ -155,6 +157,7 @@ type streamResult struct {
 	recordsFrom          string  // which count records is
 	missing              int     // test records with no score
 	stale                int     // test scores not by the final checkpoint
+	normals              int     // normal test rows scored
 	final                uint64  // the final checkpoint's version
 	firstAfter           time.Duration
 	wall                 time.Duration
@@ -206,6 +209,11 @@ func streamSplit(ctx context.Context, c *streamConfig, sp adbench.Split, peer ad
 	}
 	r.pr, _ = auc.PR(scores, lab)
 	r.far, r.recall = alarmShares(alerts, lab)
+	for _, a := range lab {
+		if !a {
+			r.normals++
+		}
+	}
 	if !math.IsNaN(r.far) {
 		r.ifRecall = adbench.RecallAt(peer.IForest, labels, r.far)
 	}
@@ -610,7 +618,8 @@ func printStream(sets []*adbench.Set, splits []adbench.Split, rows []streamResul
 	fmt.Printf(hdr, "set", "stream", "pr", "offline", "iforest", "knn", "far", "recall", "if-rec", "records", "missing", "stale")
 	var means [][11]float64
 	outside, low := 0, 0
-	var outsideNames []string
+	var outsideNames, chanceNames []string
+	chanceAll := 1.0
 	for k, s := range sets {
 		rs := rows[k*seeds : (k+1)*seeds]
 		var m [11]float64
@@ -645,11 +654,22 @@ func printStream(sets []*adbench.Set, splits []adbench.Split, rows []streamResul
 		}
 		if float64(share) < 0.2*float64(s.Rows()) {
 			low++
+			normals := 0
+			for _, r := range rs {
+				if r.status == "" {
+					normals += r.normals
+				}
+			}
+			p := bandChance(normals, calib.DefaultAlertRate, farLow, farHigh)
+			chanceAll *= p
+			if p < 0.95 {
+				chanceNames = append(chanceNames, fmt.Sprintf("%s %.2f (%d normal rows)", s.Name, p, normals))
+			}
 			switch {
 			case math.IsNaN(m[5]):
 				outside++
 				outsideNames = append(outsideNames, s.Name+" no FAR")
-			case m[5] < 0.001 || m[5] > 0.02:
+			case m[5] < farLow || m[5] > farHigh:
 				outside++
 				outsideNames = append(outsideNames, fmt.Sprintf("%s %.4f", s.Name, m[5]))
 			}
@@ -665,11 +685,47 @@ func printStream(sets []*adbench.Set, splits []adbench.Split, rows []streamResul
 	}
 	fmt.Printf("  %-20s %s %s %s %s %s %s %s %s %s %s %s\n", "mean", f7(mean[0]), f7(mean[1]), f7(mean[2]), f7(mean[3]), f7(mean[4]),
 		f7(mean[5]), f7(mean[6]), f7(mean[7]), f8r(mean[8]), f7r(mean[9]), f7r(mean[10]))
-	fmt.Printf("  stream FAR outside [0.001, 0.02] on %d of %d sets with < 20%% anomalies", outside, low)
+	fmt.Printf("  stream FAR outside [%g, %g] on %d of %d sets with < 20%% anomalies", farLow, farHigh, outside, low)
 	if outside > 0 {
 		fmt.Printf(" (%s)", strings.Join(outsideNames, ", "))
 	}
+	fmt.Println()
+	// How much of that is chance: a threshold that let exactly the alert
+	// rate of normal records through would still see a binomial count of
+	// them alert among the few normal test rows of a small set.
+	fmt.Printf("  a threshold letting exactly %g of normal rows through lands in that band with probability %.2f on all %d sets",
+		calib.DefaultAlertRate, chanceAll, low)
+	if len(chanceNames) > 0 {
+		fmt.Printf("; below 0.95 on %s", strings.Join(chanceNames, ", "))
+	}
 	fmt.Print("\n\n")
+}
+
+// farLow and farHigh bound the false-alarm rate the streaming eval expects
+// at the default alert rate on sets with under 20% anomalies.
+const (
+	farLow  = 0.001
+	farHigh = 0.02
+)
+
+// bandChance returns the probability that, of n normal rows each alerting
+// with probability rate, a share in [lo, hi] alerts: how often a threshold
+// with exactly that false-alarm rate would be seen to hold the band on n
+// rows. It is 0 for no rows.
+func bandChance(n int, rate, lo, hi float64) float64 {
+	if n == 0 {
+		return 0
+	}
+	b := distuv.Binomial{N: float64(n), P: rate}
+	kLo, kHi := math.Ceil(lo*float64(n)-1e-9), math.Floor(hi*float64(n)+1e-9)
+	if kLo > kHi {
+		return 0
+	}
+	p := b.CDF(kHi)
+	if kLo > 0 {
+		p -= b.CDF(kLo - 1)
+	}
+	return p
 }
 
 // vec returns the table's columns: stream ROC and PR, offline, IForest and

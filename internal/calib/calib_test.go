@@ -314,9 +314,10 @@ func TestCalibratorGatesAndBoundsTheFirstThreshold(t *testing.T) {
 }
 
 // TestRecordBoundHoldsForUnevenRounds: rounds whose record counts vary
-// (two trainers, one sometimes late; batches cut short by a slow stream)
-// still bring the first threshold within MaxRecords, in every one of many
-// streams of random round sizes.
+// (two trainers, one sometimes late; batches cut short by a slow stream;
+// rounds of a record or two between bursts) still bring the first
+// threshold within MaxRecords, in every one of many streams of random
+// round sizes.
 func TestRecordBoundHoldsForUnevenRounds(t *testing.T) {
 	const p = 10
 	m, held := lowRankModel(t, p)
@@ -325,10 +326,22 @@ func TestRecordBoundHoldsForUnevenRounds(t *testing.T) {
 		c, _ := New(Config{MinRows: 1000, MaxRecords: 10000}, p)
 		c.Observe(held[:300*p], 0)
 		for r := uint64(1); ; r++ {
-			// Rounds of 1 to 2 batches of 20 to 40 records.
+			// Rounds of 1 to 2 batches of 20 to 40 records, or (half
+			// the trials, after a backlog of 64-record rounds) of 0 to 3
+			// records with a 40-record burst one round in 50.
 			n := 20 + rng.IntN(21)
 			if rng.IntN(2) == 0 {
 				n += 20 + rng.IntN(21)
+			}
+			if trial%2 == 1 {
+				switch {
+				case r <= 5:
+					n = 64
+				case rng.IntN(50) == 0:
+					n = 40
+				default:
+					n = rng.IntN(4)
+				}
 			}
 			c.Observe(nil, n)
 			if !c.Due(r) {

@@ -3,7 +3,6 @@ package calib
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/recon-ad/recon/pkg/ae"
 )
@@ -105,16 +104,16 @@ type Calibrator struct {
 	cfg Config
 	p   int
 
-	rows     []float64         // ring of held-out records, row-major
-	at, n    int               // next slot, rows held
-	hashes   []uint64          // of the rows held, by slot
-	held1    map[uint64]int    // rows held by hash: a record already held is not kept twice
-	since    int               // rows observed since the last calibration
-	records  int64             // stream records seen
-	pending  int64             // of them, seen since the last Due
-	recent   [PaceRounds]int64 // records seen between consecutive Due calls, the last PaceRounds
-	perRound int64             // twice the largest of recent: the next round's records, at most
-	held     int64             // held-out records seen
+	rows     []float64      // ring of held-out records, row-major
+	at, n    int            // next slot, rows held
+	hashes   []uint64       // of the rows held, by slot
+	held1    map[uint64]int // rows held by hash: a record already held is not kept twice
+	since    int            // rows observed since the last calibration
+	records  int64          // stream records seen
+	pending  int64          // of them, seen since the last Due
+	peak     int64          // the most records seen between two Due calls
+	perRound int64          // what the next round may bring: twice peak, at most MaxRecords/10
+	held     int64          // held-out records seen
 
 	checkedAt  uint64 // round of the last settle check
 	lastMedian float64
@@ -185,14 +184,17 @@ func (c *Calibrator) Observe(held []float64, records int) {
 // Due reports whether Calibrate should run after round: before the first
 // threshold, once the window holds MinRows records, every SettleRounds
 // rounds, and at once when the next round could pass MaxRecords (were it
-// twice the largest of the last PaceRounds) with at least
+// twice the largest round so far, or a tenth of MaxRecords if less) with at least
 // MinBoundRows held out (a small data set replayed holds out few distinct
 // records), so that the first threshold comes within MaxRecords; after it,
-// every Every new held-out records.
+// every Every new held-out records. Rounds vary (a burst of a batch after
+// rounds of a record or two, a trainer's gradient late): judged by the last
+// round alone, the first threshold came up to 40 records past the bound on
+// the ADBench stream eval. The largest round so far is a batch read from
+// the backlog at the start, so the bound fires at most a few batches early.
 func (c *Calibrator) Due(round uint64) bool {
-	copy(c.recent[1:], c.recent[:len(c.recent)-1])
-	c.recent[0], c.pending = c.pending, 0
-	c.perRound = 2 * slices.Max(c.recent[:])
+	c.peak, c.pending = max(c.peak, c.pending), 0
+	c.perRound = min(2*c.peak, c.cfg.MaxRecords/10)
 	if c.threshold == 0 {
 		if c.records+c.perRound >= c.cfg.MaxRecords && c.n >= MinBoundRows {
 			return true
@@ -201,15 +203,6 @@ func (c *Calibrator) Due(round uint64) bool {
 	}
 	return c.n > 0 && c.since >= c.cfg.Every
 }
-
-// PaceRounds is how many rounds' record counts the record bound looks
-// back on to foresee the next round's: rounds vary (a trainer's gradient
-// late, a batch cut short by a slow stream), and judged by the last round
-// alone the first threshold came up to 40 records past the bound on the
-// ADBench stream eval. Twice the largest of them leaves room for a round
-// of both trainers after rounds of one; the cost is at most a few rounds'
-// records short of the bound.
-const PaceRounds = 16
 
 // MinBoundRows is the fewest distinct held-out records the first threshold
 // is set from at the record bound. A small file replayed may hold out only
