@@ -1025,7 +1025,12 @@ func TestProbesServed(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
-			t.Cleanup(func() { cmd.Process.Kill(); <-done })
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				if err := <-done; t.Failed() {
+					t.Logf("%s exited: %v", bin, err)
+				}
+			})
 			get := func(p string) (int, string) {
 				resp, err := http.Get("http://" + addr + p)
 				if err != nil {

@@ -262,9 +262,9 @@ func scrapeAll(t *testing.T) map[string]bool {
 			t.Fatal(err)
 		}
 		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
+		go func() { _ = cmd.Wait(); close(done) }()
 		t.Cleanup(func() {
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-done
 			if t.Failed() {
 				t.Logf("---- %s log:\n%s", name, out.String())
@@ -288,10 +288,10 @@ func scrapeAll(t *testing.T) map[string]bool {
 		for deadline := time.Now().Add(90 * time.Second); ; {
 			if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
 				var b bytes.Buffer
-				b.ReadFrom(resp.Body)
+				_, rerr := b.ReadFrom(resp.Body)
 				resp.Body.Close()
 				text = b.String()
-				if strings.Contains(text, want[name]) {
+				if rerr == nil && strings.Contains(text, want[name]) {
 					break
 				}
 			}

@@ -96,9 +96,14 @@ func TestUnreachableBroker(t *testing.T) {
 		for j := range row {
 			row[j] = strconv.FormatFloat(x[r*8+j], 'g', -1, 64)
 		}
-		w.Write(row)
+		if err := w.Write(row); err != nil {
+			t.Fatal(err)
+		}
 	}
 	w.Flush()
+	if err := w.Error(); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	if out, err := exec.Command(filepath.Join(binDir, "trainer"), "fit", "--input", filepath.Join(dir, "train.csv"),
 		"--out", filepath.Join(dir, "model.db"), "--epochs", "5", "--quiet").CombinedOutput(); err != nil {

@@ -83,21 +83,27 @@ func TestConsoleInABrowser(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	truth, alerts := map[string]string{}, map[string]scorer.Alert{}
-	go readAll(ctx, []string{p.kafka}, "recon-events", func(m kafka.Message) bool {
-		mu.Lock()
-		truth[fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)] = header(m, "recon-truth")
-		mu.Unlock()
-		return true
-	})
-	go readAll(ctx, []string{p.kafka}, "recon-alerts", func(m kafka.Message) bool {
-		var a scorer.Alert
-		if json.Unmarshal(m.Value, &a) == nil {
+	// Both readers run until the test ends (ctx); one that fails sooner
+	// leaves truth or alerts short, which the checks below catch.
+	go func() {
+		_ = readAll(ctx, []string{p.kafka}, "recon-events", func(m kafka.Message) bool {
 			mu.Lock()
-			alerts[a.ID] = a
+			truth[fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)] = header(m, "recon-truth")
 			mu.Unlock()
-		}
-		return true
-	})
+			return true
+		})
+	}()
+	go func() {
+		_ = readAll(ctx, []string{p.kafka}, "recon-alerts", func(m kafka.Message) bool {
+			var a scorer.Alert
+			if json.Unmarshal(m.Value, &a) == nil {
+				mu.Lock()
+				alerts[a.ID] = a
+				mu.Unlock()
+			}
+			return true
+		})
+	}()
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chrome), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1360, 960))
@@ -111,7 +117,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			if err != nil {
 				return
 			}
-			chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			_, _ = chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true}) // not accepted, the roll back step below times out
 		}
 	}()
 	browse := func(what string, actions ...chromedp.Action[chromedp.Void]) {

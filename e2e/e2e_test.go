@@ -108,9 +108,13 @@ func startPipelineArgs(t *testing.T, rate, count int, scorerArgs, loadArgs []str
 			pr.Kill()
 		}
 		if keep := os.Getenv("RECON_E2E_KEEP"); keep != "" {
-			os.MkdirAll(keep, 0o755)
+			if err := os.MkdirAll(keep, 0o755); err != nil {
+				t.Errorf("RECON_E2E_KEEP: %v", err)
+			}
 			for _, pr := range append(p.all, p.load) {
-				os.WriteFile(filepath.Join(keep, pr.Name+".log"), []byte(pr.LogText()), 0o644)
+				if err := os.WriteFile(filepath.Join(keep, pr.Name+".log"), []byte(pr.LogText()), 0o644); err != nil {
+					t.Errorf("RECON_E2E_KEEP: %v", err)
+				}
 			}
 		}
 		if t.Failed() {
@@ -237,7 +241,7 @@ func (p *pipeline) account(count int) accounting {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		readAll(ctx, brokers, "recon-scores", func(m kafka.Message) bool {
+		if err := readAll(ctx, brokers, "recon-scores", func(m kafka.Message) bool {
 			var s scorer.ScoreRecord
 			if err := json.Unmarshal(m.Value, &s); err != nil {
 				t.Errorf("score record %s: %v: %q", m.Key, err, m.Value)
@@ -246,20 +250,24 @@ func (p *pipeline) account(count int) accounting {
 			defer mu.Unlock()
 			scored[string(m.Key)] = s
 			return !done()
-		})
+		}); err != nil && ctx.Err() == nil {
+			t.Errorf("reading the scores topic: %v", err)
+		}
 	}()
 	go func() {
 		defer wg.Done()
-		readAll(ctx, brokers, "recon-dlq", func(m kafka.Message) bool {
+		if err := readAll(ctx, brokers, "recon-dlq", func(m kafka.Message) bool {
 			mu.Lock()
 			defer mu.Unlock()
 			dead[string(m.Key)] = header(m, scorer.HeaderReason)
 			return !done()
-		})
+		}); err != nil && ctx.Err() == nil {
+			t.Errorf("reading the dead-letter topic: %v", err)
+		}
 	}()
 	go func() {
 		defer wg.Done()
-		readAll(ctx, brokers, "recon-alerts", func(m kafka.Message) bool {
+		if err := readAll(ctx, brokers, "recon-alerts", func(m kafka.Message) bool {
 			var a scorer.Alert
 			if err := json.Unmarshal(m.Value, &a); err != nil {
 				t.Errorf("alert %s: %v: %q", m.Key, err, m.Value)
@@ -271,7 +279,9 @@ func (p *pipeline) account(count int) accounting {
 			}
 			alerts[string(m.Key)][a.ID] = true
 			return true
-		})
+		}); err != nil && ctx.Err() == nil {
+			t.Errorf("reading the alerts topic: %v", err)
+		}
 	}()
 	for ctx.Err() == nil {
 		mu.Lock()
@@ -392,7 +402,9 @@ func TestFaults(t *testing.T) {
 				}
 			}
 			for _, s := range p.scorers {
-				s.Signal(syscall.SIGQUIT)
+				if err := s.Signal(syscall.SIGQUIT); err != nil {
+					t.Logf("%s: %v", s.Name, err)
+				}
 			}
 			time.Sleep(time.Second)
 		}
@@ -431,9 +443,11 @@ func TestFaults(t *testing.T) {
 	// work still finishes.
 	for _, pr := range append(p.all[1:], p.devkafka) {
 		start := time.Now()
-		pr.Signal(syscall.SIGTERM)
+		if err := pr.Signal(syscall.SIGTERM); err != nil {
+			t.Errorf("%s: %v", pr.Name, err)
+		}
 		time.Sleep(10 * time.Millisecond)
-		pr.Signal(syscall.SIGTERM) // may find it gone already
+		_ = pr.Signal(syscall.SIGTERM) // may find it gone already
 		select {
 		case <-pr.Exited():
 		case <-time.After(5 * time.Second):

@@ -70,7 +70,7 @@ receivers:
 	// records wait (a stalled scorer).
 	var webhookDown atomic.Bool
 	webhook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		_, _ = io.Copy(io.Discard, r.Body)
 		if webhookDown.Load() {
 			http.Error(w, "down for the test", http.StatusServiceUnavailable)
 		}
@@ -184,7 +184,9 @@ scrape_configs:
 	waitFor(t, 90*time.Second, "ReconScorersAbsent in Alertmanager", func() bool { return firing(amAddr, "ReconScorersAbsent") })
 	t.Logf("ReconScorersAbsent reached Alertmanager %v after the scorers froze", time.Since(stopped).Round(100*time.Millisecond))
 	for _, s := range p.scorers {
-		s.Signal(syscall.SIGCONT)
+		if err := s.Signal(syscall.SIGCONT); err != nil {
+			t.Errorf("%s: %v", s.Name, err)
+		}
 	}
 }
 

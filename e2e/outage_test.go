@@ -111,19 +111,25 @@ func TestBrokerOutagesAndALargeRecord(t *testing.T) {
 	produced := time.Now()
 	var scored int
 	dlq := make(chan kafka.Message, 1)
-	go readAll(ctx, []string{p.kafka}, "recon-dlq", func(m kafka.Message) bool {
-		if string(m.Key) == "large" {
-			dlq <- m
-			return false
-		}
-		return true
-	})
-	readAll(ctx, []string{p.kafka}, "recon-scores", func(m kafka.Message) bool {
+	// Until the large record (or ctx's end): a reader that fails leaves dlq
+	// empty, and the select below reports it.
+	go func() {
+		_ = readAll(ctx, []string{p.kafka}, "recon-dlq", func(m kafka.Message) bool {
+			if string(m.Key) == "large" {
+				dlq <- m
+				return false
+			}
+			return true
+		})
+	}()
+	if err := readAll(ctx, []string{p.kafka}, "recon-scores", func(m kafka.Message) bool {
 		if strings.HasPrefix(string(m.Key), "after-large-") {
 			scored++
 		}
 		return scored < extra-1 && time.Since(produced) < 10*time.Second
-	})
+	}); err != nil {
+		t.Errorf("reading the scores topic: %v", err)
+	}
 	if scored < extra-1 {
 		t.Errorf("%d of the %d records after the large one scored within 10 s", scored, extra-1)
 	}

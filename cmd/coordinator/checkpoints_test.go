@@ -138,7 +138,12 @@ func TestCheckpointsRollbackSwapsScorer(t *testing.T) {
 	}
 	wCtx, stopWorker := context.WithCancel(ctx)
 	wDone := make(chan struct{})
-	go func() { w.Run(wCtx); close(wDone) }()
+	go func() {
+		if err := w.Run(wCtx); err != nil {
+			t.Errorf("trainer: %v", err)
+		}
+		close(wDone)
+	}()
 	waitFor(t, 60*time.Second, "5 checkpoints", func() bool { return len(listCheckpoints(t, addr)) >= 5 })
 	stopWorker()
 	<-wDone

@@ -64,7 +64,9 @@ func TestUnreachableCoordinator(t *testing.T) {
 	p := start(t, dir, "trainer", "lonely.log", "run", "--coordinator", freePort(t), "--id", "lonely", "--metrics-listen", "")
 	retries := func() int { return strings.Count(p.logText(), "reconnecting") }
 	waitFor(t, 15*time.Second, "two reconnect attempts", func() bool { return retries() >= 2 })
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.cmd.Wait(); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}

@@ -49,7 +49,9 @@ func TestFullDisk(t *testing.T) {
 	}
 	t.Logf("version %v written, then %v failed writes; round %v -> %v", written, failures(), r0, round())
 
-	coord.cmd.Process.Signal(syscall.SIGTERM)
+	if err := coord.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	err = coord.cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {

@@ -63,8 +63,8 @@ func start(t *testing.T, dir, name, logName string, args ...string) *proc {
 
 func (p *proc) kill() {
 	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		p.cmd.Wait()
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
 	}
 }
 
@@ -215,7 +215,9 @@ func TestFaults(t *testing.T) {
 	l := listCheckpoints(t, grpcAddr)
 	lastVersion := l[len(l)-1].GetVersion()
 	rTerm := round()
-	coord.cmd.Process.Signal(syscall.SIGTERM)
+	if err := coord.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if err := coord.cmd.Wait(); err != nil {
 		t.Errorf("coordinator exit after SIGTERM: %v", err)
 	}

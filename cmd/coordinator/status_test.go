@@ -46,7 +46,12 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { w.Run(ctx); close(done) }()
+	go func() {
+		if err := w.Run(ctx); err != nil {
+			t.Errorf("trainer: %v", err)
+		}
+		close(done)
+	}()
 	defer func() { stop(); <-done }()
 	waitFor(t, 60*time.Second, "20 rounds and a checkpoint", func() bool {
 		st = status()

@@ -32,8 +32,8 @@ func startBroker(t *testing.T, bin, addr, dataDir string) (*exec.Cmd, string) {
 	}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
 		}
 	})
 	br := bufio.NewReader(out)
@@ -102,7 +102,9 @@ func TestDevkafkaServesKafkaGoAndPersists(t *testing.T) {
 		t.Fatalf("read %d", len(got))
 	}
 
-	broker.Process.Signal(syscall.SIGTERM)
+	if err := broker.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	if err := broker.Wait(); err != nil {
 		t.Fatalf("devkafka exit after SIGTERM: %v", err)
 	}

@@ -40,7 +40,9 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	var msgs []kafka.Message
 	rec := make([]float64, p)
 	for i := 0; i < 4000; i++ {
-		src.Read(rec)
+		if _, err := src.Read(rec); err != nil {
+			t.Fatal(err)
+		}
 		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: codec.Encode(nil, rec)})
 	}
 	if err := wr.Write(ctx, msgs...); err != nil {
@@ -59,7 +61,7 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	spec := ae.Spec{Input: p, Hidden: []int{16}, Code: 2, Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Linear}
 	co := testenv.StartCoordinator(t, coordinator.Config{Spec: spec, LR: 3e-3, Batch: 128, Holdout: 0.2, WarmupRecords: 500,
 		CheckpointRounds: 50, Deadline: 5 * time.Second})
-	go co.Server.Run(ctx)
+	go func() { _ = co.Server.Run(ctx) }()
 	dir := t.TempDir()
 	tr := procs.New(binDir, dir, "trainer", "trainer", "run", "--source", "kafka", "--brokers", strings.Join(brokers, ","),
 		"--topic", "events", "--features", strconv.Itoa(p), "--coordinator", co.Addr, "--id", "t1", "--stuck-after", "3s", "--metrics-listen", "") // ready: a round accepted in every 1 s
@@ -112,7 +114,9 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	tr.Signal(syscall.SIGTERM)
+	if err := tr.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-tr.Exited():
 	case <-time.After(10 * time.Second):

@@ -272,7 +272,9 @@ func TestCalibratorGatesAndBoundsTheFirstThreshold(t *testing.T) {
 	// at MaxRecords.
 	c2, _ := New(Config{MinRows: 200, MaxRecords: 10000, SettleRounds: 100}, p)
 	c2.Observe(held[:300*p], 9000)
-	c2.Calibrate(m, 1)
+	if _, _, err := c2.Calibrate(m, 1); err != nil {
+		t.Fatal(err)
+	}
 	c2.lastMedian *= 2
 	if _, ok, _ := c2.Calibrate(m, 101); ok {
 		t.Fatal("threshold before the record bound while not settled")

@@ -124,7 +124,9 @@ func TestAlertsFilterAndRedelivery(t *testing.T) {
 		var ids []uint64
 		for _, e := range got {
 			var p, o uint64
-			fmt.Sscanf(e.ID, "recon-events/%d/%d", &p, &o)
+			if _, err := fmt.Sscanf(e.ID, "recon-events/%d/%d", &p, &o); err != nil {
+				t.Fatalf("alert id %q: %v", e.ID, err)
+			}
 			ids = append(ids, o)
 		}
 		if fmt.Sprint(ids) != fmt.Sprint(c.want) {

@@ -63,7 +63,7 @@ func startClusterLog(t *testing.T, cfg Config, storePath string, log *slog.Logge
 	}
 	gs := grpc.NewServer()
 	reconv1.RegisterCoordinatorServer(gs, srv)
-	go gs.Serve(lis)
+	go func() { _ = gs.Serve(lis) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &cluster{t: t, srv: srv, addr: lis.Addr().String(), gs: gs, cancel: cancel, runErr: make(chan error, 1)}
 	go func() { c.runErr <- srv.Run(ctx) }()
@@ -95,7 +95,7 @@ func (c *cluster) workerCfg(ctx context.Context, cfg worker.Config) *worker.Work
 	go func() {
 		defer c.wg.Done()
 		defer conn.Close()
-		w.Run(ctx)
+		_ = w.Run(ctx) // not always waited for: a test that needs Run's error calls runWorker
 	}()
 	return w
 }

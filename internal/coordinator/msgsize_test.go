@@ -47,7 +47,7 @@ func TestWideModelOverGRPC(t *testing.T) {
 	}
 	gs := grpc.NewServer(ServerOptions(cfg.Spec)...)
 	reconv1.RegisterCoordinatorServer(gs, srv)
-	go gs.Serve(lis)
+	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -68,7 +68,7 @@ func TestWideModelOverGRPC(t *testing.T) {
 	}
 	wctx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
-	go w.Run(wctx)
+	go func() { _ = w.Run(wctx) }()
 	select {
 	case err := <-runErr:
 		if err != nil {

@@ -56,11 +56,11 @@ func TestMutualTLS(t *testing.T) {
 	}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
 	reconv1.RegisterCoordinatorServer(gs, srv)
-	go gs.Serve(lis)
+	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	go srv.Run(ctx)
+	go func() { _ = srv.Run(ctx) }()
 
 	dial := func(f tlsconf.Files) *grpc.ClientConn {
 		cfg, err := tlsconf.Client(f, "")
@@ -80,7 +80,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go w.Run(ctx)
+	go func() { _ = w.Run(ctx) }()
 	for srv.Snapshot().Round < 20 {
 		if ctx.Err() != nil {
 			t.Fatalf("the trusted worker did not train: %+v", srv.Snapshot())

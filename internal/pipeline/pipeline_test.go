@@ -120,7 +120,7 @@ func startCluster(t *testing.T, ctx context.Context, cfg coordinator.Config) *cl
 		t.Fatal(err)
 	}
 	co := testenv.StartCoordinator(t, cfg)
-	go co.Server.Run(ctx)
+	go func() { _ = co.Server.Run(ctx) }()
 	return &cluster{t: t, brokers: brokers, co: co}
 }
 
@@ -137,7 +137,7 @@ func (c *cluster) trainer(ctx context.Context, id string) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	go w.Run(ctx)
+	go func() { _ = w.Run(ctx) }()
 }
 
 // scorer starts a replica with its own cache file; when ctx ends it

@@ -157,7 +157,9 @@ func TestLeaseAndLeave(t *testing.T) {
 	m.Join("a", t0)
 	m.Join("b", t0)
 	r, _ := m.Start(t0)
-	m.Submit("a", r, grad(1, 1, 1), at(100*time.Millisecond))
+	if err := m.Submit("a", r, grad(1, 1, 1), at(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
 	m.Leave("b") // the round stops waiting for b
 	res, _ := m.Tick(at(200 * time.Millisecond))
 	if res == nil || !slices.Equal(res.Contributors, []string{"a"}) {
@@ -231,7 +233,9 @@ func TestResizeBetweenRounds(t *testing.T) {
 	if err := m.Resize(3); !errors.Is(err, ErrRoundOpen) {
 		t.Fatalf("Resize during a round: %v", err)
 	}
-	m.Submit("a", r, grad(1, 1, 2), t0)
+	if err := m.Submit("a", r, grad(1, 1, 2), t0); err != nil {
+		t.Fatal(err)
+	}
 	m.Tick(t0)
 	if err := m.Resize(3); err != nil {
 		t.Fatal(err)
@@ -264,7 +268,9 @@ func TestSilentMemberIsBenched(t *testing.T) {
 		if !ok {
 			t.Fatalf("round %d did not start", i)
 		}
-		m.Submit("fast", r, grad(1, 1, 1), now)
+		if err := m.Submit("fast", r, grad(1, 1, 1), now); err != nil {
+			t.Fatal(err)
+		}
 		if res, _ := m.Tick(now.Add(500 * time.Millisecond)); res != nil {
 			t.Fatalf("round %d completed before its deadline without a waited-for member", r)
 		}
@@ -287,7 +293,9 @@ func TestSilentMemberIsBenched(t *testing.T) {
 	if !slices.Equal(m.Members(), []string{"fast", "stuck"}) {
 		t.Errorf("members %v: the benched worker must still be sent the round", m.Members())
 	}
-	m.Submit("fast", r, grad(1, 1, 1), now)
+	if err := m.Submit("fast", r, grad(1, 1, 1), now); err != nil {
+		t.Fatal(err)
+	}
 	if res, _ := m.Tick(now); res == nil || len(res.Missing) != 0 {
 		t.Fatalf("round with a benched member did not complete at once: %+v", res)
 	}
@@ -305,7 +313,9 @@ func TestSilentMemberIsBenched(t *testing.T) {
 	// Its gradient for a round that already closed, but within that
 	// round's deadline: it would have made it, so it is waited for again.
 	r, _ = m.Start(now)
-	m.Submit("fast", r, grad(1, 1, 1), now)
+	if err := m.Submit("fast", r, grad(1, 1, 1), now); err != nil {
+		t.Fatal(err)
+	}
 	m.Tick(now)
 	if err := m.Submit("stuck", r, grad(1, 1, 1), now.Add(200*time.Millisecond)); !errors.Is(err, ErrRejected) {
 		t.Fatalf("a gradient for a closed round was accepted: %v", err)
@@ -314,7 +324,9 @@ func TestSilentMemberIsBenched(t *testing.T) {
 		t.Fatal("a gradient within its round's deadline did not unbench the worker")
 	}
 	r, _ = m.Start(now.Add(300 * time.Millisecond))
-	m.Submit("fast", r, grad(1, 1, 1), now.Add(300*time.Millisecond))
+	if err := m.Submit("fast", r, grad(1, 1, 1), now.Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
 	if res, _ := m.Tick(now.Add(400 * time.Millisecond)); res != nil {
 		t.Fatal("the round did not wait for the unbenched worker")
 	}
@@ -329,15 +341,21 @@ func TestLateGradientKeepsWorkerBenched(t *testing.T) {
 	m.Join("slow", now)
 	for range 3 {
 		r, _ := m.Start(now)
-		m.Submit("fast", r, grad(1, 1, 1), now)
+		if err := m.Submit("fast", r, grad(1, 1, 1), now); err != nil {
+			t.Fatal(err)
+		}
 		now = now.Add(1100 * time.Millisecond)
 		m.Heartbeat("slow", now)
 		m.Tick(now)
 	}
 	r, _ := m.Start(now)
-	m.Submit("fast", r, grad(1, 1, 1), now)
+	if err := m.Submit("fast", r, grad(1, 1, 1), now); err != nil {
+		t.Fatal(err)
+	}
 	m.Tick(now)
-	m.Submit("slow", r, grad(1, 1, 1), now.Add(1500*time.Millisecond))
+	if err := m.Submit("slow", r, grad(1, 1, 1), now.Add(1500*time.Millisecond)); !errors.Is(err, ErrRejected) {
+		t.Fatalf("a gradient for a closed round was accepted: %v", err)
+	}
 	if !m.Benched("slow") {
 		t.Error("a gradient 1.5 s into a 1 s round unbenched the worker")
 	}

@@ -83,7 +83,9 @@ func TestProcessAccountsForEveryRecord(t *testing.T) {
 		_ = off
 		o := header(d, HeaderOffset)
 		var i int64
-		fmt.Sscan(o, &i)
+		if _, err := fmt.Sscan(o, &i); err != nil {
+			t.Fatalf("offset header %q: %v", o, err)
+		}
 		want := bad[i-1000]
 		if got := header(d, HeaderReason); got != want {
 			t.Errorf("record %d dead-lettered as %q, want %q (%s)", i, got, want, header(d, HeaderDetail))

@@ -73,7 +73,7 @@ func TestScorerFollowsALineageChange(t *testing.T) {
 	}
 	gs := grpc.NewServer()
 	reconv1.RegisterCoordinatorServer(gs, fake)
-	go gs.Serve(lis)
+	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -83,7 +83,7 @@ func TestOversizedRecordIsDeadLetteredAndThePartitionMovesOn(t *testing.T) {
 	}
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go rep.Run(rctx)
+	go func() { _ = rep.Run(rctx) }()
 
 	scores := readAll(t, ctx, brokers, "scores", 100, 10*time.Second)
 	if len(scores) < 100 {
@@ -144,7 +144,7 @@ func TestRefusedOutputFailsReadiness(t *testing.T) {
 	}
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go rep.Run(rctx)
+	go func() { _ = rep.Run(rctx) }()
 	events := newSynthProducer(t, brokers, "events")
 	events.produce(ctx, 100)
 	if got := readAll(t, ctx, brokers, "alerts", 100, 20*time.Second); len(got) != 100 {

@@ -49,12 +49,12 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	co := testenv.StartCoordinator(t, coordinator.Config{Spec: spec, LR: 3e-3, Batch: 256, Holdout: 0.2, WarmupRecords: 500,
 		CheckpointRounds: 50, Deadline: 5 * time.Second})
 	srv, conn := co.Server, co.Conn
-	go srv.Run(ctx)
+	go func() { _ = srv.Run(ctx) }()
 	w, err := worker.New(worker.Config{ID: "w1", Conn: conn, Log: log, Source: worker.NewSynth(1, 1, p, 2, 0.2, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go w.Run(ctx)
+	go func() { _ = w.Run(ctx) }()
 
 	cache, err := checkpoint.Open(filepath.Join(t.TempDir(), "s.db"), checkpoint.Options{Keep: 2})
 	if err != nil {
@@ -66,7 +66,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go rep.Run(ctx)
+	go func() { _ = rep.Run(ctx) }()
 	for {
 		if m := rep.model.Load(); m != nil && m.Threshold > 0 && m.Version >= 4 {
 			break
@@ -89,7 +89,9 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	wantReason := map[string]string{}
 	rec := make([]float64, p)
 	for i := 0; i < n; i++ {
-		src.Read(rec)
+		if _, err := src.Read(rec); err != nil {
+			t.Fatal(err)
+		}
 		key := strconv.Itoa(i)
 		v := codec.Encode(nil, rec)
 		switch {
@@ -196,7 +198,9 @@ func TestReplicaWithoutCoordinator(t *testing.T) {
 	// No model: nothing consumed, nothing committed.
 	empty := replica(filepath.Join(t.TempDir(), "empty.db"))
 	ctx1, stop1 := context.WithTimeout(ctx, 1500*time.Millisecond)
-	empty.Run(ctx1)
+	if err := empty.Run(ctx1); err != nil {
+		t.Errorf("a replica with no model: %v", err)
+	}
 	stop1()
 	if got := empty.Processed.Load(); got != 0 {
 		t.Errorf("a replica with no model processed %d records", got)
@@ -212,7 +216,9 @@ func TestReplicaWithoutCoordinator(t *testing.T) {
 		t.Fatal(err)
 	}
 	train := make([]float64, 2000*p)
-	src.Read(train)
+	if _, err := src.Read(train); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fit.Default()
 	cfg.Spec.Output, cfg.Epochs = ae.Linear, 5
 	res, err := fit.Fit(ctx, cfg, train, p, nil)
@@ -523,7 +529,9 @@ func (sp *synthProducer) produce(ctx context.Context, n int) {
 	msgs := make([]kafka.Message, 0, n)
 	rec := make([]float64, 8)
 	for range n {
-		sp.src.Read(rec)
+		if _, err := sp.src.Read(rec); err != nil {
+			sp.t.Fatal(err)
+		}
 		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(sp.n)), Value: sp.codec.Encode(nil, rec)})
 		sp.n++
 	}

@@ -232,7 +232,12 @@ func startSinkReplica(t *testing.T, ctx context.Context, n int, sinks SinkConfig
 	}
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { rep.Run(rctx); close(done) }()
+	go func() {
+		if err := rep.Run(rctx); err != nil {
+			t.Errorf("replica: %v", err)
+		}
+		close(done)
+	}()
 	t.Cleanup(func() { stop(); <-done })
 	return brokers, rep
 }

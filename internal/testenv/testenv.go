@@ -76,7 +76,7 @@ func StartCoordinator(tb testing.TB, cfg coordinator.Config) *Coordinator {
 	}
 	gs := grpc.NewServer()
 	reconv1.RegisterCoordinatorServer(gs, srv)
-	go gs.Serve(lis)
+	go func() { _ = gs.Serve(lis) }()
 	tb.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -109,8 +109,15 @@ func trainOn(t *testing.T, b pace.Config, d time.Duration, perTick int, holdout 
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { w.Run(ctx); close(done) }()
-	co.Server.Run(ctx)
+	go func() {
+		if err := w.Run(ctx); err != nil {
+			t.Errorf("trainer: %v", err)
+		}
+		close(done)
+	}()
+	if err := co.Server.Run(ctx); err != nil {
+		t.Errorf("coordinator: %v", err)
+	}
 	<-done
 	mu.Lock()
 	defer mu.Unlock()

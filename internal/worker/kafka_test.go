@@ -33,7 +33,9 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	rec := make([]float64, p)
 	var msgs []kafka.Message
 	for i := 0; i < total; i++ {
-		src.Read(rec)
+		if _, err := src.Read(rec); err != nil {
+			t.Fatal(err)
+		}
 		v := codec.Encode(nil, rec)
 		if i%100 == 50 {
 			v = []byte(`not json`)
@@ -64,7 +66,12 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { wk.Run(wctx); close(done) }()
+	go func() {
+		if err := wk.Run(wctx); err != nil {
+			t.Errorf("trainer: %v", err)
+		}
+		close(done)
+	}()
 	if err := srv.Run(ctx); err != nil {
 		t.Fatal(err)
 	}

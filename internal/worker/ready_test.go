@@ -31,9 +31,19 @@ func TestReadyFollowsTheSession(t *testing.T) {
 	}
 	coCtx, stopCo := context.WithCancel(ctx)
 	coDone := make(chan struct{})
-	go func() { co.Server.Run(coCtx); close(coDone) }()
+	go func() {
+		if err := co.Server.Run(coCtx); err != nil {
+			t.Errorf("coordinator: %v", err)
+		}
+		close(coDone)
+	}()
 	done := make(chan struct{})
-	go func() { w.Run(ctx); close(done) }()
+	go func() {
+		if err := w.Run(ctx); err != nil {
+			t.Errorf("trainer: %v", err)
+		}
+		close(done)
+	}()
 	testenv.Eventually(t, 30*time.Second, "the trainer became ready in a session", func() bool { return w.Ready() == nil })
 	stopCo()
 	<-coDone

@@ -48,7 +48,12 @@ func TestReplayReadsAQuarter(t *testing.T) {
 	}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { w.Run(wctx); close(done) }()
+	go func() {
+		if err := w.Run(wctx); err != nil {
+			t.Errorf("trainer: %v", err)
+		}
+		close(done)
+	}()
 	if err := co.Server.Run(ctx); err != nil {
 		t.Fatal(err)
 	}

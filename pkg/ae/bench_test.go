@@ -47,7 +47,11 @@ func BenchmarkTrain(b *testing.B) {
 // spec, and logs which that is.
 func eachKernelSet(b *testing.B, task Task, fn func(b *testing.B)) {
 	sets := KernelSets()
-	defer UseKernels(sets[len(sets)-1])
+	defer func() {
+		if err := UseKernels(sets[len(sets)-1]); err != nil {
+			b.Error(err)
+		}
+	}()
 	for _, set := range sets {
 		if err := UseKernels(set); err != nil {
 			b.Fatal(err)

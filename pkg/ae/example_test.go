@@ -76,10 +76,10 @@ func ExamplePCA() {
 func ExampleNormalizer_Merge() {
 	a, b := ae.NewNormalizer(1), ae.NewNormalizer(1)
 	for _, v := range []float64{1, 2, 3} {
-		a.Observe([]float64{v})
+		_ = a.Observe([]float64{v}) // finite: never refused
 	}
 	for _, v := range []float64{4, 5} {
-		b.Observe([]float64{v})
+		_ = b.Observe([]float64{v})
 	}
 	a.Merge(b) // as if a had seen 1, 2, 3, 4, 5
 	fmt.Println(a.Count(), a.Mean(), a.Var())

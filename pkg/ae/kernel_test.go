@@ -14,7 +14,11 @@ import (
 // GOEXPERIMENT=simd where the CPU has them) against plain loops, on shapes
 // that exercise every vector tail and on random ones of widths 1 to 300.
 func TestKernelsMatchReference(t *testing.T) {
-	defer UseKernels(KernelSets()[len(KernelSets())-1])
+	defer func() {
+		if err := UseKernels(KernelSets()[len(KernelSets())-1]); err != nil {
+			t.Error(err)
+		}
+	}()
 	var shapes [][3]int
 	for _, out := range []int{1, 3, 4, 5, 9} {
 		for _, in := range []int{1, 2, 4, 7, 30} {
@@ -172,7 +176,11 @@ func checkKernels(t *testing.T, shapes [][3]int) {
 // unusable batch leaves the kernels as they were.
 func TestChooseKernels(t *testing.T) {
 	sets := KernelSets()
-	defer UseKernels(sets[len(sets)-1])
+	defer func() {
+		if err := UseKernels(sets[len(sets)-1]); err != nil {
+			t.Error(err)
+		}
+	}()
 	spec := Spec{Input: 30, Hidden: []int{16}, Code: 4, Activation: ReLU, Output: Linear}
 	for _, task := range []Task{TaskTrain, TaskScore} {
 		set, timings, err := ChooseKernels(spec, 256, task)
@@ -197,7 +205,9 @@ func TestChooseKernels(t *testing.T) {
 		t.Logf("task %d: %+v -> %s", task, timings, set)
 	}
 	if len(sets) > 1 {
-		UseKernels(sets[0])
+		if err := UseKernels(sets[0]); err != nil {
+			t.Fatal(err)
+		}
 		if _, _, err := ChooseKernels(spec, 0, TaskScore); err == nil || !strings.HasPrefix(Kernels(), sets[0]) {
 			t.Fatalf("batch 0: err %v, kernels %s (want %s kept)", err, Kernels(), sets[0])
 		}

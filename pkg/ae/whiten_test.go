@@ -111,7 +111,9 @@ func TestFitWhiteningTrimsAnomalies(t *testing.T) {
 func TestConstantFeatureIsCentredNotScaled(t *testing.T) {
 	z := NewNormalizer(3)
 	for i := range 100 {
-		z.Observe([]float64{float64(i), 5, 1e9})
+		if err := z.Observe([]float64{float64(i), 5, 1e9}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := z.Constant(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
 		t.Fatalf("constant features %v, want [1 2]", got)
