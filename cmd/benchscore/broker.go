@@ -48,7 +48,7 @@ func startBroker(path, dir, topics string) (*broker, error) {
 		r := bufio.NewReader(out)
 		s, _ := r.ReadString('\n')
 		line <- s
-		io.Copy(io.Discard, r) // keep its stdout drained
+		_, _ = io.Copy(io.Discard, r) // keep its stdout drained
 	}()
 	select {
 	case s := <-line:
@@ -79,7 +79,7 @@ func (b *broker) stop() {
 		return
 	default:
 	}
-	b.cmd.Process.Kill()
+	_ = b.cmd.Process.Kill()
 	select {
 	case <-b.exited:
 	case <-time.After(10 * time.Second):

@@ -111,7 +111,7 @@ func latencyPhase(ctx context.Context, cfg scorer.ReplicaConfig, hz float64, dur
 	if err != nil {
 		return res, err
 	}
-	defer r.stop()
+	defer func() { _ = r.stop() }() // for the early returns: the end checks it
 	w, err := stream.NewWriter(stream.WriterConfig{Brokers: cfg.Brokers, Topic: cfg.Topic})
 	if err != nil {
 		return res, err

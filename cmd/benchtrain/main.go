@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -53,7 +54,10 @@ func main() {
 			fmt.Fprintln(os.Stderr, "benchtrain:", err)
 			os.Exit(1)
 		}
-		pprof.StartCPUProfile(f)
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtrain:", err)
+			os.Exit(1)
+		}
 		defer pprof.StopCPUProfile()
 	}
 	var ns []int
@@ -130,10 +134,11 @@ func run(n, batch, rounds int) (med, p99 time.Duration, sps float64, err error) 
 	}
 	gs := grpc.NewServer()
 	reconv1.RegisterCoordinatorServer(gs, srv)
-	go gs.Serve(lis)
+	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	werrs := make([]error, n)
 	for i := 0; i < n; i++ {
 		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -143,18 +148,24 @@ func run(n, batch, rounds int) (med, p99 time.Duration, sps float64, err error) 
 		// Records generated up front and cycled: the benchmark measures
 		// training, not the data generator.
 		data := make([]float64, 64*1024*30)
-		worker.NewSynth(1, uint64(i+1), 30, 3, 0.4, 0).Read(data)
+		if _, err := worker.NewSynth(1, uint64(i+1), 30, 3, 0.4, 0).Read(data); err != nil {
+			cancel()
+			return 0, 0, 0, err
+		}
 		w, err := worker.New(worker.Config{ID: fmt.Sprintf("w%d", i), Conn: conn, Log: log, Seed: uint64(i + 1),
 			Source: worker.NewSlice(data, 30, true)})
 		if err != nil {
 			cancel()
 			return 0, 0, 0, err
 		}
-		wg.Go(func() { defer conn.Close(); w.Run(ctx) })
+		wg.Go(func() { defer conn.Close(); werrs[i] = w.Run(ctx) })
 	}
 	err = srv.Run(context.Background())
 	cancel()
 	wg.Wait()
+	if err == nil {
+		err = errors.Join(werrs...)
+	}
 	if err != nil {
 		return 0, 0, 0, err
 	}

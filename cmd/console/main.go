@@ -152,7 +152,9 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	hs.Shutdown(sctx)
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("console server shutdown", "err", err)
+	}
 	if err := <-ferr; err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

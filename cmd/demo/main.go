@@ -92,7 +92,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	d, err := start(c)
 	if err != nil {
 		if d != nil {
-			procs.StopAll(5*time.Second, d.all...)
+			if serr := procs.StopAll(5*time.Second, d.all...); serr != nil {
+				fmt.Fprintln(stdout, "demo:", serr)
+			}
 		}
 		return err
 	}
@@ -271,7 +273,9 @@ loop:
 			for _, p := range d.all {
 				if !p.Running() {
 					fmt.Fprintf(stdout, "demo: %s exited unexpectedly; see %s\n", p.Name, p.Log)
-					procs.StopAll(5*time.Second, d.all...)
+					if err := procs.StopAll(5*time.Second, d.all...); err != nil {
+						fmt.Fprintln(stdout, "demo:", err)
+					}
 					return fmt.Errorf("%s exited", p.Name)
 				}
 			}
@@ -401,7 +405,7 @@ func (d *demo) render(w io.Writer, tty bool) {
 	if !tty {
 		b.WriteString("\n")
 	}
-	io.WriteString(w, b.String())
+	_, _ = io.WriteString(w, b.String())
 }
 
 // summary prints the final table and reports whether quality was reached.

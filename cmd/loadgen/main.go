@@ -208,7 +208,7 @@ func commandLine(fs *flag.FlagSet, args []string) map[string]bool {
 	probe := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
 	probe.SetOutput(io.Discard)
 	fs.VisitAll(func(f *flag.Flag) { probe.Var(ignore{f.Value}, f.Name, f.Usage) })
-	probe.Parse(args)
+	_ = probe.Parse(args) // args parsed into fs already: nothing new to report
 	set := map[string]bool{}
 	probe.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	return set

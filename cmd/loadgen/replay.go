@@ -344,7 +344,7 @@ func (t *table) readJSONL(r io.Reader, sel selection) error {
 // a file.
 func skipBOM(br *bufio.Reader) *bufio.Reader {
 	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
-		br.Discard(3)
+		_, _ = br.Discard(3) // peeked: they are buffered
 	}
 	return br
 }

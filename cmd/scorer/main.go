@@ -154,11 +154,17 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	bw := bufio.NewWriter(out)
 	w := csv.NewWriter(bw)
+	fail := func(err error) error {
+		_ = closeOut() // the write's error is the one to report
+		return fmt.Errorf("write scores: %w", err)
+	}
 	hdr := []string{"row", "line", "score", "threshold", "anomaly", "top_features"}
 	if *label != "" {
 		hdr = append(hdr, "label")
 	}
-	w.Write(hdr)
+	if err := w.Write(hdr); err != nil {
+		return fail(err)
+	}
 	th := c.GetThreshold()
 	idx := make([]int, p)
 	anomalies := 0
@@ -182,16 +188,16 @@ func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 		if *label != "" {
 			rec = append(rec, t.Labels[r])
 		}
-		w.Write(rec)
+		if err := w.Write(rec); err != nil {
+			return fail(err)
+		}
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
-		closeOut()
-		return fmt.Errorf("write scores: %w", err)
+		return fail(err)
 	}
 	if err := bw.Flush(); err != nil {
-		closeOut()
-		return fmt.Errorf("write scores: %w", err)
+		return fail(err)
 	}
 	if err := closeOut(); err != nil {
 		return fmt.Errorf("write scores: %w", err)

@@ -223,7 +223,9 @@ func (f *ModelFlags) SetLinear(fs *flag.FlagSet) {
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	for name, val := range map[string]string{"hidden": "", "activation": "linear", "code-activation": "linear", "output": "linear", "trim": "0"} {
 		if !set[name] {
-			fs.Set(name, val)
+			if err := fs.Set(name, val); err != nil {
+				panic("cli: SetLinear: " + err.Error()) // fs lacks the model flags
+			}
 		}
 	}
 }

@@ -142,18 +142,18 @@ func Probes(mux *http.ServeMux, prefix string, reg *prometheus.Registry, ready f
 	if reg != nil {
 		mux.Handle(prefix+"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	}
-	live := func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }
+	live := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }
 	mux.HandleFunc(prefix+"/healthz", live)
 	mux.HandleFunc(prefix+"/livez", live)
 	mux.HandleFunc(prefix+"/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil {
 			if err := ready(); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				io.WriteString(w, "not ready: "+err.Error()+"\n")
+				_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
 				return
 			}
 		}
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 }
 
@@ -180,7 +180,9 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, log *slog
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("metrics server shutdown", "err", err)
+		}
 	}()
 	return lis.Addr().String(), nil
 }

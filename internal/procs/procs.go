@@ -165,7 +165,7 @@ func (p *Proc) Kill() {
 	if cmd == nil || isClosed(done) {
 		return
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Process.Signal(syscall.SIGKILL) // fails only if it has exited, closing done
 	<-done
 }
 
@@ -184,14 +184,14 @@ func (p *Proc) Stop(grace time.Duration) (time.Duration, error) {
 		return 0, nil
 	}
 	start := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM) // fails only if it has exited, closing done
 	select {
 	case <-done:
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return time.Since(start), p.exitErr
 	case <-time.After(grace):
-		cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-done
 		return time.Since(start), ErrKilled
 	}

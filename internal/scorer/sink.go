@@ -395,7 +395,7 @@ func (s *httpSink) postOne(ctx context.Context, u string, body []byte) (sendOutc
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 	switch c := resp.StatusCode; {
 	case c >= 200 && c < 300:
 		return sendOK, nil

@@ -164,7 +164,9 @@ func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, p
 		return kafka.Message{}, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetReadDeadline(dl)
+		if err := conn.SetReadDeadline(dl); err != nil {
+			return kafka.Message{}, err
+		}
 	}
 	b := conn.ReadBatch(1, MaxRecordBytes+1<<20)
 	defer b.Close()
