@@ -157,7 +157,9 @@ func (s *Server) handle(ss *session, msg *reconv1.WorkerMessage) error {
 			s.warm.Merge(n)
 			s.warmFrom[ss.id] = true
 			if s.moments != nil && mom != nil {
-				s.moments.Merge(mom)
+				if err := s.moments.Merge(mom); err != nil { // Validate above rules it out
+					s.log.Warn("warm-up moments not merged: the spectrum does without them", "worker", ss.id, "err", err)
+				}
 			}
 		}
 		s.machine.Heartbeat(ss.id, now)
