@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/csv"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -70,7 +71,8 @@ func TestEveryFlagHasHelp(t *testing.T) {
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		err = cmd.Run()
-		ee, ok := err.(*exec.ExitError)
+		var ee *exec.ExitError
+		ok := errors.As(err, &ee)
 		if !ok || ee.ExitCode() != 2 || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
 			t.Errorf("%s --no-such-flag: %v, stderr %q; want exit 2 and one line", name, err, stderr.String())
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -50,7 +51,8 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		var errOut bytes.Buffer
 		cmd.Stderr = &errOut
 		err := cmd.Run()
-		ee, ok := err.(*exec.ExitError)
+		var ee *exec.ExitError
+		ok := errors.As(err, &ee)
 		if !ok || ee.ExitCode() != 2 || strings.Count(strings.TrimSpace(errOut.String()), "\n") != 0 {
 			t.Errorf("%s with a bad flag: %v, stderr %q; want exit 2 and one line", tc.bin, err, errOut.String())
 		}

@@ -306,8 +306,11 @@ func readIDX(dir, prefix string) (x []float64, y []byte, err error) {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		var magic uint32
-		if err := binary.Read(z, binary.BigEndian, &magic); err != nil || magic != wantMagic {
-			return nil, nil, fmt.Errorf("%s: bad idx magic %d (%v)", name, magic, err)
+		if err := binary.Read(z, binary.BigEndian, &magic); err != nil {
+			return nil, nil, fmt.Errorf("%s: bad idx magic %d (%w)", name, magic, err)
+		}
+		if magic != wantMagic {
+			return nil, nil, fmt.Errorf("%s: bad idx magic %d", name, magic)
 		}
 		dims := make([]uint32, wantMagic&0xff)
 		if err := binary.Read(z, binary.BigEndian, dims); err != nil {

@@ -446,7 +446,7 @@ func poll(ctx context.Context, timeout time.Duration, alive []*procs.Proc, done 
 		}
 		for _, p := range alive {
 			if !p.Running() {
-				return fmt.Errorf("%s exited (%v); see %s", p.Name, p.ExitErr(), p.Log)
+				return fmt.Errorf("%s exited (%v); see %s", p.Name, p.ExitErr(), p.Log) //nolint:errorlint // nil after exit status 0, which %w would print as %!w(<nil>); printed, not branched on
 			}
 		}
 		if time.Now().After(deadline) {

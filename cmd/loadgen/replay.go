@@ -207,7 +207,7 @@ func (t *table) add(pl plan, line int, get func(col int) (string, bool)) error {
 		}
 		v, err := parseValue(s)
 		if err != nil {
-			return fmt.Errorf("%s:%d: column %q: %v", t.name, line, t.columns[col], err)
+			return fmt.Errorf("%s:%d: column %q: %w", t.name, line, t.columns[col], err)
 		}
 		t.values = append(t.values, v)
 	}
@@ -218,7 +218,7 @@ func (t *table) add(pl plan, line int, get func(col int) (string, bool)) error {
 		}
 		a, err := isAnomaly(s)
 		if err != nil {
-			return fmt.Errorf("%s:%d: label column %q: %v", t.name, line, t.columns[pl.label], err)
+			return fmt.Errorf("%s:%d: label column %q: %w", t.name, line, t.columns[pl.label], err)
 		}
 		t.anomaly = append(t.anomaly, a)
 	}
@@ -273,7 +273,7 @@ func (t *table) readCSV(r io.Reader, sel selection) error {
 	cr := csv.NewReader(skipBOM(bufio.NewReader(r)))
 	cr.ReuseRecord = true
 	header, err := cr.Read()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s: empty file, want a header row of column names", t.name)
 	}
 	if err != nil {
@@ -312,7 +312,7 @@ func (t *table) readJSONL(r io.Reader, sel selection) error {
 		if len(bytes.TrimSpace(b)) > 0 {
 			keys, obj, derr := decodeObject(b)
 			if derr != nil {
-				return fmt.Errorf("%s:%d: %v", t.name, line, derr)
+				return fmt.Errorf("%s:%d: %w", t.name, line, derr)
 			}
 			if t.columns == nil {
 				t.columns = keys
@@ -361,12 +361,12 @@ func decodeObject(b []byte) ([]string, map[string]json.RawMessage, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, nil, fmt.Errorf("bad JSON: %v", err)
+			return nil, nil, fmt.Errorf("bad JSON: %w", err)
 		}
 		k := tok.(string) // object keys are strings once Token has checked the syntax
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, nil, fmt.Errorf("bad JSON in %q: %v", k, err)
+			return nil, nil, fmt.Errorf("bad JSON in %q: %w", k, err)
 		}
 		if _, dup := obj[k]; !dup {
 			keys = append(keys, k)
@@ -374,7 +374,7 @@ func decodeObject(b []byte) ([]string, map[string]json.RawMessage, error) {
 		obj[k] = raw
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, nil, fmt.Errorf("bad JSON: %v", err)
+		return nil, nil, fmt.Errorf("bad JSON: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, nil, errors.New("bad JSON: data after the object")

@@ -57,10 +57,10 @@ func Decode(b []byte) (*reconv1.Checkpoint, error) {
 	}
 	c := new(reconv1.Checkpoint)
 	if err := proto.Unmarshal(payload, c); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if err := Validate(c); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return c, nil
 }
@@ -126,7 +126,7 @@ func Validate(c *reconv1.Checkpoint) error {
 	}
 	if ts := c.GetCreatedAt(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
-			return fmt.Errorf("created-at: %v", err)
+			return fmt.Errorf("created-at: %w", err)
 		}
 	}
 	return nil

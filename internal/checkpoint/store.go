@@ -148,7 +148,7 @@ func open(path string, opts Options, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("%w (waited %v)", ErrLocked, opts.LockTimeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch),
 		err != nil && strings.HasPrefix(err.Error(), "file size too small"):
-		return nil, fmt.Errorf("%w: %v", ErrDamaged, err)
+		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
 	case err != nil:
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func open(path string, opts Options, log *slog.Logger) (*Store, error) {
 			return m.Put(keyID, []byte(s.id))
 		})
 		if errors.Is(err, berrors.ErrIncompatibleValue) { // a bucket's name holds a plain value
-			err = fmt.Errorf("%w: %v", ErrDamaged, err)
+			err = fmt.Errorf("%w: %w", ErrDamaged, err)
 		}
 	}
 	if err != nil {
@@ -217,7 +217,7 @@ func (s *Store) check() error {
 		return err
 	}
 	if err := checkFile(b); err != nil {
-		return fmt.Errorf("%w: %v", ErrDamaged, err)
+		return fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
 	return guard(func() error {
 		return s.db.View(func(tx *bolt.Tx) error {
@@ -544,7 +544,7 @@ func (s *Store) NextVersion() (uint64, error) {
 func setAside(path string, opts Options, log *slog.Logger, cause error) (*Store, error) {
 	aside := asideName(path)
 	if err := os.Rename(path, aside); err != nil {
-		return nil, fmt.Errorf("open checkpoint store %s: %w; setting it aside: %v", path, cause, err)
+		return nil, fmt.Errorf("open checkpoint store %s: %w; setting it aside: %v", path, cause, err) //nolint:errorlint // cause is what callers branch on, not the rename
 	}
 	syncDir(path)
 	s, err := open(path, opts, log)
@@ -589,7 +589,7 @@ func salvage(path string, opts Options, log *slog.Logger, cause error) (*Store, 
 		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("open checkpoint store %s: %w; the salvaged checkpoints are in %s, the damaged file in %s: %v", path, cause, tmp, aside, err)
+		return nil, fmt.Errorf("open checkpoint store %s: %w; the salvaged checkpoints are in %s, the damaged file in %s: %v", path, cause, tmp, aside, err) //nolint:errorlint // cause is what callers branch on, not the rename
 	}
 	syncDir(path)
 	s, err := open(path, opts, log)

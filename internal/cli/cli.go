@@ -102,7 +102,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		os.Exit(0)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v (see %s -h)", ErrUsage, err, fs.Name())
+		return fmt.Errorf("%w: %w (see %s -h)", ErrUsage, err, fs.Name())
 	}
 	if fs.NArg() > 0 {
 		return Usagef("unexpected argument %q", fs.Arg(0))

@@ -7,6 +7,7 @@ package scorer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -275,7 +276,8 @@ func (b *Batch) process(msgs []kafka.Message, now time.Time, scores []Scored) Ou
 		n := len(b.ok)
 		if err := b.codec.Decode(b.raw[n*p:(n+1)*p], m.Value); err != nil {
 			reason, detail := stream.ReasonBadJSON, err.Error()
-			if de, isDE := err.(*stream.DecodeError); isDE {
+			var de *stream.DecodeError
+			if errors.As(err, &de) {
 				reason, detail = de.Reason, de.Detail
 			}
 			out.DeadLetters = append(out.DeadLetters, deadLetter(*m, string(reason), detail))

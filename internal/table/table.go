@@ -85,14 +85,14 @@ func Read(r io.Reader, opts Options) (*Table, error) {
 	}
 	for i := 0; i < opts.Skip; i++ {
 		if _, err := next(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil, ErrEmpty
 			}
 			return nil, fmt.Errorf("line %d: %w", line+1, err)
 		}
 	}
 	first, err := next()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return nil, ErrEmpty
 	}
 	if err != nil {
@@ -201,7 +201,7 @@ func Read(r io.Reader, opts Options) (*Table, error) {
 	}
 	for {
 		rec, err := next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -252,7 +252,7 @@ func (k *Kafka) CheckRecords(ctx context.Context) error {
 			first = fmt.Errorf("partition %d offset %d: %w", m.Partition, m.Offset, err)
 		}
 	}
-	return fmt.Errorf("none of the first %d records of %s decodes as %s with these %d features (%s): is --format or --features wrong?",
+	return fmt.Errorf("none of the first %d records of %s decodes as %s with these %d features (%w): is --format or --features wrong?",
 		len(k.buf), k.buf[0].Topic, k.codec.Format(), k.codec.Width(), first)
 }
 

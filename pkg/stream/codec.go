@@ -145,7 +145,7 @@ func number(tok string, field string) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		var ne *strconv.NumError
-		if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
 			return 0, fail(ReasonNonFinite, "%s: %s is out of range", field, clip(s))
 		}
 		return 0, fail(ReasonNotANumber, "%s: %s is not a number", field, clip(s))

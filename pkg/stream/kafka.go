@@ -464,7 +464,7 @@ func (w *Writer) diagnose(ctx context.Context, err error) error {
 		}
 	}
 	if w.diag != nil {
-		return fmt.Errorf("%w (%v)", err, w.diag)
+		return fmt.Errorf("%w (%v)", err, w.diag) //nolint:errorlint // a note on err: a failed write is classified (the scorer's classifyWrite) by err's chain alone
 	}
 	return err
 }

@@ -79,7 +79,7 @@ func generate() ([]byte, error) {
 	}
 	defer os.RemoveAll(dir)
 	if out, err := exec.Command("go", "build", "-o", dir+"/", "./cmd/...").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build: %v\n%s", err, out)
+		return nil, fmt.Errorf("build: %w\n%s", err, out)
 	}
 	var b bytes.Buffer
 	b.WriteString(begin + "\n")
@@ -88,7 +88,7 @@ func generate() ([]byte, error) {
 		cmd.Env = cleanEnv()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return nil, fmt.Errorf("%s -h: %v", strings.Join(c, " "), err)
+			return nil, fmt.Errorf("%s -h: %w", strings.Join(c, " "), err)
 		}
 		fmt.Fprintf(&b, "\n#### `%s`\n\n", strings.Join(c, " "))
 		b.WriteString("| flag | environment | default | meaning |\n|---|---|---|---|\n")
