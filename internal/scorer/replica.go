@@ -545,13 +545,6 @@ func (c *commitFailures) succeeded(log *slog.Logger) {
 	*c = commitFailures{}
 }
 
-func (r *Replica) write(ctx context.Context, w *stream.Writer, msgs []kafka.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	return w.Write(ctx, msgs...)
-}
-
 // lineageChange says what a checkpoint from the coordinator that does not
 // continue the model in use means, "" when it does (or cannot be told):
 // another lineage is a coordinator that started over on a new store; the
