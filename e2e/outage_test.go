@@ -41,7 +41,7 @@ func TestBrokerOutagesAndALargeRecord(t *testing.T) {
 	alive := func(when string) {
 		t.Helper()
 		for _, pr := range append(p.all[1:], p.load) {
-			if !pr.Running() && !(pr == p.load && strings.Contains(pr.LogText(), "loadgen: ")) {
+			if !pr.Running() && (pr != p.load || !strings.Contains(pr.LogText(), "loadgen: ")) {
 				t.Fatalf("%s exited %s:\n%s", pr.Name, when, tail(pr.LogText(), 3000))
 			}
 		}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -123,7 +122,7 @@ func run(n, batch, rounds int) (med, p99 time.Duration, sps float64, err error) 
 				t1 = time.Now()
 			}
 		}}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	srv, err := coordinator.New(cfg, store, log, nil)
 	if err != nil {
 		return 0, 0, 0, err

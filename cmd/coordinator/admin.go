@@ -105,13 +105,13 @@ func admin(ctx context.Context, name string, args []string, stdout io.Writer) er
 	}
 
 	verb, target := "list", uint64(0)
-	switch {
-	case name == "status":
+	switch name {
+	case "status":
 		if len(pos) > 0 {
 			return cli.Usagef("unexpected argument %q (coordinator status takes flags only)", pos[0])
 		}
 		verb = "status"
-	case name == "rollback":
+	case "rollback":
 		if len(pos) > 0 {
 			return cli.Usagef("unexpected argument %q (the version goes in --version)", pos[0])
 		}

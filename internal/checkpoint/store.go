@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"hash/fnv"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -116,7 +115,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	s, err := open(path, opts, log)
 	switch {

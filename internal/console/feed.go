@@ -77,7 +77,7 @@ func (f *Feed) Ready() error {
 		return nil
 	}
 	if t := f.kafkaOK.Load(); now.Sub(time.Unix(0, t)) > 10*time.Second {
-		return errors.New("Kafka has not answered the lag queries for 10 s")
+		return errors.New("the Kafka brokers have not answered the lag queries for 10 s")
 	}
 	if f.cfg.Coordinator != nil {
 		if t := f.coordOK.Load(); now.Sub(time.Unix(0, t)) > 10*time.Second {

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -28,7 +27,7 @@ import (
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // cluster runs a coordinator on a loopback port and workers against it.
 type cluster struct {

@@ -241,8 +241,8 @@ func New(cfg Config, store *checkpoint.Store, log *slog.Logger, metrics *Metrics
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	var startRound uint64
-	switch {
-	case latest == nil:
+	switch latest {
+	case nil:
 		m.Init(rand.New(rand.NewPCG(cfg.Seed, 0xc0)))
 		s.opt = ae.NewAdam(m.NumParams(), cfg.LR)
 		if cfg.WarmupRecords == 0 {

@@ -68,7 +68,7 @@ func TestSecondProcessWithSameIDIsRefused(t *testing.T) {
 	}
 	second := make(chan result, 1)
 	go func() {
-		err, took := c.runWorker(worker.Config{ID: id, Source: worker.NewSlice(x, p, true)}, 3*time.Second)
+		took, err := c.runWorker(worker.Config{ID: id, Source: worker.NewSlice(x, p, true)}, 3*time.Second)
 		second <- result{err, took}
 	}()
 	shared := c.roundsIn(window) // the second worker's attempt falls in this window
@@ -101,7 +101,7 @@ func TestSecondProcessWithSameIDIsRefused(t *testing.T) {
 	c.wg.Wait()
 	pollUntil(t, 5*time.Second, "the first worker's session ends", func() bool { return len(c.srv.Snapshot().Workers) == 0 })
 	before := c.srv.Snapshot().Round
-	err, took := c.runWorker(worker.Config{ID: id, Source: worker.NewSlice(x, p, true)}, time.Second)
+	took, err := c.runWorker(worker.Config{ID: id, Source: worker.NewSlice(x, p, true)}, time.Second)
 	if err != nil {
 		t.Fatalf("a new process with id %q after the first stopped: Run returned %v after %v", id, err, took)
 	}

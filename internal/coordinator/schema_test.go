@@ -19,8 +19,8 @@ import (
 )
 
 // runWorker runs a worker with cfg against c until it returns or timeout,
-// returning Run's error and how long it took.
-func (c *cluster) runWorker(cfg worker.Config, timeout time.Duration) (error, time.Duration) {
+// returning how long it took and Run's error.
+func (c *cluster) runWorker(cfg worker.Config, timeout time.Duration) (time.Duration, error) {
 	c.t.Helper()
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -36,7 +36,7 @@ func (c *cluster) runWorker(cfg worker.Config, timeout time.Duration) (error, ti
 	defer cancel()
 	start := time.Now()
 	err = w.Run(ctx)
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 // A worker whose records do not fit the model (other names, the same
@@ -68,7 +68,7 @@ func TestJoinRefusesAnotherSchema(t *testing.T) {
 		{"unnamed", nil, worker.NewSlice(x, p, true), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err, took := c.runWorker(worker.Config{ID: tc.name, Source: tc.src, Features: tc.features, Format: "csv"}, 2*time.Second)
+			took, err := c.runWorker(worker.Config{ID: tc.name, Source: tc.src, Features: tc.features, Format: "csv"}, 2*time.Second)
 			if tc.want == nil {
 				if errors.Is(err, worker.ErrRefused) {
 					t.Fatalf("a fitting worker was refused: %v", err)

@@ -27,7 +27,7 @@ func TestAppendMatchesMarshal(t *testing.T) {
 	}
 	strs := []string{"", "f0", "bench-events", `quo"te`, `back\slash`, "<b>&", "tab\there", "nl\n", "\x00\x1f\x7f", "é ü 日本",
 		"\xff\xfe bad utf-8", "line\u2028sep\u2029", "host-1234"}
-	times := []time.Time{time.Time{}, time.Unix(0, 0).UTC(), time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC),
+	times := []time.Time{{}, time.Unix(0, 0).UTC(), time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC),
 		time.Date(2026, 12, 7, 12, 0, 0, 123456789, time.UTC), time.Date(2026, 12, 7, 12, 0, 0, 120000000, time.UTC),
 		time.Date(2026, 12, 7, 12, 0, 0, 5, time.FixedZone("x", 3600)), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.UnixMilli(1 << 50).UTC()}

@@ -94,12 +94,12 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 		}
 		key := strconv.Itoa(i)
 		v := codec.Encode(nil, rec)
-		switch {
-		case i%100 == 13:
+		switch i % 100 {
+		case 13:
 			v, wantReason[key] = []byte(`{"not":"an array"}`), "bad_json"
-		case i%100 == 37:
+		case 37:
 			v, wantReason[key] = []byte(`[1,2,3]`), "wrong_length"
-		case i%100 == 61:
+		case 61:
 			v, wantReason[key] = []byte(`[1,2,3,"x",5,6,7,8]`), "not_a_number"
 		}
 		msgs = append(msgs, kafka.Message{Key: []byte(key), Value: v})

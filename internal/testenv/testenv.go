@@ -6,7 +6,6 @@ package testenv
 
 import (
 	"bytes"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -31,7 +30,7 @@ func Quiet() *slog.Logger {
 	if os.Getenv("RECON_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 // Kafka returns bootstrap addresses: RECON_TEST_BROKERS when set, else an

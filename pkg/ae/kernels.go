@@ -73,6 +73,7 @@ func Kernels() string {
 // Task is what ChooseKernels times a kernel set at.
 type Task int
 
+// The tasks ChooseKernels times a kernel set at.
 const (
 	TaskTrain Task = iota // Gradient on batches of the training batch size
 	TaskScore             // Score on batches of records

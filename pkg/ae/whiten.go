@@ -211,10 +211,8 @@ func (w *Whitening) score(r, pr, c []float64) float64 {
 		pr[j] = v
 		s += r[j] * v
 	}
-	if c != nil {
-		for j := range c {
-			c[j] = r[j] * pr[j]
-		}
+	for j := range c {
+		c[j] = r[j] * pr[j]
 	}
 	return s
 }
