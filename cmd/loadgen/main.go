@@ -126,6 +126,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return cli.Usagef("--format: %v", err)
 	}
+	if c, err := stream.NewCodec(f, []string{"f0"}); err != nil || !c.CanEncode() {
+		return cli.Usagef("--format %s: loadgen cannot write records of that format", f)
+	}
 
 	var src *source
 	if *input == "" {

@@ -438,7 +438,7 @@ func runWorker(ctx context.Context, args []string) error {
 			return cli.Usagef("--format: %v", err)
 		}
 		names := strings.Split(*features, ",")
-		if n, err := strconv.Atoi(*features); err == nil && n > 0 && f != stream.JSONObject {
+		if n, err := strconv.Atoi(*features); err == nil && n > 0 && !f.Named() {
 			names = names[:0]
 			for i := 0; i < n; i++ {
 				names = append(names, "f"+strconv.Itoa(i))

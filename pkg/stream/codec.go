@@ -1,45 +1,147 @@
 package stream
 
 import (
-	"bytes"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
-// Format is the encoding of a record's value.
+// Format is the encoding of a record's value: one of the built-in formats
+// below or one added with RegisterFormat. The zero Format is JSONObject.
 type Format int
 
-// The record formats.
+// The built-in record formats.
 const (
 	JSONObject Format = iota // {"name": number, ...}: the configured features by name; other keys ignored
 	JSONArray                // [number, ...]: the features in configured order
 	CSV                      // one CSV line: the features in configured order
 )
 
-var formatNames = [...]string{"json-object", "json-array", "csv"}
+// FormatSpec describes a record format: what RegisterFormat needs to add
+// one. A new format is one file: its decoder, and a RegisterFormat call
+// from the file's init function.
+type FormatSpec struct {
+	Name string // as --format and ParseFormat take it: lower case, no spaces
+	// Named: records name their features (so the feature names, not a
+	// width, configure a reader); otherwise features are by position.
+	Named bool
+	// New returns a decoder for records of the named features, in model
+	// input order (at least one name, none twice). A decoder that also
+	// implements Encoder can write records too (loadgen, tests).
+	New func(features []string) (Decoder, error)
+}
+
+// Decoder decodes the record values of one format into feature vectors. A
+// Decoder is safe for concurrent use.
+type Decoder interface {
+	// Decode parses one non-empty record value into dst (one value per
+	// feature). A bad record is a *DecodeError naming what is wrong; dst
+	// is then unspecified. value is only read, and not kept.
+	Decode(dst []float64, value []byte) error
+}
+
+// Encoder is implemented by decoders that can also write their format.
+type Encoder interface {
+	// Encode appends x (one value per feature) encoded to dst and returns it.
+	Encode(dst []byte, x []float64) []byte
+}
+
+// formats are the registered formats, indexed by Format; the built-in
+// ones first, in the order of their constants.
+var (
+	formatsMu sync.RWMutex
+	formats   = []FormatSpec{
+		JSONObject: {Name: "json-object", Named: true, New: newObjectDecoder},
+		JSONArray:  {Name: "json-array", New: newArrayDecoder},
+		CSV:        {Name: "csv", New: newCSVDecoder},
+	}
+)
+
+// RegisterFormat adds a record format and returns its Format. It panics if
+// the name is empty or taken, or New is nil: formats are registered from
+// init functions, where that is a programming error.
+func RegisterFormat(s FormatSpec) Format {
+	formatsMu.Lock()
+	defer formatsMu.Unlock()
+	if s.Name == "" || s.New == nil {
+		panic("stream: RegisterFormat: a format needs a name and a constructor")
+	}
+	for _, f := range formats {
+		if f.Name == s.Name {
+			panic(fmt.Sprintf("stream: RegisterFormat: format %q registered twice", s.Name))
+		}
+	}
+	formats = append(formats, s)
+	return Format(len(formats) - 1)
+}
+
+func (f Format) spec() (FormatSpec, bool) {
+	formatsMu.RLock()
+	defer formatsMu.RUnlock()
+	if f < 0 || int(f) >= len(formats) {
+		return FormatSpec{}, false
+	}
+	return formats[f], true
+}
+
+// FormatNames returns the registered formats' names, built-in ones first.
+func FormatNames() []string {
+	formatsMu.RLock()
+	defer formatsMu.RUnlock()
+	names := make([]string, len(formats))
+	for i, f := range formats {
+		names[i] = f.Name
+	}
+	return names
+}
 
 // String returns the format's name.
 func (f Format) String() string {
-	if f < 0 || int(f) >= len(formatNames) {
-		return fmt.Sprintf("Format(%d)", int(f))
+	if s, ok := f.spec(); ok {
+		return s.Name
 	}
-	return formatNames[f]
+	return fmt.Sprintf("Format(%d)", int(f))
 }
 
-// ParseFormat parses "json-object", "json-array" or "csv".
+// Named reports whether the format's records name their features.
+func (f Format) Named() bool {
+	s, _ := f.spec()
+	return s.Named
+}
+
+// MarshalText returns the format's name (encoding.TextMarshaler).
+func (f Format) MarshalText() ([]byte, error) {
+	if _, ok := f.spec(); !ok {
+		return nil, fmt.Errorf("stream: unknown format %d", int(f))
+	}
+	return []byte(f.String()), nil
+}
+
+// UnmarshalText sets the format from its name (encoding.TextUnmarshaler),
+// so that flag.TextVar takes a format.
+func (f *Format) UnmarshalText(b []byte) error {
+	g, err := ParseFormat(string(b))
+	if err != nil {
+		return err
+	}
+	*f = g
+	return nil
+}
+
+// ParseFormat parses a registered format's name: "json-object",
+// "json-array", "csv", or one added with RegisterFormat.
 func ParseFormat(s string) (Format, error) {
-	for i, n := range formatNames {
+	names := FormatNames()
+	for i, n := range names {
 		if n == s {
 			return Format(i), nil
 		}
 	}
-	return 0, fmt.Errorf("stream: unknown record format %q (want json-object, json-array or csv)", s)
+	return 0, fmt.Errorf("stream: unknown record format %q (want %s)", s, strings.Join(names, ", "))
 }
 
 // Reason is why a record could not be decoded; it names the dead-letter
@@ -74,12 +176,14 @@ func fail(r Reason, format string, a ...any) error {
 	return &DecodeError{Reason: r, Detail: fmt.Sprintf(format, a...)}
 }
 
-// Codec decodes record values of one format into feature vectors.
-// A Codec is safe for concurrent use.
+// Codec decodes record values of one format into feature vectors, with
+// the checks every format shares (the destination's width, an empty
+// record), and encodes them where the format can. A Codec is safe for
+// concurrent use.
 type Codec struct {
 	format Format
 	names  []string
-	index  map[string]int
+	dec    Decoder
 }
 
 // NewCodec returns a codec for records of the given format with the given
@@ -88,17 +192,23 @@ func NewCodec(f Format, features []string) (*Codec, error) {
 	if len(features) == 0 {
 		return nil, errors.New("stream: a codec needs the feature names")
 	}
-	if f < JSONObject || f > CSV {
+	spec, ok := f.spec()
+	if !ok {
 		return nil, fmt.Errorf("stream: unknown format %d", int(f))
 	}
-	c := &Codec{format: f, names: append([]string(nil), features...), index: make(map[string]int, len(features))}
-	for i, n := range features {
-		if _, dup := c.index[n]; dup {
+	seen := make(map[string]bool, len(features))
+	for _, n := range features {
+		if seen[n] {
 			return nil, fmt.Errorf("stream: feature %q named twice", n)
 		}
-		c.index[n] = i
+		seen[n] = true
 	}
-	return c, nil
+	names := append([]string(nil), features...)
+	dec, err := spec.New(names)
+	if err != nil {
+		return nil, fmt.Errorf("stream: %s records: %w", spec.Name, err)
+	}
+	return &Codec{format: f, names: names, dec: dec}, nil
 }
 
 // Width returns the number of features.
@@ -116,14 +226,27 @@ func (c *Codec) Decode(dst []float64, value []byte) error {
 	if len(strings.TrimSpace(unsafeString(value))) == 0 {
 		return fail(ReasonEmpty, "empty record")
 	}
-	switch c.format {
-	case JSONArray:
-		return c.decodeArray(dst, value)
-	case CSV:
-		return c.decodeCSV(dst, value)
-	default:
-		return c.decodeObject(dst, value)
+	return c.dec.Decode(dst, value)
+}
+
+// CanEncode reports whether the codec's format can be written (Encode).
+func (c *Codec) CanEncode() bool {
+	_, ok := c.dec.(Encoder)
+	return ok
+}
+
+// Encode appends x encoded in the codec's format to dst and returns it. It
+// panics if the format cannot be written (CanEncode) or x is not Width
+// long.
+func (c *Codec) Encode(dst []byte, x []float64) []byte {
+	if len(x) != len(c.names) {
+		panic(fmt.Sprintf("stream: Encode: %d values, codec width %d", len(x), len(c.names)))
 	}
+	enc, ok := c.dec.(Encoder)
+	if !ok {
+		panic(fmt.Sprintf("stream: Encode: %s records cannot be written", c.format))
+	}
+	return enc.Encode(dst, x)
 }
 
 // unsafeString views b as a string without copying; the result must not
@@ -168,336 +291,4 @@ func clipRaw(s string) string {
 		s = s[:40] + "..."
 	}
 	return s
-}
-
-func (c *Codec) decodeCSV(dst []float64, value []byte) error {
-	line := unsafeString(value)
-	line = strings.TrimRight(line, "\r\n")
-	if strings.ContainsAny(line, "\"\n") {
-		// Quoted fields: the standard reader gets them right.
-		rec, err := csv.NewReader(strings.NewReader(line)).Read()
-		if err != nil {
-			return fail(ReasonBadCSV, "%v", err)
-		}
-		if len(rec) != len(dst) {
-			return fail(ReasonWrongLength, "%d fields, want %d", len(rec), len(dst))
-		}
-		for i, f := range rec {
-			v, err := number(f, c.names[i])
-			if err != nil {
-				return err
-			}
-			dst[i] = v
-		}
-		return nil
-	}
-	n := strings.Count(line, ",") + 1
-	if n != len(dst) {
-		return fail(ReasonWrongLength, "%d fields, want %d", n, len(dst))
-	}
-	for i := range dst {
-		f, rest, _ := strings.Cut(line, ",")
-		line = rest
-		v, err := number(f, c.names[i])
-		if err != nil {
-			return err
-		}
-		dst[i] = v
-	}
-	return nil
-}
-
-// scanner walks JSON text.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *scanner) peek() byte {
-	s.ws()
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-// token returns the bytes of a JSON scalar (number or literal) at i.
-func (s *scanner) scalar() []byte {
-	start := s.i
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ',', ']', '}', ' ', '\t', '\n', '\r':
-			return s.b[start:s.i]
-		}
-		s.i++
-	}
-	return s.b[start:s.i]
-}
-
-func (c *Codec) decodeArray(dst []float64, value []byte) error {
-	s := &scanner{b: value}
-	if s.peek() != '[' {
-		return fail(ReasonBadJSON, "want a JSON array of %d numbers", len(dst))
-	}
-	s.i++
-	n := 0
-	if s.peek() == ']' {
-		s.i++
-	} else {
-		for {
-			if err := c.arrayElement(s, dst, n); err != nil {
-				return err
-			}
-			n++
-			if s.i < len(s.b) && s.b[s.i] == ',' { // the common case, at once
-				s.i++
-				continue
-			}
-			switch s.peek() {
-			case ',':
-				s.i++
-				continue
-			case ']':
-				s.i++
-			default:
-				return fail(ReasonBadJSON, "want , or ] at offset %d", s.i)
-			}
-			break
-		}
-	}
-	if s.peek() != 0 {
-		return fail(ReasonBadJSON, "trailing data at offset %d", s.i)
-	}
-	if n != len(dst) {
-		return fail(ReasonWrongLength, "%d elements, want %d", n, len(dst))
-	}
-	return nil
-}
-
-// arrayElement decodes the array element at s into dst[n]: a number in
-// one pass in the common case, anything unusual through the token path and
-// its error messages.
-func (c *Codec) arrayElement(s *scanner, dst []float64, n int) error {
-	if n < len(dst) && s.i < len(s.b) { // the common case at once: a number right here
-		if ch := s.b[s.i]; ch == '-' || ch >= '0' && ch <= '9' {
-			if v, end, ok := scanNumber(s.b, s.i); ok {
-				dst[n], s.i = v, end
-				return nil
-			}
-		}
-	}
-	switch ch := s.peek(); {
-	case ch == '"' || ch == '[' || ch == '{':
-		if n < len(dst) {
-			return fail(ReasonNotANumber, "%s (element %d) is not a number", c.names[n], n)
-		}
-		return fail(ReasonWrongLength, "more than %d elements", len(dst))
-	case n < len(dst) && (ch == '-' || ch >= '0' && ch <= '9'):
-		if v, end, ok := scanNumber(s.b, s.i); ok {
-			dst[n], s.i = v, end
-			return nil
-		}
-	}
-	tok := s.scalar()
-	if len(tok) == 0 {
-		return fail(ReasonBadJSON, "missing element at offset %d", s.i)
-	}
-	if n >= len(dst) {
-		return fail(ReasonWrongLength, "more than %d elements", len(dst))
-	}
-	if !jsonNumber(tok) {
-		if isLiteral(tok) {
-			return fail(ReasonNotANumber, "%s (element %d): %s is not a number", c.names[n], n, clipRaw(string(tok)))
-		}
-		if nonFiniteToken(tok) {
-			return fail(ReasonNonFinite, "%s (element %d): %s is not finite (nor valid JSON)", c.names[n], n, clipRaw(string(tok)))
-		}
-		return fail(ReasonBadJSON, "element %d: %s is not a JSON value", n, clip(string(tok)))
-	}
-	v, err := number(unsafeString(tok), c.names[n])
-	if err != nil {
-		return err
-	}
-	dst[n] = v
-	return nil
-}
-
-func isLiteral(tok []byte) bool {
-	switch string(tok) {
-	case "true", "false", "null":
-		return true
-	}
-	return false
-}
-
-// jsonNumber reports whether tok is a number by JSON's grammar.
-func jsonNumber(tok []byte) bool {
-	i := 0
-	if i < len(tok) && tok[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(tok) && tok[i] == '0':
-		i++
-	case i < len(tok) && tok[i] >= '1' && tok[i] <= '9':
-		for i < len(tok) && tok[i] >= '0' && tok[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(tok) && tok[i] == '.' {
-		i++
-		if i >= len(tok) || tok[i] < '0' || tok[i] > '9' {
-			return false
-		}
-		for i < len(tok) && tok[i] >= '0' && tok[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(tok) && (tok[i] == 'e' || tok[i] == 'E') {
-		i++
-		if i < len(tok) && (tok[i] == '+' || tok[i] == '-') {
-			i++
-		}
-		if i >= len(tok) || tok[i] < '0' || tok[i] > '9' {
-			return false
-		}
-		for i < len(tok) && tok[i] >= '0' && tok[i] <= '9' {
-			i++
-		}
-	}
-	return i == len(tok)
-}
-
-// nonFiniteToken reports whether tok is how Python, JavaScript and others
-// write a non-finite number (NaN, Infinity, -inf, …): not JSON, but meant
-// as one.
-func nonFiniteToken(tok []byte) bool {
-	f, err := strconv.ParseFloat(string(tok), 64)
-	return err == nil && (math.IsNaN(f) || math.IsInf(f, 0))
-}
-
-// decodeObject uses encoding/json: object keys may be escaped and values of
-// keys recon does not use may be anything.
-func (c *Codec) decodeObject(dst []float64, value []byte) error {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(value, &obj); err != nil {
-		return c.objectError(value, err)
-	}
-	if obj == nil {
-		return fail(ReasonBadJSON, "want a JSON object of named numbers, got null")
-	}
-	for i, name := range c.names {
-		raw, ok := obj[name]
-		if !ok {
-			return fail(ReasonMissingField, "field %q is missing", name)
-		}
-		tok := []byte(strings.TrimSpace(string(raw)))
-		if !jsonNumber(tok) {
-			return fail(ReasonNotANumber, "%s: %s is not a number", name, clipRaw(string(tok)))
-		}
-		v, err := number(string(tok), name)
-		if err != nil {
-			return err
-		}
-		dst[i] = v
-	}
-	return nil
-}
-
-// objectError says in the user's terms why value is not a JSON object of
-// named numbers: a feature written as NaN or Infinity (what Python's
-// json.dumps writes) is non_finite, not bad JSON.
-func (c *Codec) objectError(value []byte, err error) error {
-	for _, name := range c.names {
-		if tok := fieldToken(value, name); tok != nil && nonFiniteToken(tok) {
-			return fail(ReasonNonFinite, "%s: %s is not finite (nor valid JSON)", name, clipRaw(string(tok)))
-		}
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fail(ReasonBadJSON, "want a JSON object of named numbers, got a JSON %s", te.Value)
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fail(ReasonBadJSON, "want a JSON object of named numbers; not valid JSON at byte %d", se.Offset)
-	}
-	return fail(ReasonBadJSON, "want a JSON object of named numbers")
-}
-
-// fieldToken returns the raw token after "name": in value (nil: none),
-// without parsing the rest, for values that are not JSON.
-func fieldToken(value []byte, name string) []byte {
-	key := []byte(strconv.Quote(name))
-	for i := 0; ; {
-		j := bytes.Index(value[i:], key)
-		if j < 0 {
-			return nil
-		}
-		k := i + j + len(key)
-		for k < len(value) && (value[k] == ' ' || value[k] == '\t' || value[k] == '\n' || value[k] == '\r') {
-			k++
-		}
-		if k < len(value) && value[k] == ':' {
-			k++
-			for k < len(value) && (value[k] == ' ' || value[k] == '\t' || value[k] == '\n' || value[k] == '\r') {
-				k++
-			}
-			e := k
-			for e < len(value) && !strings.ContainsRune(",}] \t\r\n", rune(value[e])) {
-				e++
-			}
-			return value[k:e]
-		}
-		i = k
-	}
-}
-
-// Encode appends x encoded in the codec's format to dst and returns it.
-func (c *Codec) Encode(dst []byte, x []float64) []byte {
-	if len(x) != len(c.names) {
-		panic(fmt.Sprintf("stream: Encode: %d values, codec width %d", len(x), len(c.names)))
-	}
-	switch c.format {
-	case JSONObject:
-		dst = append(dst, '{')
-		for i, v := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendQuote(dst, c.names[i])
-			dst = append(dst, ':')
-			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
-		}
-		return append(dst, '}')
-	case JSONArray:
-		dst = append(dst, '[')
-		for i, v := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
-		}
-		return append(dst, ']')
-	default:
-		for i, v := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
-		}
-		return dst
-	}
 }
