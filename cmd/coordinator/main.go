@@ -21,13 +21,10 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/fit"
-	"github.com/recon-ad/recon/internal/pace"
-	"github.com/recon-ad/recon/internal/schedule"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -59,37 +56,11 @@ func run(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:7070", "gRPC `address` to serve workers and scorers on")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7071", "`address` for Prometheus /metrics (\"\" to disable)")
 	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")
-	rd := checkpoint.DefaultRetention()
-	keep := fs.Int("keep", 20, "also keep at least the newest `N` checkpoints, whatever their age (0: keep every checkpoint, ignoring the --keep-* ages)")
-	keepAll := fs.Duration("keep-all", rd.All, "keep every checkpoint younger than this `age`, so that every alert's model version stays readable that long (0: none by this rule); at most one a --checkpoint-interval")
-	keepHourly := fs.Duration("keep-hourly", rd.Hourly, "and the newest checkpoint of each UTC hour younger than this `age` (0: none)")
-	keepDaily := fs.Duration("keep-daily", rd.Daily, "and the newest checkpoint of each UTC day younger than this `age` (0: none); pinned ones are always kept")
 	features := fs.String("features", "", "record width as a number, or the feature `names` comma-separated (required unless --spec-file)")
 	specFile := fs.String("spec-file", "", "JSON `file` holding a recon.v1.ModelSpec (instead of the model flags)")
 	model := cli.AddModelFlagsWith(fs, coordinator.DefaultSpec)
-	lr := fs.Float64("lr", 1e-3, "Adam learning `rate`")
-	seed := fs.Uint64("seed", 1, "parameter initialization `seed`")
-	batch := fs.Int("batch", 256, "records per worker per round")
-	holdout := fs.Float64("holdout", 0.1, "`fraction` of each worker's records held out to set the threshold")
-	skip := fs.Bool("skip-anomalies", true, "workers skip training records scored above the threshold")
-	cd := calib.DefaultConfig()
-	alertRate := fs.Float64("alert-rate", cd.AlertRate, "alert threshold: the `share` of held-out records scored above it (the 1 - share quantile of their whitened scores)")
-	window := fs.Int("calibration-window", cd.Window, "the whitening and threshold are calibrated on this many of the newest held-out `records` (fewer for wide records: at most 2^21 values)")
-	firstBy := fs.Int64("first-threshold-records", cd.MaxRecords, "set the first threshold once this many stream `records` have been read, settled or not")
-	learnBudget := fs.Float64("presentations-learn", 0, "training budget until training plateaus: the most times, on average, a new record is trained on, replay included (0: no bound, train at the speed of computing)")
-	maintainBudget := fs.Float64("presentations-maintain", pace.DefaultMaintain, "training budget once training has plateaued after the first threshold, until drift, so that training costs what the stream brings (0: no bound)")
-	plateau := fs.Uint64("plateau-rounds", pace.DefaultPatience, "training has plateaued when neither the median nor the tail (90th percentile) of the held-out errors has fallen 2% in this many `rounds`")
-	drift := fs.Float64("drift", pace.DefaultDrift, "a rise of the median or the tail held-out error by this `fraction` over its plateau (or features drifting out of the normalizer) counts as drift and resumes learning")
-	settle := fs.Float64("settle", cd.Settle, "before --first-threshold-records, no threshold (no alerts) until the median held-out error falls by less than this `fraction` between checks 200 rounds apart (negative: at the first check)")
-	warmup := fs.Int("warmup-records", 1000, "records each worker summarizes for the normalizer before training (0: no standardization)")
-	minWorkers := fs.Int("min-workers", 1, "gradients needed to complete a round at its deadline")
-	deadline := fs.Duration("deadline", 5*time.Second, "round `deadline`")
-	lease := fs.Duration("lease", 15*time.Second, "a worker silent this long is dropped")
-	ckInterval := fs.Duration("checkpoint-interval", schedule.DefaultInterval, "look for a material change of the model this often while training, and write at most one checkpoint each `interval`")
-	ckChange := fs.Float64("checkpoint-change", schedule.DefaultChange, "a checkpoint is written when the threshold or the median held-out error has moved by this `fraction` since the last one, or the training state changed (negative: every interval)")
-	ckMaxAge := fs.Duration("checkpoint-max-age", schedule.DefaultMaxAge, "and at least this often while rounds complete, changed or not (a restart loses at most this much training)")
-	ckRounds := fs.Int("checkpoint-rounds", 0, "also checkpoint every this many rounds, changed or not (0: off; for tests and short runs)")
-	maxRounds := fs.Uint64("max-rounds", 0, "stop after this round (0: never)")
+	cfg, ret := coordinator.DefaultConfig(), checkpoint.DefaultRetention()
+	addConfigFlags(fs, &cfg, &ret)
 	logFlags := cli.AddLogFlags(fs)
 	tlsFlags := cli.AddServerTLSFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
@@ -99,10 +70,6 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := coordinator.Config{LR: *lr, Seed: *seed, Batch: *batch, Holdout: *holdout, SkipAnomalies: *skip,
-		Calib: calib.Config{AlertRate: *alertRate, Window: *window, MaxRecords: *firstBy, Settle: *settle}, WarmupRecords: *warmup, MinWorkers: *minWorkers, Deadline: *deadline, Lease: *lease,
-		CheckpointRounds: *ckRounds, CheckpointInterval: *ckInterval, CheckpointChange: *ckChange, CheckpointMaxAge: *ckMaxAge, MaxRounds: *maxRounds,
-		Pace: pace.Config{Learn: *learnBudget, Maintain: *maintainBudget, Patience: *plateau, Drift: *drift}}
 	if *specFile != "" {
 		b, err := os.ReadFile(*specFile)
 		if err != nil {
@@ -135,20 +102,20 @@ func run(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return cli.Usagef("%v", err)
 	}
-	if *keep < 0 {
-		return cli.Usagef("--keep %d: must not be negative", *keep)
+	if ret.Min < 0 {
+		return cli.Usagef("--keep %d: must not be negative", ret.Min)
 	}
 	for _, f := range []struct {
 		name string
 		age  time.Duration
-	}{{"keep-all", *keepAll}, {"keep-hourly", *keepHourly}, {"keep-daily", *keepDaily}} {
+	}{{"keep-all", ret.All}, {"keep-hourly", ret.Hourly}, {"keep-daily", ret.Daily}} {
 		if f.age < 0 {
 			return cli.Usagef("--%s %v: must not be negative", f.name, f.age)
 		}
 	}
 	storeOpts := checkpoint.Options{Logger: log} // --keep 0: every checkpoint
-	if *keep > 0 {
-		storeOpts.Retention = &checkpoint.Retention{All: *keepAll, Hourly: *keepHourly, Daily: *keepDaily, Min: *keep}
+	if ret.Min > 0 {
+		storeOpts.Retention = &ret
 	}
 
 	store, err := checkpoint.Open(*storePath, storeOpts)
@@ -225,4 +192,39 @@ func parseFeatures(s string) (int, []string, error) {
 		}
 	}
 	return len(names), names, nil
+}
+
+// addConfigFlags registers the flags that set the coordinator's config and
+// the store's retention, each starting from the value cfg and ret hold
+// (coordinator.DefaultConfig, checkpoint.DefaultRetention): every default
+// is written once, in the component.
+func addConfigFlags(fs *flag.FlagSet, cfg *coordinator.Config, ret *checkpoint.Retention) {
+	fs.IntVar(&ret.Min, "keep", ret.Min, "also keep at least the newest `N` checkpoints, whatever their age (0: keep every checkpoint, ignoring the --keep-* ages)")
+	fs.DurationVar(&ret.All, "keep-all", ret.All, "keep every checkpoint younger than this `age`, so that every alert's model version stays readable that long (0: none by this rule); at most one a --checkpoint-interval")
+	fs.DurationVar(&ret.Hourly, "keep-hourly", ret.Hourly, "and the newest checkpoint of each UTC hour younger than this `age` (0: none)")
+	fs.DurationVar(&ret.Daily, "keep-daily", ret.Daily, "and the newest checkpoint of each UTC day younger than this `age` (0: none); pinned ones are always kept")
+	fs.Float64Var(&cfg.LR, "lr", cfg.LR, "Adam learning `rate`")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "parameter initialization `seed`")
+	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "records per worker per round")
+	fs.Float64Var(&cfg.Holdout, "holdout", cfg.Holdout, "`fraction` of each worker's records held out to set the threshold")
+	fs.BoolVar(&cfg.SkipAnomalies, "skip-anomalies", cfg.SkipAnomalies, "workers skip training records scored above the threshold")
+	c := &cfg.Calib
+	fs.Float64Var(&c.AlertRate, "alert-rate", c.AlertRate, "alert threshold: the `share` of held-out records scored above it (the 1 - share quantile of their whitened scores)")
+	fs.IntVar(&c.Window, "calibration-window", c.Window, "the whitening and threshold are calibrated on this many of the newest held-out `records` (fewer for wide records: at most 2^21 values)")
+	fs.Int64Var(&c.MaxRecords, "first-threshold-records", c.MaxRecords, "set the first threshold once this many stream `records` have been read, settled or not")
+	p := &cfg.Pace
+	fs.Float64Var(&p.Learn, "presentations-learn", p.Learn, "training budget until training plateaus: the most times, on average, a new record is trained on, replay included (0: no bound, train at the speed of computing)")
+	fs.Float64Var(&p.Maintain, "presentations-maintain", p.Maintain, "training budget once training has plateaued after the first threshold, until drift, so that training costs what the stream brings (0: no bound)")
+	fs.Uint64Var(&p.Patience, "plateau-rounds", p.Patience, "training has plateaued when neither the median nor the tail (90th percentile) of the held-out errors has fallen 2% in this many `rounds`")
+	fs.Float64Var(&p.Drift, "drift", p.Drift, "a rise of the median or the tail held-out error by this `fraction` over its plateau (or features drifting out of the normalizer) counts as drift and resumes learning")
+	fs.Float64Var(&c.Settle, "settle", c.Settle, "before --first-threshold-records, no threshold (no alerts) until the median held-out error falls by less than this `fraction` between checks 200 rounds apart (negative: at the first check)")
+	fs.IntVar(&cfg.WarmupRecords, "warmup-records", cfg.WarmupRecords, "records each worker summarizes for the normalizer before training (0: no standardization)")
+	fs.IntVar(&cfg.MinWorkers, "min-workers", cfg.MinWorkers, "gradients needed to complete a round at its deadline")
+	fs.DurationVar(&cfg.Deadline, "deadline", cfg.Deadline, "round `deadline`")
+	fs.DurationVar(&cfg.Lease, "lease", cfg.Lease, "a worker silent this long is dropped")
+	fs.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cfg.CheckpointInterval, "look for a material change of the model this often while training, and write at most one checkpoint each `interval`")
+	fs.Float64Var(&cfg.CheckpointChange, "checkpoint-change", cfg.CheckpointChange, "a checkpoint is written when the threshold or the median held-out error has moved by this `fraction` since the last one, or the training state changed (negative: every interval)")
+	fs.DurationVar(&cfg.CheckpointMaxAge, "checkpoint-max-age", cfg.CheckpointMaxAge, "and at least this often while rounds complete, changed or not (a restart loses at most this much training)")
+	fs.IntVar(&cfg.CheckpointRounds, "checkpoint-rounds", cfg.CheckpointRounds, "also checkpoint every this many rounds, changed or not (0: off; for tests and short runs)")
+	fs.Uint64Var(&cfg.MaxRounds, "max-rounds", cfg.MaxRounds, "stop after this round (0: never)")
 }

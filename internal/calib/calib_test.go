@@ -464,3 +464,22 @@ func TestReplayedRecordsAreKeptOnce(t *testing.T) {
 		t.Fatalf("at the bound: %+v ok %v err %v", u, ok, err)
 	}
 }
+
+// TestWindowIsCappedForWideRecords: the window holds at most 2^21 values
+// (at least 1000 records) whether it was left to its default or asked for
+// explicitly, as the coordinator's --calibration-window flag always does.
+func TestWindowIsCappedForWideRecords(t *testing.T) {
+	for _, c := range []struct {
+		window, p, want int
+	}{
+		{0, 10, 16384}, {16384, 10, 16384}, {0, 500, 4194}, {16384, 500, 4194}, {16384, 2500, 1000}, {300, 2500, 300},
+	} {
+		cal, err := New(Config{Window: c.window, MinRows: min(c.want, 500)}, c.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cal.Config().Window; got != c.want {
+			t.Errorf("window %d for width %d: %d, want %d", c.window, c.p, got, c.want)
+		}
+	}
+}

@@ -19,7 +19,8 @@ type Config struct {
 	// threshold (default DefaultAlertRate).
 	AlertRate float64
 	// Window is how many of the newest held-out records are kept (default
-	// 16384; fewer for wide records, so that it holds at most 2^21 values).
+	// 16384), capped for wide records at max(1000, 2^21/width) records
+	// whatever is asked: a 2,500-feature stream would otherwise hold 330 MB.
 	// An alert rate of 0.05% needs that many: with 4096 records of 30
 	// features the whitening fitted to them let 0.26% of fresh normal
 	// records alert, with 16384 0.045%.
@@ -54,9 +55,9 @@ func (c Config) withDefaults(p int) Config {
 	}
 	if c.Window == 0 {
 		c.Window = d.Window
-		if p > 0 {
-			c.Window = min(c.Window, max(1000, (1<<21)/p))
-		}
+	}
+	if p > 0 {
+		c.Window = min(c.Window, max(1000, (1<<21)/p))
 	}
 	if c.MinRows == 0 {
 		c.MinRows = min(d.MinRows, c.Window)

@@ -33,9 +33,10 @@ type Retention struct {
 
 // DefaultRetention returns the policy of 24 h of every checkpoint (so
 // that every alert's model version stays readable that long), 7 days of
-// hourly ones, 30 days of daily ones and at least the newest 3.
+// hourly ones, 30 days of daily ones and at least the newest 20: the
+// coordinator's --keep-* flags start from it.
 func DefaultRetention() Retention {
-	return Retention{All: 24 * time.Hour, Hourly: 7 * 24 * time.Hour, Daily: 30 * 24 * time.Hour, Min: 3}
+	return Retention{All: 24 * time.Hour, Hourly: 7 * 24 * time.Hour, Daily: 30 * 24 * time.Hour, Min: 20}
 }
 
 // Validate reports a negative duration or count.

@@ -43,14 +43,16 @@ import (
 // demo's young-stream false alarms (docs/DESIGN.md).
 var DefaultSpec = ae.Spec{Activation: ae.Tanh, CodeActivation: ae.Tanh, Output: ae.Tanh}
 
-// Config is a coordinator's model and training rules.
+// Config is a coordinator's model and training rules. DefaultConfig has
+// the defaults; in a Config built field by field, zero LR, Seed, Batch,
+// MinWorkers, Deadline and Lease take theirs.
 type Config struct {
 	Spec     ae.Spec  // the model (Input must be set)
 	Features []string // feature names, in input order (optional)
-	LR       float64  // Adam learning rate (default 1e-3)
-	Seed     uint64   // parameter initialization (default 1)
+	LR       float64  // Adam learning rate
+	Seed     uint64   // parameter initialization
 
-	Batch         int     // records per worker per round (default 256)
+	Batch         int     // records per worker per round
 	Holdout       float64 // fraction of each worker's records held out for the threshold (0: none, no threshold)
 	SkipAnomalies bool    // workers skip training records scored above the threshold
 	// Calib is how held-out records set the residual whitening and the
@@ -65,9 +67,9 @@ type Config struct {
 
 	WarmupRecords int // records each worker summarizes for the normalizer; 0 skips warm-up (identity normalizer)
 
-	MinWorkers int           // gradients that complete a round at its deadline (default 1)
-	Deadline   time.Duration // round deadline (default 5 s)
-	Lease      time.Duration // silence after which a worker is dropped (default 3 x Deadline)
+	MinWorkers int           // gradients that complete a round at its deadline
+	Deadline   time.Duration // round deadline
+	Lease      time.Duration // silence after which a worker is dropped (zero: 3 x Deadline)
 
 	// The checkpoint schedule (internal/schedule): a checkpoint when the
 	// model has changed materially (threshold or median held-out error
@@ -91,21 +93,39 @@ type Config struct {
 	OnRound func(res *round.Result, d time.Duration)
 }
 
+// DefaultConfig returns the defaults, the values the coordinator's flags
+// start from; Spec.Input and Features are the stream's and stay unset.
+func DefaultConfig() Config {
+	return Config{
+		Spec: DefaultSpec, LR: 1e-3, Seed: 1, Batch: 256, Holdout: 0.1, SkipAnomalies: true,
+		Calib: calib.DefaultConfig(), AutoCode: true, WarmupRecords: 1000,
+		MinWorkers: 1, Deadline: defaultDeadline, Lease: 3 * defaultDeadline,
+		CheckpointInterval: schedule.DefaultInterval, CheckpointChange: schedule.DefaultChange, CheckpointMaxAge: schedule.DefaultMaxAge,
+		Pace: pace.DefaultConfig(),
+	}
+}
+
+const defaultDeadline = 5 * time.Second
+
+// withDefaults fills the zero fields that have a default other than zero
+// (LR, Seed, Batch, MinWorkers, Deadline, Lease) from DefaultConfig; the
+// rest keep their zero meaning.
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.LR == 0 {
-		c.LR = 1e-3
+		c.LR = d.LR
 	}
 	if c.Seed == 0 {
-		c.Seed = 1
+		c.Seed = d.Seed
 	}
 	if c.Batch == 0 {
-		c.Batch = 256
+		c.Batch = d.Batch
 	}
 	if c.MinWorkers == 0 {
-		c.MinWorkers = 1
+		c.MinWorkers = d.MinWorkers
 	}
 	if c.Deadline == 0 {
-		c.Deadline = 5 * time.Second
+		c.Deadline = d.Deadline
 	}
 	if c.Lease == 0 {
 		c.Lease = 3 * c.Deadline

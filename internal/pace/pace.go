@@ -88,6 +88,13 @@ const (
 	DefaultMaintain = 4
 )
 
+// DefaultConfig returns the defaults, a training budget once plateaued
+// (DefaultMaintain) included: what the coordinator's flags start from. The
+// zero Config differs in one way: no budget at all.
+func DefaultConfig() Config {
+	return Config{Maintain: DefaultMaintain, Settle: DefaultSettle, Patience: DefaultPatience, CheckRounds: DefaultCheckRounds, Drift: DefaultDrift}
+}
+
 func (c Config) withDefaults() Config {
 	if c.Settle == 0 {
 		c.Settle = DefaultSettle
