@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -27,7 +26,6 @@ import (
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/table"
 	"github.com/recon-ad/recon/pkg/ae"
-	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -230,27 +228,11 @@ func runReplica(ctx context.Context, args []string) error {
 			"that output is acknowledged. With no model at all it consumes nothing.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap `addresses`, comma-separated")
-	topic := fs.String("topic", "recon-events", "`topic` of records to score")
-	group := fs.String("group", "recon-scorer", "consumer `group`")
-	id := fs.String("id", "", "this replica's `name` in score records, as the console shows it (\"\": host name and process id)")
-	alerts := fs.String("alerts-topic", "recon-alerts", "`topic` for alerts")
-	dlqTopic := fs.String("dlq-topic", "recon-dlq", "`topic` for records that cannot be scored")
-	scores := fs.String("scores-topic", "", "`topic` for every score (\"\": none)")
-	format := fs.String("format", "json-array", "record `format`: json-object, json-array or csv")
+	cfg := scorer.DefaultReplicaConfig()
+	addReplicaFlags(fs, &cfg)
 	coord := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address` to follow checkpoints from (\"\": the cache only)")
 	cache := fs.String("cache", "scorer.db", "this replica's checkpoint cache `file` (bbolt)")
-	top := fs.Int("top", 3, "features listed per alert")
-	maxBatch := fs.Int("max-batch", 2000, "most records per batch")
-	maxWait := fs.Duration("max-wait", 20*time.Millisecond, "how long a batch waits to fill")
-	stuckAfter := fs.Duration("stuck-after", 20*time.Second, "rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7072", "`address` for Prometheus /metrics (\"\" to disable)")
-	var amURLs, hookURLs urlList
-	fs.Var(&amURLs, "alertmanager-url", "also send alerts to this Alertmanager (`URL`, POST URL/api/v2/alerts); repeatable or comma-separated: the instances of one cluster, one acknowledging is enough")
-	fs.Var(&hookURLs, "webhook-url", "also POST alerts' JSON, as a batch array, to this `URL`; repeatable or comma-separated, each its own sink")
-	sinkRate := fs.Float64("sink-rate", 0, "most alerts a second (`rate`) sent to each alert sink, in requests of at most one second's worth (0: no limit)")
-	sinkTimeout := fs.Duration("sink-timeout", scorer.DefaultSinkTimeout, "timeout of each request to an alert sink")
-	resolveTimeout := fs.Duration("alertmanager-resolve-timeout", scorer.DefaultResolveTimeout, "an Alertmanager alert resolves this `long` after its record's time (its endsAt)")
 	client := cli.AddClientFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -259,12 +241,7 @@ func runReplica(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := stream.ParseFormat(*format)
-	if err != nil {
-		return cli.Usagef("--format: %v", err)
-	}
-	sinks := scorer.SinkConfig{Alertmanager: amURLs, Webhooks: hookURLs, Rate: *sinkRate, Timeout: *sinkTimeout, ResolveTimeout: *resolveTimeout}
-	if err := sinks.Validate(); err != nil {
+	if err := cfg.Sinks.Validate(); err != nil {
 		return cli.Usagef("alert sinks: %v", err)
 	}
 	// The cache is only a fallback: a damaged one is set aside (with a
@@ -275,9 +252,7 @@ func runReplica(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 	reg := cli.Registry()
-	cfg := scorer.ReplicaConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, AlertsTopic: *alerts,
-		DLQTopic: *dlqTopic, ScoresTopic: *scores, ID: *id, Format: f, TopK: *top, MaxBatch: *maxBatch, MaxWait: *maxWait,
-		Cache: store, Log: log, Metrics: scorer.NewMetrics(reg), Security: sec, StuckAfter: *stuckAfter, Sinks: sinks}
+	cfg.Cache, cfg.Log, cfg.Metrics, cfg.Security = store, log, scorer.NewMetrics(reg), sec
 	if *coord != "" {
 		conn, err := grpc.NewClient(*coord, cli.CoordinatorDialOptions(creds)...)
 		if err != nil {
@@ -294,7 +269,7 @@ func runReplica(ctx context.Context, args []string) error {
 	if _, err := cli.Serve(ctx, *metricsAddr, reg, log, rep.Ready); err != nil {
 		return err
 	}
-	log.Info("scorer starting", "brokers", *brokers, "topic", *topic, "group", *group, "version", rep.Version())
+	log.Info("scorer starting", "brokers", strings.Join(cfg.Brokers, ","), "topic", cfg.Topic, "group", cfg.Group, "version", rep.Version())
 	err = rep.Run(ctx)
 	log.Info("scorer stopped", "processed", rep.Processed.Load(), "version", rep.Version())
 	if errors.Is(err, scorer.ErrMissingTopic) {
@@ -315,4 +290,28 @@ func (l *urlList) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// addReplicaFlags registers the flags that set a replica's config, each
+// starting from the value cfg holds (scorer.DefaultReplicaConfig): every
+// default is written once, in the component.
+func addReplicaFlags(fs *flag.FlagSet, cfg *scorer.ReplicaConfig) {
+	fs.Var((*cli.Strings)(&cfg.Brokers), "brokers", "Kafka bootstrap `addresses`, comma-separated")
+	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "`topic` of records to score")
+	fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer `group`")
+	fs.StringVar(&cfg.ID, "id", cfg.ID, "this replica's `name` in score records, as the console shows it (\"\": host name and process id)")
+	fs.StringVar(&cfg.AlertsTopic, "alerts-topic", cfg.AlertsTopic, "`topic` for alerts")
+	fs.StringVar(&cfg.DLQTopic, "dlq-topic", cfg.DLQTopic, "`topic` for records that cannot be scored")
+	fs.StringVar(&cfg.ScoresTopic, "scores-topic", cfg.ScoresTopic, "`topic` for every score (\"\": none)")
+	fs.TextVar(&cfg.Format, "format", cfg.Format, "record `format`: json-object, json-array or csv")
+	fs.IntVar(&cfg.TopK, "top", cfg.TopK, "features listed per alert")
+	fs.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "most records per batch")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "how long a batch waits to fill")
+	fs.DurationVar(&cfg.StuckAfter, "stuck-after", cfg.StuckAfter, "rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
+	sk := &cfg.Sinks
+	fs.Var((*urlList)(&sk.Alertmanager), "alertmanager-url", "also send alerts to this Alertmanager (`URL`, POST URL/api/v2/alerts); repeatable or comma-separated: the instances of one cluster, one acknowledging is enough")
+	fs.Var((*urlList)(&sk.Webhooks), "webhook-url", "also POST alerts' JSON, as a batch array, to this `URL`; repeatable or comma-separated, each its own sink")
+	fs.Float64Var(&sk.Rate, "sink-rate", sk.Rate, "most alerts a second (`rate`) sent to each alert sink, in requests of at most one second's worth (0: no limit)")
+	fs.DurationVar(&sk.Timeout, "sink-timeout", sk.Timeout, "timeout of each request to an alert sink")
+	fs.DurationVar(&sk.ResolveTimeout, "alertmanager-resolve-timeout", sk.ResolveTimeout, "an Alertmanager alert resolves this `long` after its record's time (its endsAt)")
 }

@@ -283,3 +283,30 @@ func Signals(binary string) context.Context {
 	}()
 	return ctx
 }
+
+// Strings is a flag of comma-separated values (flag.Value), such as
+// --brokers a:9092,b:9092: setting it replaces the list, so that a
+// default is not appended to. Register it over a config's field with
+// fs.Var((*cli.Strings)(&cfg.Brokers), ...): its default is the field's.
+type Strings []string
+
+// String returns the values comma-separated.
+func (s *Strings) String() string {
+	if s == nil {
+		return ""
+	}
+	return strings.Join(*s, ",")
+}
+
+// Set replaces the list with v's comma-separated values, trimmed; empty
+// ones are dropped.
+func (s *Strings) Set(v string) error {
+	var out []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	*s = out
+	return nil
+}

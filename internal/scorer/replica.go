@@ -23,31 +23,32 @@ import (
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
-// ReplicaConfig wires one scorer replica.
+// ReplicaConfig wires one scorer replica. DefaultReplicaConfig has the
+// defaults; in a config built field by field, zero Group, TopK, MaxBatch,
+// MaxWait, StuckAfter, DrainTimeout, CommitGiveUp and LagEvery take theirs.
 type ReplicaConfig struct {
 	Brokers     []string      // bootstrap addresses
 	Topic       string        // records to score
-	Group       string        // consumer group (default recon-scorer)
+	Group       string        // consumer group
 	AlertsTopic string        // one JSON alert per anomalous record
 	DLQTopic    string        // undecodable or invalid records
 	ScoresTopic string        // every score, when set
-	ID          string        // names the replica in score records (default: host name and process id)
+	ID          string        // names the replica in score records (zero: host name and process id)
 	Format      stream.Format // record format
-	TopK        int           // features listed per alert (default 3)
-	MaxBatch    int           // records per batch (default 2000)
-	MaxWait     time.Duration // batch fill wait (default 20 ms)
+	TopK        int           // features listed per alert
+	MaxBatch    int           // records per batch
+	MaxWait     time.Duration // batch fill wait
 	// StuckAfter is how long a partition of the topic may go without its
 	// committed offset moving while records wait in it before the replica
-	// rejoins the group to have it reassigned (default 20 s; negative:
-	// never).
+	// rejoins the group to have it reassigned (negative: never).
 	StuckAfter time.Duration
 	// Security is how the replica connects to Kafka (zero: plaintext).
 	Security stream.Security
 	// DrainTimeout bounds how long a stopping replica keeps publishing and
-	// committing the batch in hand (default 3 s).
+	// committing the batch in hand.
 	DrainTimeout time.Duration
 	// CommitGiveUp is how long offset commits may keep failing while the
-	// replica runs before Run returns an error (default: never; no outage
+	// replica runs before Run returns an error (negative, the default: never; no outage
 	// ends a replica). Meanwhile each failure is logged and counted, the
 	// replica is not ready after readyCommitFailing, and scoring goes on:
 	// the records are re-delivered, never lost.
@@ -61,12 +62,24 @@ type ReplicaConfig struct {
 	// Metrics, when set, counts the replica's work.
 	Metrics *Metrics
 	// LagEvery is how often the group's lag is read from the brokers (and
-	// a log that went back looked for; default 5 s).
+	// a log that went back looked for).
 	LagEvery time.Duration
 	// Sinks are optional HTTP alert sinks (Alertmanager, webhooks) that
 	// must acknowledge a batch's alerts, too, before it is committed
 	// (zero: none).
 	Sinks SinkConfig
+}
+
+// DefaultReplicaConfig returns the defaults, the values scorer run's flags
+// start from; the cache, log, metrics and coordinator are the caller's.
+func DefaultReplicaConfig() ReplicaConfig {
+	return ReplicaConfig{
+		Brokers: []string{"127.0.0.1:9092"}, Topic: "recon-events", Group: "recon-scorer",
+		AlertsTopic: "recon-alerts", DLQTopic: "recon-dlq", Format: stream.JSONArray,
+		TopK: 3, MaxBatch: 2000, MaxWait: stream.DefaultMaxWait, StuckAfter: 20 * time.Second,
+		DrainTimeout: 3 * time.Second, CommitGiveUp: -1, LagEvery: 5 * time.Second,
+		Sinks: SinkConfig{Timeout: DefaultSinkTimeout, ResolveTimeout: DefaultResolveTimeout},
+	}
 }
 
 // ScoreRecord is the JSON value of a scores-topic record (key: the source
@@ -107,30 +120,31 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.AlertsTopic == "" || cfg.DLQTopic == "" || cfg.Cache == nil || cfg.Log == nil {
 		return nil, errors.New("scorer: brokers, topic, alerts and dead-letter topics, cache and log are required")
 	}
+	d := DefaultReplicaConfig()
 	if cfg.Group == "" {
-		cfg.Group = "recon-scorer"
+		cfg.Group = d.Group
 	}
 	if cfg.ID == "" {
 		host, _ := os.Hostname()
 		cfg.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if cfg.TopK == 0 {
-		cfg.TopK = 3
+		cfg.TopK = d.TopK
 	}
 	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = 2000
+		cfg.MaxBatch = d.MaxBatch
 	}
 	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 3 * time.Second
+		cfg.DrainTimeout = d.DrainTimeout
 	}
 	if cfg.CommitGiveUp == 0 {
-		cfg.CommitGiveUp = -1
+		cfg.CommitGiveUp = d.CommitGiveUp
 	}
 	if cfg.StuckAfter == 0 {
-		cfg.StuckAfter = 20 * time.Second
+		cfg.StuckAfter = d.StuckAfter
 	}
 	if cfg.LagEvery == 0 {
-		cfg.LagEvery = 5 * time.Second
+		cfg.LagEvery = d.LagEvery
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)

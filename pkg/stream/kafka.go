@@ -15,13 +15,17 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
+// DefaultMaxWait is how long a batch waits to fill after its first record
+// unless a ReaderConfig says otherwise.
+const DefaultMaxWait = 20 * time.Millisecond
+
 // ReaderConfig configures a consumer-group Reader.
 type ReaderConfig struct {
 	Brokers  []string      // bootstrap addresses
 	Topic    string        // topic to consume
 	Group    string        // consumer group
 	MaxBatch int           // most records per batch (default 500)
-	MaxWait  time.Duration // how long a batch waits to fill after its first record (default 20 ms)
+	MaxWait  time.Duration // how long a batch waits to fill after its first record (default DefaultMaxWait)
 	// StartFirst makes a group with no committed offsets start at the
 	// oldest record (default: the newest).
 	StartFirst bool
@@ -73,7 +77,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		cfg.MaxBatch = 500
 	}
 	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = 20 * time.Millisecond
+		cfg.MaxWait = DefaultMaxWait
 	}
 	rc := kafka.ReaderConfig{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, GroupID: cfg.Group,
