@@ -373,12 +373,9 @@ func runWorker(ctx context.Context, args []string) error {
 	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
 	id := fs.String("id", "", "worker `id`: must be unique per process (a second live process with the same id is refused, exit 2) and, if set, stable across restarts (default: trainer@hostname/pid)")
 	source := fs.String("source", "synth", "where records come from: synth (generated), csv (--input) or kafka (--brokers, --topic)")
-	brokers := fs.String("brokers", "127.0.0.1:9092", "kafka: bootstrap `addresses`, comma-separated")
-	topic := fs.String("topic", "recon-events", "kafka: `topic` to train on")
-	group := fs.String("group", "recon-trainer", "kafka: consumer `group` (offsets are committed after the coordinator accepts the gradient that used them)")
-	format := fs.String("format", "json-array", "kafka: record `format`: json-object, json-array or csv")
 	features := fs.String("features", "", "kafka: the feature `names` in model order, comma-separated (or the width for json-array and csv)")
-	stuckAfter := fs.Duration("stuck-after", 20*time.Second, "kafka: while rounds are being accepted, rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
+	wcfg, kcfg := worker.DefaultConfig(), worker.DefaultKafkaConfig()
+	addWorkerFlags(fs, &wcfg, &kcfg)
 	data := addDataFlags(fs)
 	synthP := fs.Int("synth-features", 30, "synth: record width")
 	synthRank := fs.Int("synth-rank", 3, "synth: rank of the subspace records lie near")
@@ -387,9 +384,6 @@ func runWorker(ctx context.Context, args []string) error {
 	basisSeed := fs.Uint64("synth-basis-seed", 1, "synth: seed of the subspace (the same for every worker of a stream)")
 	seed := fs.Uint64("seed", 0, "seed of this worker's records, held-out choice and noise (default: from the id)")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7073", "`address` for Prometheus /metrics, /livez and /readyz (\"\" to disable)")
-	replay := fs.Float64("replay", 0.75, "`fraction` of each round's batch drawn from recent training records rather than new ones (0: each record once); lets the model learn a stream from less of it")
-	replaySize := fs.Int("replay-size", 16384, "recent training `records` replay draws from")
-	delay := fs.Duration("round-delay", 0, "delay every gradient by this long (to test slow workers)")
 	client := cli.AddClientFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -402,8 +396,8 @@ func runWorker(ctx context.Context, args []string) error {
 		host, _ := os.Hostname()
 		*id = fmt.Sprintf("trainer@%s/%d", host, os.Getpid()) // unique per process, as pkg/stream names its clients
 	}
-	if !(*replay >= 0 && *replay < 1) || *replaySize < 1 {
-		return cli.Usagef("--replay %v, --replay-size %d: want a fraction in [0, 1) and at least 1 record", *replay, *replaySize)
+	if !(wcfg.Replay >= 0 && wcfg.Replay < 1) || wcfg.ReplaySize < 1 {
+		return cli.Usagef("--replay %v, --replay-size %d: want a fraction in [0, 1) and at least 1 record", wcfg.Replay, wcfg.ReplaySize)
 	}
 	if *seed == 0 {
 		for _, c := range *id {
@@ -433,10 +427,7 @@ func runWorker(ctx context.Context, args []string) error {
 		}
 		src = worker.NewSlice(t.X, t.Width(), true)
 	case "kafka":
-		f, err := stream.ParseFormat(*format)
-		if err != nil {
-			return cli.Usagef("--format: %v", err)
-		}
+		f := kcfg.Format
 		names := strings.Split(*features, ",")
 		if n, err := strconv.Atoi(*features); err == nil && n > 0 && !f.Named() {
 			names = names[:0]
@@ -451,7 +442,7 @@ func runWorker(ctx context.Context, args []string) error {
 		if err != nil {
 			return cli.Usagef("%v", err)
 		}
-		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: strings.Split(*brokers, ","), Topic: *topic, Group: *group, StartFirst: true, Logger: log, Security: sec})
+		rd, err := stream.NewReader(stream.ReaderConfig{Brokers: kcfg.Brokers, Topic: kcfg.Topic, Group: kcfg.Group, StartFirst: true, Logger: log, Security: sec})
 		if err != nil {
 			return err
 		}
@@ -462,7 +453,7 @@ func runWorker(ctx context.Context, args []string) error {
 			schema = names // named: the coordinator checks them against its model's
 		}
 		formatName = f.String()
-		k.WatchStuck(*stuckAfter)
+		k.WatchStuck(kcfg.StuckAfter)
 		src = k
 	default:
 		return cli.Usagef("--source %q: want synth, csv or kafka", *source)
@@ -472,8 +463,9 @@ func runWorker(ctx context.Context, args []string) error {
 		return cli.Usagef("--coordinator %q: %v", *addr, err)
 	}
 	defer conn.Close()
-	w, err := worker.New(worker.Config{ID: *id, Conn: conn, Source: src, Log: log, Seed: *seed, Replay: *replay, ReplaySize: *replaySize, RoundDelay: *delay, Metrics: wm,
-		Features: schema, Format: formatName})
+	wcfg.ID, wcfg.Conn, wcfg.Source, wcfg.Log, wcfg.Seed, wcfg.Metrics = *id, conn, src, log, *seed, wm
+	wcfg.Features, wcfg.Format = schema, formatName
+	w, err := worker.New(wcfg)
 	if err != nil {
 		return err
 	}
@@ -497,4 +489,19 @@ func runWorker(ctx context.Context, args []string) error {
 	st := w.Stats()
 	log.Info("worker stopped", "id", *id, "rounds", st.Rounds, "rejected", st.Rejected, "sessions", st.Sessions, "skipped", st.Skipped)
 	return err
+}
+
+// addWorkerFlags registers the flags that set a training worker's config
+// and its Kafka source's, each starting from the value cfg and kafka hold
+// (worker.DefaultConfig, worker.DefaultKafkaConfig): every default is
+// written once, in the component.
+func addWorkerFlags(fs *flag.FlagSet, cfg *worker.Config, kafka *worker.KafkaConfig) {
+	fs.Var((*cli.Strings)(&kafka.Brokers), "brokers", "kafka: bootstrap `addresses`, comma-separated")
+	fs.StringVar(&kafka.Topic, "topic", kafka.Topic, "kafka: `topic` to train on")
+	fs.StringVar(&kafka.Group, "group", kafka.Group, "kafka: consumer `group` (offsets are committed after the coordinator accepts the gradient that used them)")
+	fs.TextVar(&kafka.Format, "format", kafka.Format, "kafka: record `format`: json-object, json-array or csv")
+	fs.DurationVar(&kafka.StuckAfter, "stuck-after", kafka.StuckAfter, "kafka: while rounds are being accepted, rejoin the group when a partition's committed offset has not moved for this `long` while records wait in it (negative: never)")
+	fs.Float64Var(&cfg.Replay, "replay", cfg.Replay, "`fraction` of each round's batch drawn from recent training records rather than new ones (0: each record once); lets the model learn a stream from less of it")
+	fs.IntVar(&cfg.ReplaySize, "replay-size", cfg.ReplaySize, "recent training `records` replay draws from")
+	fs.DurationVar(&cfg.RoundDelay, "round-delay", cfg.RoundDelay, "delay every gradient by this long (to test slow workers)")
 }

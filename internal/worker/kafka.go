@@ -13,6 +13,24 @@ import (
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
+// KafkaConfig is where a Kafka source reads from: trainer run's kafka
+// flags. DefaultKafkaConfig has the defaults.
+type KafkaConfig struct {
+	Brokers []string      // bootstrap addresses
+	Topic   string        // the topic trained on
+	Group   string        // consumer group (offsets committed once the coordinator accepts their gradient)
+	Format  stream.Format // record format
+	// StuckAfter: while rounds are being accepted, rejoin the group when a
+	// partition's committed offset has not moved for this long while
+	// records wait in it (negative: never; see WatchStuck).
+	StuckAfter time.Duration
+}
+
+// DefaultKafkaConfig returns the defaults.
+func DefaultKafkaConfig() KafkaConfig {
+	return KafkaConfig{Brokers: []string{"127.0.0.1:9092"}, Topic: "recon-events", Group: "recon-trainer", Format: stream.JSONArray, StuckAfter: 20 * time.Second}
+}
+
 // Acker is a Source that learns what happened to the records it handed
 // out: Sent says they went into round r's gradient, Accepted that the
 // coordinator averaged it. A Kafka source commits offsets only then.

@@ -59,9 +59,9 @@ type Config struct {
 	Conn       grpc.ClientConnInterface // to the coordinator
 	Source     Source                   // training records
 	Log        *slog.Logger             // where session changes are logged
-	Seed       uint64                   // held-out selection and noise (default 1)
-	MinBackoff time.Duration            // first reconnect delay (default 100 ms)
-	MaxBackoff time.Duration            // largest reconnect delay (default 5 s)
+	Seed       uint64                   // held-out selection and noise
+	MinBackoff time.Duration            // first reconnect delay
+	MaxBackoff time.Duration            // largest reconnect delay
 	// RoundDelay delays every gradient, for tests of slow workers.
 	RoundDelay time.Duration
 	// Replay is the fraction of each round's batch drawn from recently
@@ -70,8 +70,7 @@ type Config struct {
 	// over (about Replay/(1-Replay) extra uses per record), so it converges
 	// on far less of the stream. Held-out records are never replayed.
 	Replay float64
-	// ReplaySize is how many recent training records replay draws from
-	// (default 16384).
+	// ReplaySize is how many recent training records replay draws from.
 	ReplaySize int
 	// HeldOut, when set, receives every round's held-out scores (tests).
 	HeldOut func(round uint64, scores []float64)
@@ -84,6 +83,14 @@ type Config struct {
 	// Format names the records' format, sent at join for the
 	// coordinator's log.
 	Format string
+}
+
+// DefaultConfig returns the defaults, the values trainer run's flags
+// start from (replay included: the zero Config replays nothing); the ID,
+// connection, source and log are the caller's. In a Config built field
+// by field, zero Seed, MinBackoff, MaxBackoff and ReplaySize take these.
+func DefaultConfig() Config {
+	return Config{Seed: 1, MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, Replay: 0.75, ReplaySize: 16384}
 }
 
 // ErrRefused is wrapped by Run's error when the coordinator refuses this
@@ -180,14 +187,15 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.ID == "" || cfg.Conn == nil || cfg.Source == nil || cfg.Log == nil {
 		return nil, errors.New("worker: ID, Conn, Source and Log are required")
 	}
+	d := DefaultConfig()
 	if cfg.Seed == 0 {
-		cfg.Seed = 1
+		cfg.Seed = d.Seed
 	}
 	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = 100 * time.Millisecond
+		cfg.MinBackoff = d.MinBackoff
 	}
 	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 5 * time.Second
+		cfg.MaxBackoff = d.MaxBackoff
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
@@ -196,7 +204,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: replay fraction %v: must be in [0, 1)", cfg.Replay)
 	}
 	if cfg.ReplaySize == 0 {
-		cfg.ReplaySize = 16384
+		cfg.ReplaySize = d.ReplaySize
 	}
 	return &Worker{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x3017)), instance: crand.Text(),
 		kernels: kernels.NewChooser(cfg.Log, ae.TaskTrain, cfg.Metrics.kernels)}, nil
