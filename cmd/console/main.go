@@ -52,17 +52,11 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	}
 	listen := fs.String("listen", "127.0.0.1:7074", "HTTP `address` to serve the console on")
 	prefix := fs.String("prefix", "", "serve under this URL `path` (for example /recon behind a reverse proxy that forwards it unchanged)")
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap `addresses`, comma-separated")
-	topic := fs.String("topic", "recon-events", "the scored records' `topic`: its end offsets give the rate in and the groups' lag")
-	alerts := fs.String("alerts-topic", "recon-alerts", "`topic` of the alerts")
-	dlq := fs.String("dlq-topic", "recon-dlq", "`topic` of the dead letters")
-	format := fs.String("format", "json-array", "the records' `format`, as the scorers read them (json-object, json-array or csv): an opened alert's record is read again to show every feature")
-	scores := fs.String("scores-topic", "recon-scores", "`topic` the scorers write every score to (their --scores-topic; \"\": none, and no score distribution, neighbours or scorer versions)")
-	scorerGroup := fs.String("scorer-group", "recon-scorer", "the scorers' consumer `group`, whose lag is shown (\"\": none)")
-	trainerGroup := fs.String("trainer-group", "recon-trainer", "the trainers' consumer `group`, whose lag is shown (\"\": none)")
+	feedCfg := console.DefaultFeedConfig()
+	addFeedFlags(fs, &feedCfg)
+	format := stream.JSONArray // as the scorers' default
+	fs.TextVar(&format, "format", format, "the records' `format`, as the scorers read them (json-object, json-array or csv): an opened alert's record is read again to show every feature")
 	coord := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address` (\"\": no training, models or rollback)")
-	lookback := fs.Duration("lookback", 15*time.Minute, "how far back the alerts and dead-letter topics are read at start")
-	scoresLookback := fs.Duration("scores-lookback", time.Minute, "how far back the scores topic is read at start")
 	tokenFile := fs.String("rollback-token-file", "", "`file` holding the token that enables the rollback action (sent as Authorization: Bearer TOKEN); unset: no rollback")
 	readOnly := fs.Bool("read-only", false, "offer no action at all, even with --rollback-token-file")
 	client := cli.AddClientFlags(fs)
@@ -72,7 +66,7 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	if *prefix != "" && (!strings.HasPrefix(*prefix, "/") || strings.HasSuffix(*prefix, "/")) {
 		return cli.Usagef("--prefix %q: want /name, without a trailing slash", *prefix)
 	}
-	if *lookback <= 0 || *scoresLookback <= 0 {
+	if feedCfg.Lookback <= 0 || feedCfg.ScoresLookback <= 0 {
 		return cli.Usagef("--lookback and --scores-lookback must be positive")
 	}
 	var token string
@@ -89,10 +83,6 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	if *coord == "" && *tokenFile != "" && !*readOnly {
 		return cli.Usagef("--rollback-token-file needs --coordinator: rollback is the coordinator's")
 	}
-	f, err := stream.ParseFormat(*format)
-	if err != nil {
-		return cli.Usagef("--format: %v", err)
-	}
 	log, creds, sec, err := client.Setup(fs)
 	if err != nil {
 		return err
@@ -100,9 +90,7 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	reg := cli.Registry()
 	metrics := console.NewMetrics(reg)
 	state := console.NewState(console.Limits{})
-	feedCfg := console.FeedConfig{Brokers: strings.Split(*brokers, ","), Security: sec, RecordsTopic: *topic, AlertsTopic: *alerts,
-		DLQTopic: *dlq, ScoresTopic: *scores, ScorerGroup: *scorerGroup, TrainerGroup: *trainerGroup,
-		Lookback: *lookback, ScoresLookback: *scoresLookback, Log: log, Metrics: metrics}
+	feedCfg.Security, feedCfg.Log, feedCfg.Metrics = sec, log, metrics
 	srvCfg := console.ServerConfig{Prefix: *prefix, Token: token, ReadOnly: *readOnly, Log: log, Registry: reg, Metrics: metrics}
 	if *coord != "" {
 		conn, err := grpc.NewClient(*coord, cli.CoordinatorDialOptions(creds)...)
@@ -112,7 +100,7 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 		defer conn.Close()
 		cl := reconv1.NewCoordinatorClient(conn)
 		feedCfg.Coordinator = cl
-		srvCfg.Explainer = &console.Explainer{Brokers: feedCfg.Brokers, Security: sec, Format: f, Coordinator: cl}
+		srvCfg.Explainer = &console.Explainer{Brokers: feedCfg.Brokers, Security: sec, Format: format, Coordinator: cl}
 		if token != "" {
 			srvCfg.Rollback = console.GRPCRollback{Client: cl}
 		}
@@ -139,7 +127,7 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	if srvCfg.Rollback != nil && !*readOnly {
 		rollback = "on, with the token"
 	}
-	log.Info("console serving", "url", url, "rollback", rollback, "brokers", *brokers, "coordinator", *coord)
+	log.Info("console serving", "url", url, "rollback", rollback, "brokers", strings.Join(feedCfg.Brokers, ","), "coordinator", *coord)
 	if bound != nil {
 		bound <- lis.Addr().String()
 	}
@@ -160,4 +148,19 @@ func run(ctx context.Context, args []string, bound chan<- string) error {
 	}
 	log.Info("console stopped")
 	return nil
+}
+
+// addFeedFlags registers the flags that set the console's feed, each
+// starting from the value cfg holds (console.DefaultFeedConfig): every
+// default is written once, in the component.
+func addFeedFlags(fs *flag.FlagSet, cfg *console.FeedConfig) {
+	fs.Var((*cli.Strings)(&cfg.Brokers), "brokers", "Kafka bootstrap `addresses`, comma-separated")
+	fs.StringVar(&cfg.RecordsTopic, "topic", cfg.RecordsTopic, "the scored records' `topic`: its end offsets give the rate in and the groups' lag")
+	fs.StringVar(&cfg.AlertsTopic, "alerts-topic", cfg.AlertsTopic, "`topic` of the alerts")
+	fs.StringVar(&cfg.DLQTopic, "dlq-topic", cfg.DLQTopic, "`topic` of the dead letters")
+	fs.StringVar(&cfg.ScoresTopic, "scores-topic", cfg.ScoresTopic, "`topic` the scorers write every score to (their --scores-topic; \"\": none, and no score distribution, neighbours or scorer versions)")
+	fs.StringVar(&cfg.ScorerGroup, "scorer-group", cfg.ScorerGroup, "the scorers' consumer `group`, whose lag is shown (\"\": none)")
+	fs.StringVar(&cfg.TrainerGroup, "trainer-group", cfg.TrainerGroup, "the trainers' consumer `group`, whose lag is shown (\"\": none)")
+	fs.DurationVar(&cfg.Lookback, "lookback", cfg.Lookback, "how far back the alerts and dead-letter topics are read at start")
+	fs.DurationVar(&cfg.ScoresLookback, "scores-lookback", cfg.ScoresLookback, "how far back the scores topic is read at start")
 }

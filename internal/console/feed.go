@@ -29,12 +29,20 @@ type FeedConfig struct {
 	ScorerGroup  string          // the scorers' group, whose lag is shown ("": none)
 	TrainerGroup string          // the trainers' group, whose lag is shown ("": none)
 	// Lookback is how far back the alerts and dead-letter topics are read
-	// at start (default 15 min); ScoresLookback the same for the scores
-	// topic, which is larger (default 1 min).
+	// at start; ScoresLookback the same for the scores topic, which is
+	// larger (zero: DefaultFeedConfig's).
 	Lookback, ScoresLookback time.Duration
 	Coordinator              reconv1.CoordinatorClient // nil: no training or models
 	Log                      *slog.Logger              // where outages are logged
 	Metrics                  *Metrics                  // the console's metrics
+}
+
+// DefaultFeedConfig returns the defaults, the values the console's flags
+// start from: recon's default topics and groups on a local broker.
+func DefaultFeedConfig() FeedConfig {
+	return FeedConfig{Brokers: []string{"127.0.0.1:9092"}, RecordsTopic: "recon-events", AlertsTopic: "recon-alerts",
+		DLQTopic: "recon-dlq", ScoresTopic: "recon-scores", ScorerGroup: "recon-scorer", TrainerGroup: "recon-trainer",
+		Lookback: 15 * time.Minute, ScoresLookback: time.Minute}
 }
 
 // Feed fills state from Kafka and the coordinator until ctx ends, and
@@ -53,11 +61,11 @@ func NewFeed(cfg FeedConfig, state *State) (*Feed, error) {
 	if len(cfg.Brokers) == 0 || cfg.RecordsTopic == "" || cfg.AlertsTopic == "" || cfg.DLQTopic == "" {
 		return nil, errors.New("console: brokers and the records, alerts and dead-letter topics are required")
 	}
-	if cfg.Lookback <= 0 {
-		cfg.Lookback = 15 * time.Minute
+	if d := DefaultFeedConfig(); cfg.Lookback <= 0 {
+		cfg.Lookback = d.Lookback
 	}
-	if cfg.ScoresLookback <= 0 {
-		cfg.ScoresLookback = time.Minute
+	if d := DefaultFeedConfig(); cfg.ScoresLookback <= 0 {
+		cfg.ScoresLookback = d.ScoresLookback
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
