@@ -38,18 +38,16 @@ func main() {
 // the address the console listens on.
 func run(ctx context.Context, args []string, bound chan<- string) error {
 	fs := flag.NewFlagSet("console", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: console [flags]\n\n"+
-			"Serves recon's operator console over HTTP: overview (rates, lag, training,\n"+
-			"model version and threshold, trainers and scorers), the live alerts with each\n"+
-			"alert's features against the model's reconstruction, the score distribution,\n"+
-			"and the model versions. It reads the coordinator's gRPC and the alerts,\n"+
-			"dead-letter and scores topics (every partition, no consumer group, nothing\n"+
-			"committed). Rollback is off unless --rollback-token-file names a token, and\n"+
-			"--read-only keeps it off. Every flag can also be set by an environment\n"+
-			"variable: RECON_ and its name in capitals, dashes as underscores.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: console [flags]
+
+Serves recon's operator console over HTTP: overview (rates, lag, training,
+model version and threshold, trainers and scorers), the live alerts with each
+alert's features against the model's reconstruction, the score distribution,
+and the model versions. It reads the coordinator's gRPC and the alerts,
+dead-letter and scores topics (every partition, no consumer group, nothing
+committed). Rollback is off unless --rollback-token-file names a token, and
+--read-only keeps it off. Every flag can also be set by an environment
+variable: RECON_ and its name in capitals, dashes as underscores.`)
 	listen := fs.String("listen", "127.0.0.1:7074", "HTTP `address` to serve the console on")
 	prefix := fs.String("prefix", "", "serve under this URL `path` (for example /recon behind a reverse proxy that forwards it unchanged)")
 	feedCfg := console.DefaultFeedConfig()

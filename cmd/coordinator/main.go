@@ -38,21 +38,19 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: coordinator --features N|names [flags]\n"+
-			"       coordinator checkpoints [list | show N | rollback N] [flags]   (operate a running coordinator; -h for more)\n"+
-			"       coordinator rollback --version N [flags]                        (the same as checkpoints rollback N)\n"+
-			"       coordinator status [--json] [flags]                             (a running coordinator's round, loss, state and workers)\n\n"+
-			"Owns one autoencoder and trains it with trainer workers ('trainer run') over gRPC.\n"+
-			"Rounds are synchronous: a round completes when every member has sent its gradient,\n"+
-			"or at the deadline with at least --min-workers; the sample-weighted average is\n"+
-			"applied with Adam. Checkpoints go to the --store bbolt file when the model has\n"+
-			"changed materially, looked for every --checkpoint-interval, and on SIGTERM; on\n"+
-			"start the coordinator resumes from the newest valid one. Every flag can also be set by\n"+
-			"RECON_<NAME> (dashes as underscores). The gRPC server offers server reflection, so\n"+
-			"grpcurl and the like need no proto files (grpcurl -plaintext 127.0.0.1:7070 list).\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: coordinator --features N|names [flags]
+       coordinator checkpoints [list | show N | rollback N] [flags]   (operate a running coordinator; -h for more)
+       coordinator rollback --version N [flags]                        (the same as checkpoints rollback N)
+       coordinator status [--json] [flags]                             (a running coordinator's round, loss, state and workers)
+
+Owns one autoencoder and trains it with trainer workers ('trainer run') over gRPC.
+Rounds are synchronous: a round completes when every member has sent its gradient,
+or at the deadline with at least --min-workers; the sample-weighted average is
+applied with Adam. Checkpoints go to the --store bbolt file when the model has
+changed materially, looked for every --checkpoint-interval, and on SIGTERM; on
+start the coordinator resumes from the newest valid one. Every flag can also be set by
+RECON_<NAME> (dashes as underscores). The gRPC server offers server reflection, so
+grpcurl and the like need no proto files (grpcurl -plaintext 127.0.0.1:7070 list).`)
 	listen := fs.String("listen", "127.0.0.1:7070", "gRPC `address` to serve workers and scorers on")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7071", "`address` for Prometheus /metrics (\"\" to disable)")
 	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")

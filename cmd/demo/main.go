@@ -53,17 +53,15 @@ type config struct {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: demo [flags]\n\n"+
-			"Starts devkafka, a coordinator, two trainers, two scorers, the console and loadgen\n"+
-			"as separate processes on loopback ports and shows the pipeline learning the stream\n"+
-			"and raising alerts, with precision and recall against the injected truth; the\n"+
-			"console's URL (a web page of the same) is printed first. Ctrl-C stops every\n"+
-			"process cleanly; --seconds N (DEMO_SECONDS=N with make demo) gives a bounded run\n"+
-			"that ends with a summary and exits 0 only if precision and recall reach\n"+
-			"--min-quality. Each process logs to a file in --dir.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: demo [flags]
+
+Starts devkafka, a coordinator, two trainers, two scorers, the console and loadgen
+as separate processes on loopback ports and shows the pipeline learning the stream
+and raising alerts, with precision and recall against the injected truth; the
+console's URL (a web page of the same) is printed first. Ctrl-C stops every
+process cleanly; --seconds N (DEMO_SECONDS=N with make demo) gives a bounded run
+that ends with a summary and exits 0 only if precision and recall reach
+--min-quality. Each process logs to a file in --dir.`)
 	var c config
 	fs.StringVar(&c.bin, "bin", "", "`directory` holding the recon binaries (default: the demo binary's own; make build puts them all in bin/)")
 	fs.StringVar(&c.dir, "dir", "demo-run", "`directory` for logs, checkpoint stores and broker data (emptied at start)")

@@ -55,13 +55,11 @@ func parseTopics(s string) ([]topicSpec, error) {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("devkafka", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: devkafka [flags]\n\n"+
-			"Runs a one-node Kafka-protocol broker (franz-go's kfake) that keeps its data in\n"+
-			"--data-dir across restarts, creates the topics in --topics, prints the bootstrap\n"+
-			"address, and stops cleanly on SIGTERM or Ctrl-C. For development only.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: devkafka [flags]
+
+Runs a one-node Kafka-protocol broker (franz-go's kfake) that keeps its data in
+--data-dir across restarts, creates the topics in --topics, prints the bootstrap
+address, and stops cleanly on SIGTERM or Ctrl-C. For development only.`)
 	listen := fs.String("listen", "127.0.0.1:9092", "`address` to listen on (host:port)")
 	dataDir := fs.String("data-dir", "devkafka-data", "`directory` that keeps topics and offsets across restarts")
 	topics := fs.String("topics", "recon-events:4,recon-alerts:1,recon-dlq:1,recon-scores:4", "topics to create, as `name:partitions` comma-separated")

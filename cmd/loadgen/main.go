@@ -57,35 +57,35 @@ func main() {
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: loadgen [flags]\n       loadgen --input FILE [flags]\n\n"+
-			"Produces records to a Kafka topic at a steady rate.\n\n"+
-			"Synthetic records (the default) lie near a low-rank subspace plus noise, with\n"+
-			"injected anomalies. The recon-truth header of each record says normal, spike\n"+
-			"(one feature pushed 6 to 8 of its standard deviations), off-subspace (every\n"+
-			"feature pushed off the subspace, sd 2.5) or scaled (the whole record\n"+
-			"multiplied by 4). Each anomaly is drawn again while it lies inside the\n"+
-			"ellipsoid holding the --outside share of normal records (their covariance\n"+
-			"known), so none is one a normal draw would match: at 6 features about 9% of\n"+
-			"plain off-subspace and 6% of scaled records would be.\n\n"+
-			"Replay (--input FILE) produces the rows of a file instead: CSV with a header\n"+
-			"row, or JSON lines (one object per line), told apart by the extension (.csv;\n"+
-			".jsonl, .ndjson or .json) or --input-format. Each row is one record in\n"+
-			"--format of the --columns named (default: every column but the label and key\n"+
-			"columns), numbers all, NaN and infinities passed on as they are. The --label\n"+
-			"column (default: label, when the file has one) is not sent as a feature: the\n"+
-			"recon-truth header says normal for 0 (or false, or normal) and anomaly for any\n"+
-			"other value. The recon-row header gives the record's 0-based row in the file,\n"+
-			"and the key is the --key-column's value or else the row number. --passes runs\n"+
-			"through the file that many times (0: until --count, --duration or a signal),\n"+
-			"in file order or, with --order shuffle, shuffled afresh each pass from --seed.\n"+
-			"The file is read into memory first. The synthetic-only flags (--features,\n"+
-			"--rank, --noise, --anomalies, --kinds, --basis-seed) are refused on the command\n"+
-			"line with --input, the replay flags without it; a RECON_* variable of the\n"+
-			"other mode is ignored.\n\n"+
-			"Flags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: loadgen [flags]
+       loadgen --input FILE [flags]
+
+Produces records to a Kafka topic at a steady rate.
+
+Synthetic records (the default) lie near a low-rank subspace plus noise, with
+injected anomalies. The recon-truth header of each record says normal, spike
+(one feature pushed 6 to 8 of its standard deviations), off-subspace (every
+feature pushed off the subspace, sd 2.5) or scaled (the whole record
+multiplied by 4). Each anomaly is drawn again while it lies inside the
+ellipsoid holding the --outside share of normal records (their covariance
+known), so none is one a normal draw would match: at 6 features about 9% of
+plain off-subspace and 6% of scaled records would be.
+
+Replay (--input FILE) produces the rows of a file instead: CSV with a header
+row, or JSON lines (one object per line), told apart by the extension (.csv;
+.jsonl, .ndjson or .json) or --input-format. Each row is one record in
+--format of the --columns named (default: every column but the label and key
+columns), numbers all, NaN and infinities passed on as they are. The --label
+column (default: label, when the file has one) is not sent as a feature: the
+recon-truth header says normal for 0 (or false, or normal) and anomaly for any
+other value. The recon-row header gives the record's 0-based row in the file,
+and the key is the --key-column's value or else the row number. --passes runs
+through the file that many times (0: until --count, --duration or a signal),
+in file order or, with --order shuffle, shuffled afresh each pass from --seed.
+The file is read into memory first. The synthetic-only flags (--features,
+--rank, --noise, --anomalies, --kinds, --basis-seed) are refused on the command
+line with --input, the replay flags without it; a RECON_* variable of the
+other mode is ignored.`)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap `addresses`, comma-separated")
 	topic := fs.String("topic", "recon-events", "`topic` to produce to")
 	rate := fs.Float64("rate", 2000, "records per second (0: as fast as the broker takes them)")

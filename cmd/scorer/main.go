@@ -50,16 +50,14 @@ func main() {
 
 func runScore(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("scorer score", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: scorer score --model model.db [flags] < data.csv > scores.csv\n\n"+
-			"Scores every record of a CSV file with a checkpoint and writes CSV with one row per\n"+
-			"record: row (1-based), line, score (squared reconstruction error of the standardized\n"+
-			"record), threshold, anomaly (1 when score > threshold), the top contributing\n"+
-			"features as name:error pairs, and the label column when --label names one.\n"+
-			"Columns are matched to the model's features by header name; without a header the\n"+
-			"file must hold exactly the model's features in order (plus --label).\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: scorer score --model model.db [flags] < data.csv > scores.csv
+
+Scores every record of a CSV file with a checkpoint and writes CSV with one row per
+record: row (1-based), line, score (squared reconstruction error of the standardized
+record), threshold, anomaly (1 when score > threshold), the top contributing
+features as name:error pairs, and the label column when --label names one.
+Columns are matched to the model's features by header name; without a header the
+file must hold exactly the model's features in order (plus --label).`)
 	modelPath := fs.String("model", "", "checkpoint store `file` (bbolt) to read (required)")
 	version := fs.Uint64("version", 0, "checkpoint `version` to use (0: the newest valid one)")
 	input := fs.String("input", "-", "CSV `file` to score, - for standard input")
@@ -218,16 +216,14 @@ func featureHint(names []string) string {
 
 func runReplica(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("scorer run", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: scorer run --brokers host:port [flags]\n\n"+
-			"A scorer replica: a member of the --group consumer group on --topic. It follows the\n"+
-			"coordinator's checkpoints (keeping the latest in --cache, so it starts without the\n"+
-			"coordinator), scores every record, writes one JSON alert per record above the\n"+
-			"threshold to --alerts-topic and undecodable records to --dlq-topic with reason\n"+
-			"headers, optionally every score to --scores-topic, and commits offsets only after\n"+
-			"that output is acknowledged. With no model at all it consumes nothing.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: scorer run --brokers host:port [flags]
+
+A scorer replica: a member of the --group consumer group on --topic. It follows the
+coordinator's checkpoints (keeping the latest in --cache, so it starts without the
+coordinator), scores every record, writes one JSON alert per record above the
+threshold to --alerts-topic and undecodable records to --dlq-topic with reason
+headers, optionally every score to --scores-topic, and commits offsets only after
+that output is acknowledged. With no model at all it consumes nothing.`)
 	cfg := scorer.DefaultReplicaConfig()
 	addReplicaFlags(fs, &cfg)
 	coord := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address` to follow checkpoints from (\"\": the cache only)")

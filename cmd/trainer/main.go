@@ -119,14 +119,12 @@ func (t *trainFlags) config(spec ae.Spec, auto bool) (fit.Config, error) {
 
 func runFit(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trainer fit", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: trainer fit --out model.db [flags] < data.csv\n\n"+
-			"Trains one autoencoder on the numeric columns of a CSV file (standardized on the\n"+
-			"training rows), stops when held-out error stops improving, sets the alert threshold\n"+
-			"for an alert rate on held-out scores and writes the model as the next checkpoint\n"+
-			"version in a bbolt file. Progress goes to standard error.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: trainer fit --out model.db [flags] < data.csv
+
+Trains one autoencoder on the numeric columns of a CSV file (standardized on the
+training rows), stops when held-out error stops improving, sets the alert threshold
+for an alert rate on held-out scores and writes the model as the next checkpoint
+version in a bbolt file. Progress goes to standard error.`)
 	data := addDataFlags(fs)
 	model := cli.AddModelFlags(fs)
 	train := addTrainFlags(fs)
@@ -227,14 +225,12 @@ func runFit(ctx context.Context, args []string) error {
 
 func runSweep(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trainer sweep-k", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: trainer sweep-k (--demo | --input data.csv) [--k 1-9] [--plot sweep.png] [flags]\n\n"+
-			"Fits one model per code width k on the same split and prints training and held-out\n"+
-			"error per k; for a linear model (the default) also the PCA closed form, PCA's\n"+
-			"held-out error and the largest principal angle to the PCA subspace. Suggests the k\n"+
-			"at the elbow of held-out error. Any model flag turns the sweep non-linear.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: trainer sweep-k (--demo | --input data.csv) [--k 1-9] [--plot sweep.png] [flags]
+
+Fits one model per code width k on the same split and prints training and held-out
+error per k; for a linear model (the default) also the PCA closed form, PCA's
+held-out error and the largest principal angle to the PCA subspace. Suggests the k
+at the elbow of held-out error. Any model flag turns the sweep non-linear.`)
 	data := addDataFlags(fs)
 	model := cli.AddModelFlags(fs)
 	train := addTrainFlags(fs)
@@ -362,14 +358,12 @@ func parseKs(s string, p int) ([]int, error) {
 
 func runWorker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trainer run", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: trainer run --coordinator host:port (--source synth | --source csv --input shard.csv) [flags]\n\n"+
-			"A training worker: joins the coordinator, sends feature statistics of its first records\n"+
-			"for the normalizer, then for every round the gradient of a batch of its records at the\n"+
-			"round's parameters, with a sketch of held-out scores. Reconnects with backoff when the\n"+
-			"coordinator goes away. A CSV shard is read in a loop.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	cli.SetUsage(fs, `usage: trainer run --coordinator host:port (--source synth | --source csv --input shard.csv) [flags]
+
+A training worker: joins the coordinator, sends feature statistics of its first records
+for the normalizer, then for every round the gradient of a batch of its records at the
+round's parameters, with a sketch of held-out scores. Reconnects with backoff when the
+coordinator goes away. A CSV shard is read in a loop.`)
 	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
 	id := fs.String("id", "", "worker `id`: must be unique per process (a second live process with the same id is refused, exit 2) and, if set, stable across restarts (default: trainer@hostname/pid)")
 	source := fs.String("source", "synth", "where records come from: synth (generated), csv (--input) or kafka (--brokers, --topic)")

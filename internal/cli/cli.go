@@ -310,3 +310,12 @@ func (s *Strings) Set(v string) error {
 	*s = out
 	return nil
 }
+
+// SetUsage makes fs's -h print text (the usage lines, a blank line and
+// what the command does), then "Flags:" and the flags with their defaults.
+func SetUsage(fs *flag.FlagSet, text string) {
+	fs.Usage = func() {
+		_, _ = fmt.Fprint(fs.Output(), strings.TrimRight(text, "\n")+"\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+}
