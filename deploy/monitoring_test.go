@@ -285,20 +285,18 @@ func scrapeAll(t *testing.T) map[string]bool {
 	exported := map[string]bool{}
 	for name, addr := range metrics {
 		var text string
-		for deadline := time.Now().Add(90 * time.Second); ; {
-			if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
-				var b bytes.Buffer
-				_, rerr := b.ReadFrom(resp.Body)
-				resp.Body.Close()
-				text = b.String()
-				if rerr == nil && strings.Contains(text, want[name]) {
-					break
-				}
+		if !within(90*time.Second, func() bool {
+			resp, err := http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s's /metrics never showed %q:\n%s", name, want[name], text)
-			}
-			time.Sleep(250 * time.Millisecond)
+			var b bytes.Buffer
+			_, rerr := b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			text = b.String()
+			return rerr == nil && strings.Contains(text, want[name])
+		}) {
+			t.Fatalf("%s's /metrics never showed %q:\n%s", name, want[name], text)
 		}
 		sc := bufio.NewScanner(strings.NewReader(text))
 		for sc.Scan() {
@@ -329,4 +327,21 @@ func freeAddrs(t *testing.T, n int) []string {
 		l.Close()
 	}
 	return out
+}
+
+// within waits until cond holds, looking every 250 ms, and reports whether
+// it did within timeout (deploy is its own module: recon's internal
+// testkit is out of its reach).
+func within(timeout time.Duration, cond func() bool) bool {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-deadline:
+			return cond()
+		case <-tick.C:
+		}
+	}
+	return true
 }

@@ -121,7 +121,7 @@ func TestUnreachableBroker(t *testing.T) {
 		}
 		t.Cleanup(p.Kill)
 	}
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // simulates 8 s of a broker that is not there: both must still be running after it
 	for _, p := range []*procs.Proc{sc, lg} {
 		if !p.Running() {
 			t.Fatalf("%s exited with the broker down:\n%s", p.Name, p.LogText())

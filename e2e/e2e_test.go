@@ -21,6 +21,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/internal/scorer"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -48,12 +49,8 @@ func scrape(addr, name string) float64 {
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testkit.Within(timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 }
 
@@ -152,7 +149,7 @@ func (p *pipeline) restart(pr *procs.Proc, graceful bool, down time.Duration) {
 	} else {
 		pr.Kill()
 	}
-	time.Sleep(down)
+	time.Sleep(down) // simulates the process staying down this long
 	if err := pr.Start(); err != nil {
 		p.t.Fatal(err)
 	}
@@ -283,16 +280,26 @@ func (p *pipeline) account(count int) accounting {
 			t.Errorf("reading the alerts topic: %v", err)
 		}
 	}()
-	for ctx.Err() == nil {
+	testkit.Until(ctx, func() bool {
 		mu.Lock()
-		d := done()
-		mu.Unlock()
-		if d {
-			break
+		defer mu.Unlock()
+		return done()
+	})
+	// A record's alert is written before its score but read on another
+	// topic: wait until every alerting score's alert is in too (what is
+	// still missing after 10 s is the accounting's to report).
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	testkit.Until(actx, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for k, s := range scored {
+			if s.Alert && len(alerts[k]) == 0 {
+				return false
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(time.Second) // alerts precede their scores; let the last in
+		return true
+	})
+	acancel()
 	cancel()
 	wg.Wait()
 
@@ -353,7 +360,7 @@ func TestFaults(t *testing.T) {
 	t.Logf("fault timing seed %d", seed)
 	p := startPipeline(t, rate, count)
 	pause := func(lo, hi float64) {
-		time.Sleep(time.Duration((lo + (hi-lo)*rng.Float64()) * float64(time.Second)))
+		time.Sleep(time.Duration((lo + (hi-lo)*rng.Float64()) * float64(time.Second))) // simulates the time between faults
 	}
 
 	waitFor(t, 60*time.Second, "a threshold", func() bool { return scrape(p.coordMetrics, "recon_coordinator_threshold") > 0 })
@@ -406,7 +413,15 @@ func TestFaults(t *testing.T) {
 					t.Logf("%s: %v", s.Name, err)
 				}
 			}
-			time.Sleep(time.Second)
+			// Let the goroutine dumps reach the logs shown below.
+			testkit.Within(2*time.Second, func() bool {
+				for _, s := range p.scorers {
+					if s.Running() {
+						return false
+					}
+				}
+				return true
+			})
 		}
 	}
 	if ready < count/3 {
@@ -446,8 +461,8 @@ func TestFaults(t *testing.T) {
 		if err := pr.Signal(syscall.SIGTERM); err != nil {
 			t.Errorf("%s: %v", pr.Name, err)
 		}
-		time.Sleep(10 * time.Millisecond)
-		_ = pr.Signal(syscall.SIGTERM) // may find it gone already
+		time.Sleep(10 * time.Millisecond) // simulates an impatient operator: a second SIGTERM during shutdown
+		_ = pr.Signal(syscall.SIGTERM)    // may find it gone already
 		select {
 		case <-pr.Exited():
 		case <-time.After(5 * time.Second):

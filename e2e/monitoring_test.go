@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/recon-ad/recon/internal/procs"
+	"github.com/recon-ad/recon/internal/testkit"
 )
 
 // TestPrometheusAndAlertmanager runs a real Prometheus (scraping the
@@ -142,18 +143,12 @@ scrape_configs:
 		for _, tg := range panel.Targets {
 			expr := grafana.Replace(tg.Expr)
 			var last string
-			deadline := time.Now().Add(60 * time.Second)
-			for {
+			if !testkit.Within(60*time.Second, func() bool {
 				var res int
 				res, last = query(promAddr, expr)
-				if res > 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Errorf("panel %q: %s returned no data within 60 s (last answer %s)", panel.Title, expr, last)
-					break
-				}
-				time.Sleep(500 * time.Millisecond)
+				return res > 0
+			}) {
+				t.Errorf("panel %q: %s returned no data within 60 s (last answer %s)", panel.Title, expr, last)
 			}
 			n++
 		}

@@ -113,7 +113,7 @@ func TestSchemaRefusals(t *testing.T) {
 	waitFor(t, 90*time.Second, "rounds", func() bool { return rounds() > 50 })
 	pace := func(d time.Duration) float64 {
 		r0 := rounds()
-		time.Sleep(d)
+		time.Sleep(d) // the window the training rate is measured over
 		return (rounds() - r0) / d.Seconds()
 	}
 	before := pace(5 * time.Second)

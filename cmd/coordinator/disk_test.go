@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/recon-ad/recon/internal/testkit"
 )
 
 // TestFullDisk runs the coordinator with its file size capped (prlimit
@@ -34,7 +36,7 @@ func TestFullDisk(t *testing.T) {
 	waitFor(t, 60*time.Second, "a failed checkpoint write", func() bool { return failures() > 0 })
 	written := metric(metricsAddr, "recon_coordinator_checkpoint_version")
 	r0 := round()
-	time.Sleep(3 * time.Second)
+	testkit.Within(30*time.Second, func() bool { return coord.cmd.ProcessState != nil || round() >= r0+20 })
 	if coord.cmd.ProcessState != nil || round() < r0+20 {
 		t.Fatalf("training stopped on a full disk (round %v -> %v):\n%s", r0, round(), coord.logText())
 	}

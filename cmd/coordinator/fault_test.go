@@ -16,6 +16,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/procs"
+	"github.com/recon-ad/recon/internal/testkit"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
@@ -85,15 +86,13 @@ func metric(addr, name string) float64 {
 	return v
 }
 
-// waitFor polls cond until it holds or the timeout passes.
+// waitFor waits until cond holds, failing the test if it does not within
+// timeout, and returns how long it took.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Within(timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 	return time.Since(start)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -85,34 +86,21 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 		return ""
 	}
 	first := ""
-	for first == "" {
-		if ctx.Err() != nil || !tr.Running() {
-			t.Fatalf("the trainer never held a partition:\n%s", tr.LogText())
-		}
-		first = member()
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { first = member(); return first != "" || !tr.Running() }) || first == "" {
+		t.Fatalf("the trainer never held a partition:\n%s", tr.LogText())
 	}
 	re := `has not advanced.* group=recon-trainer topic=events partition=\d .* held_by="[^"]*@[^"]*/\d+@[^"]* \([^"]+\)" group_state=Stable`
-	for !regexp.MustCompile(re).MatchString(tr.LogText()) {
-		if ctx.Err() != nil || !tr.Running() {
-			t.Fatalf("the trainer did not report the stuck partition:\n%s", tr.LogText())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { return regexp.MustCompile(re).MatchString(tr.LogText()) || !tr.Running() }) || !tr.Running() {
+		t.Fatalf("the trainer did not report the stuck partition:\n%s", tr.LogText())
 	}
 	// It rejoined: the group knows it under a new member id.
-	for m := member(); m == "" || m == first; m = member() {
-		if ctx.Err() != nil {
-			t.Fatalf("the trainer is still member %s after reporting the stuck partition:\n%s", first, tr.LogText())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { m := member(); return m != "" && m != first }) {
+		t.Fatalf("the trainer is still member %s after reporting the stuck partition:\n%s", first, tr.LogText())
 	}
 	// It trains on after the rejoin: more rounds are accepted.
 	rounds := co.Server.Snapshot().Round
-	for co.Server.Snapshot().Round < rounds+20 {
-		if ctx.Err() != nil || !tr.Running() {
-			t.Fatalf("training stopped after the rejoin at round %d:\n%s", co.Server.Snapshot().Round, tr.LogText())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { return co.Server.Snapshot().Round >= rounds+20 || !tr.Running() }) || !tr.Running() {
+		t.Fatalf("training stopped after the rejoin at round %d:\n%s", co.Server.Snapshot().Round, tr.LogText())
 	}
 	if err := tr.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
@@ -290,12 +291,8 @@ func TestRollbackPublishesOldParametersAsNewVersion(t *testing.T) {
 			seen <- c.GetVersion()
 		}
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for cl.srv.Snapshot().Version < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no version 4 in time: %+v", cl.srv.Snapshot())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Within(20*time.Second, func() bool { return cl.srv.Snapshot().Version >= 4 }) {
+		t.Fatalf("no version 4 in time: %+v", cl.srv.Snapshot())
 	}
 	old, err := client.GetCheckpoint(ctx, &reconv1.GetCheckpointRequest{Version: 2})
 	if err != nil {

@@ -16,20 +16,19 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
 
-// pollUntil polls cond every 5 ms until it holds or timeout passes.
+// pollUntil waits until cond holds, failing the test if it does not
+// within timeout.
 func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testkit.Within(timeout, cond) {
+		t.Fatalf("%s: not within %v", what, timeout)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/tlsconf"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
@@ -81,11 +82,8 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = w.Run(ctx) }()
-	for srv.Snapshot().Round < 20 {
-		if ctx.Err() != nil {
-			t.Fatalf("the trusted worker did not train: %+v", srv.Snapshot())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { return srv.Snapshot().Round >= 20 }) {
+		t.Fatalf("the trusted worker did not train: %+v", srv.Snapshot())
 	}
 
 	// A scorer with a trusted certificate follows the checkpoints.
@@ -149,18 +147,11 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatalf("server certificate serial %d, want 10", s)
 	}
 	ca.Issue(t, dir, "coordinator", "coordinator-1", 20) // rotated in place
-	deadline := time.Now().Add(5 * time.Second)
-	for serial() != 20 {
-		if time.Now().After(deadline) {
-			t.Fatal("the rotated server certificate was not picked up")
-		}
-		time.Sleep(30 * time.Millisecond)
+	if !testkit.Within(5*time.Second, func() bool { return serial() == 20 }) {
+		t.Fatal("the rotated server certificate was not picked up")
 	}
 	before := srv.Snapshot().Round
-	for srv.Snapshot().Round < before+5 {
-		if ctx.Err() != nil {
-			t.Fatal("training stopped after the rotation")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { return srv.Snapshot().Round >= before+5 }) {
+		t.Fatal("training stopped after the rotation")
 	}
 }

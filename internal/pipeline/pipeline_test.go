@@ -26,6 +26,7 @@ import (
 	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -232,10 +233,22 @@ func (c *cluster) collect(ctx context.Context, want map[string]bool) *outcome {
 		o.alerts[string(m.Key)] = append(o.alerts[string(m.Key)], a)
 		o.alertIDs[a.ID]++
 	})
-	for !done() && ctx.Err() == nil {
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond) // alerts are written before scores; let stragglers in
+	testkit.Until(ctx, done)
+	// A record's alert is written before its score but read on another
+	// topic: wait until every alerting score's alert is in too (what is
+	// still missing after 5 s is the checks' to report).
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	testkit.Until(actx, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for k, s := range o.scored {
+			if s.Alert && len(o.alerts[k]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	return o
@@ -252,8 +265,10 @@ type lagWatch struct {
 func (l *lagWatch) run(ctx context.Context, co *coordinator.Server, replicas func() []*scorer.Replica) {
 	var seen uint64
 	var at time.Time
+	tick := time.NewTicker(2 * time.Millisecond) // the resolution of the lag measured
+	defer tick.Stop()
 	for ctx.Err() == nil {
-		time.Sleep(2 * time.Millisecond)
+		<-tick.C
 		v := co.Snapshot().Version
 		if v > seen && at.IsZero() {
 			seen, at = v, time.Now() // published (within 2 ms)
@@ -356,7 +371,7 @@ func TestPipeline100k(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d := time.Duration(float64(g.next)/rate*float64(time.Second)) - time.Since(start); d > 0 {
-			time.Sleep(d)
+			time.Sleep(d) // simulates a stream arriving at rate records a second
 		}
 	}
 	if ready < 0 {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/recon-ad/recon/internal/testkit"
 )
 
 // TestCPUTime: a process that spins shows CPU time growing; one that
@@ -22,19 +24,15 @@ func TestCPUTime(t *testing.T) {
 		}
 		defer p.Kill()
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, ok := spin.CPUTime()
-		if !ok {
+	var c time.Duration
+	if !testkit.Within(20*time.Second, func() bool {
+		var ok bool
+		if c, ok = spin.CPUTime(); !ok {
 			t.Fatal("no CPU time for a running process")
 		}
-		if c >= 300*time.Millisecond {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a spinning process used %v of CPU in 20 s", c)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return c >= 300*time.Millisecond
+	}) {
+		t.Fatalf("a spinning process used %v of CPU in 20 s", c)
 	}
 	if c, ok := idle.CPUTime(); !ok || c > 100*time.Millisecond {
 		t.Errorf("a sleeping process: %v, %v", c, ok)
@@ -83,18 +81,14 @@ func TestRSS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer big.Kill()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r, ok := big.RSS()
-		if !ok {
+	var r int64
+	if !testkit.Within(20*time.Second, func() bool {
+		var ok bool
+		if r, ok = big.RSS(); !ok {
 			t.Fatal("no RSS for a running process")
 		}
-		if r >= 64<<20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a process holding 64 MiB shows %d bytes resident", r)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return r >= 64<<20
+	}) {
+		t.Fatalf("a process holding 64 MiB shows %d bytes resident", r)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -56,9 +57,7 @@ func TestReplicaWarnsWhenMostRecordsDoNotDecode(t *testing.T) {
 			rctx, stop := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- rep.Run(rctx) }()
-			for rep.Processed.Load() < n && ctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
-			}
+			testkit.Until(ctx, func() bool { return rep.Processed.Load() >= n })
 			stop()
 			if err := <-done; err != nil {
 				t.Fatal(err)

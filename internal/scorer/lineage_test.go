@@ -15,6 +15,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -100,11 +101,9 @@ func TestScorerFollowsALineageChange(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the scorer is not watching")
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for r.Version() != want && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if r.Version() != want {
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if !testkit.Until(wctx, func() bool { return r.Version() == want }) {
 			t.Fatalf("after version %d of lineage %q the scorer uses %d, want %d", c.GetVersion(), c.GetLineage(), r.Version(), want)
 		}
 	}

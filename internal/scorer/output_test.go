@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -150,9 +151,7 @@ func TestRefusedOutputFailsReadiness(t *testing.T) {
 	if got := readAll(t, ctx, brokers, "alerts", 100, 20*time.Second); len(got) != 100 {
 		t.Fatalf("%d of 100 alerts before the topic vanished", len(got))
 	}
-	for ctx.Err() == nil && rep.Ready() != nil {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Until(ctx, func() bool { return rep.Ready() == nil })
 
 	admin := &kafka.Client{Addr: kafka.TCP(brokers...)}
 	if _, err := admin.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{"scores"}}); err != nil {
@@ -162,18 +161,19 @@ func TestRefusedOutputFailsReadiness(t *testing.T) {
 	deleted := time.Now()
 	var notReady error
 	maxLag := 0.0
-	for time.Since(deleted) < 30*time.Second && notReady == nil {
-		notReady = rep.Ready()
-		time.Sleep(100 * time.Millisecond)
-	}
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	testkit.Until(nctx, func() bool { notReady = rep.Ready(); return notReady != nil })
+	cancel()
 	if notReady == nil {
 		t.Fatalf("still ready 30 s after its scores topic vanished:\n%s", logs.String())
 	}
 	t.Logf("not ready after %v: %v", time.Since(deleted).Round(time.Millisecond), notReady)
-	for range 20 {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	testkit.Until(lctx, func() bool {
 		maxLag = max(maxLag, testutil.ToFloat64(metrics.lag.WithLabelValues("0"))+testutil.ToFloat64(metrics.lag.WithLabelValues("1")))
-		time.Sleep(100 * time.Millisecond)
-	}
+		return maxLag > 0
+	})
+	cancel()
 	if maxLag == 0 {
 		t.Error("the lag gauge stayed 0 while nothing could be committed")
 	}
@@ -183,14 +183,11 @@ func TestRefusedOutputFailsReadiness(t *testing.T) {
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"scores": 1}); err != nil {
 		t.Fatal(err)
 	}
-	for ctx.Err() == nil && rep.Ready() != nil {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if ctx.Err() != nil {
+	if !testkit.Until(ctx, func() bool { return rep.Ready() == nil }) {
 		t.Fatalf("not ready again after the topic came back: %v\n%s", rep.Ready(), logs.String())
 	}
 	alerts := readAll(t, ctx, brokers, "alerts", 300, 20*time.Second)
-	time.Sleep(time.Second) // any duplicate would be written by now
+	// Reading on for 2 s more catches any duplicate written after them.
 	alerts = append(alerts, readAll(t, ctx, brokers, "alerts", 1<<30, 2*time.Second)[len(alerts):]...)
 	ids := map[string]int{}
 	for _, m := range alerts {

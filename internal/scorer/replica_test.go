@@ -25,6 +25,7 @@ import (
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -67,14 +68,11 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = rep.Run(ctx) }()
-	for {
-		if m := rep.model.Load(); m != nil && m.Threshold > 0 && m.Version >= 4 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no model with a threshold in time (coordinator %+v)", srv.Snapshot())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool {
+		m := rep.model.Load()
+		return m != nil && m.Threshold > 0 && m.Version >= 4
+	}) {
+		t.Fatalf("no model with a threshold in time (coordinator %+v)", srv.Snapshot())
 	}
 
 	// Produce records of the stream's kind, with spikes and malformed ones.
@@ -238,9 +236,7 @@ func TestReplicaWithoutCoordinator(t *testing.T) {
 	ctx2, stop2 := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- cached.Run(ctx2) }()
-	for cached.Processed.Load() < n && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Until(ctx, func() bool { return cached.Processed.Load() >= n })
 	stop2()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -318,20 +314,15 @@ func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rep.Run(rctx) }()
-	for !strings.Contains(logs.String(), "has not advanced") {
-		if ctx.Err() != nil {
-			t.Fatalf("no stuck partition noticed; processed %d\n%s", rep.Processed.Load(), logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { return strings.Contains(logs.String(), "has not advanced") }) {
+		t.Fatalf("no stuck partition noticed; processed %d\n%s", rep.Processed.Load(), logs.String())
 	}
 	// The warning names the member holding the partition: the squatter,
 	// a live member of the group.
 	if line := logs.String(); !regexp.MustCompile(`has not advanced.* held_by="[^"]*@[^"]* \([^"]+\)" group_state=Stable`).MatchString(line) {
 		t.Errorf("the stuck-partition warning does not name its holder:\n%s", line)
 	}
-	for rep.Processed.Load() == 0 && ctx.Err() == nil {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Until(ctx, func() bool { return rep.Processed.Load() > 0 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -410,11 +401,8 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	// Commits fail: the replica goes on.
 	mode.Store(fail)
 	produce(300)
-	for failures.Load() < 3 && ctx.Err() == nil {
-		running("while commits fail")
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond)
+	testkit.Until(ctx, func() bool { running("while commits fail"); return failures.Load() >= 3 })
+	time.Sleep(500 * time.Millisecond) // simulates an outage of commits going on: the replica must keep running through it
 	running("after commits failed")
 	if got := testutil.ToFloat64(metrics.commitFailures); got < 1 {
 		t.Errorf("recon_scorer_commit_failures_total is %v after %d refused commits", got, failures.Load())
@@ -426,12 +414,11 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	// Commits pass again: every record is committed, and was scored.
 	mode.Store(pass)
 	produce(100)
-	for committedOffsets(t, ctx, brokers, "recon-scorer", "events", 2) < int64(events.n) {
+	if !testkit.Until(ctx, func() bool {
 		running("once commits pass")
-		if ctx.Err() != nil {
-			t.Fatalf("committed offsets never covered the %d records\n%s", events.n, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return committedOffsets(t, ctx, brokers, "recon-scorer", "events", 2) >= int64(events.n)
+	}) {
+		t.Fatalf("committed offsets never covered the %d records\n%s", events.n, logs.String())
 	}
 	scored := map[string]bool{}
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
@@ -463,7 +450,7 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 		t.Fatalf("no commit attempted for the last records\n%s", logs.String())
 	}
 	stop()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // simulates a commit still in flight well after the stop
 	close(release)
 	mode.Store(fail)
 	select {

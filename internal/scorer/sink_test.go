@@ -22,6 +22,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -246,11 +247,8 @@ func startSinkReplica(t *testing.T, ctx context.Context, n int, sinks SinkConfig
 // cover n records.
 func waitCommitted(t *testing.T, ctx context.Context, brokers []string, n int64) {
 	t.Helper()
-	for committedOffsets(t, ctx, brokers, "recon-scorer", "events", 1) < n {
-		if ctx.Err() != nil {
-			t.Fatalf("committed offsets never covered the %d records", n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { return committedOffsets(t, ctx, brokers, "recon-scorer", "events", 1) >= n }) {
+		t.Fatalf("committed offsets never covered the %d records", n)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/worker"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -77,11 +78,7 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	}
 	// The replies to the last gradients are still on their way when Run
 	// returns: let the worker take them (and queue their commits) first.
-	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
-		if c, _ := ks.Stats(); c >= rounds*batch {
-			break
-		}
-	}
+	testkit.Within(10*time.Second, func() bool { c, _ := ks.Stats(); return c >= rounds*batch })
 	stopWorker()
 	<-done
 	if !ks.Drain(10 * time.Second) {

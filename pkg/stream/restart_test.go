@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 )
 
 // broker is a kfake cluster that can be stopped and started again on the
@@ -44,12 +45,8 @@ func (b *broker) start() {
 		opts = append(opts, kfake.SeedTopics(parts, name))
 	}
 	var err error
-	for range 50 { // the old listener's port may take a moment to free
-		if b.c, err = kfake.NewCluster(opts...); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// The old listener's port may take a moment to free.
+	testkit.Within(5*time.Second, func() bool { b.c, err = kfake.NewCluster(opts...); return err == nil })
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -137,7 +134,7 @@ func TestReaderWaitsOutALongOutage(t *testing.T) {
 		s, err := readKeys(ctx, rd, keys(50, 20))
 		res <- result{s, err}
 	}()
-	time.Sleep(20 * time.Second)
+	time.Sleep(20 * time.Second) // simulates a broker outage of 20 s
 	select {
 	case r := <-res:
 		t.Fatalf("Batch returned during the outage: %v", r.err)
@@ -184,12 +181,7 @@ func TestReaderReadsALogThatWentBack(t *testing.T) {
 	// The stale commit: what a scorer's publisher commits for a batch it
 	// fetched before the restart.
 	stale := []kafka.Message{{Topic: topic, Partition: 0, Offset: 49}, {Topic: topic, Partition: 1, Offset: 49}}
-	for ctx.Err() == nil {
-		if err := rd.Commit(ctx, stale...); err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testkit.Until(ctx, func() bool { return rd.Commit(ctx, stale...) == nil })
 	rd.Close()
 	produce(t, ctx, b.addrs(), topic, 100, 20)
 

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 )
 
 // newTopic returns a broker (kfake unless RECON_TEST_BROKERS), a fresh
@@ -173,18 +174,14 @@ func TestRejoin(t *testing.T) {
 	cctx, stop := context.WithCancel(ctx)
 	c := consume(cctx, rd)
 	defer func() { stop(); <-c.done }()
-	for c.count() < 100 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Until(ctx, func() bool { return c.count() >= 100 })
 	before := member()
 	// The consumer now waits in Batch on an idle topic.
 	if err := rd.Rejoin(); err != nil {
 		t.Fatal(err)
 	}
 	produce(t, ctx, bs, topic, 100, 100)
-	for c.count() < 200 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Until(ctx, func() bool { return c.count() >= 200 })
 	if n := c.count(); n != 200 {
 		t.Fatalf("consumed %d of 200 records across the rejoin", n)
 	}
@@ -195,28 +192,21 @@ func TestRejoin(t *testing.T) {
 		t.Errorf("a Batch or Commit failed across the rejoin: %v", cerr)
 	}
 	after := ""
-	for after == "" || after == before {
-		if ctx.Err() != nil {
-			t.Fatalf("the group still names the member %s after the rejoin", before)
-		}
-		after = member()
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Until(ctx, func() bool { after = member(); return after != "" && after != before }) {
+		t.Fatalf("the group still names the member %s after the rejoin", before)
 	}
 	if !strings.Contains(after, "@") {
 		t.Errorf("holder %q: want client@host (member)", after)
 	}
 	// Everything consumed is committed.
-	for {
-		prog, err := admin.GroupProgress(ctx, "g", topic)
-		if err != nil {
+	var prog map[int]PartitionProgress
+	if !testkit.Until(ctx, func() bool {
+		var err error
+		if prog, err = admin.GroupProgress(ctx, "g", topic); err != nil {
 			t.Fatal(err)
 		}
-		if prog[0].Lag()+prog[1].Lag() == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("commits do not cover every record after the rejoin: %+v", prog)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return prog[0].Lag()+prog[1].Lag() == 0
+	}) {
+		t.Fatalf("commits do not cover every record after the rejoin: %+v", prog)
 	}
 }
