@@ -61,10 +61,11 @@ func NewFeed(cfg FeedConfig, state *State) (*Feed, error) {
 	if len(cfg.Brokers) == 0 || cfg.RecordsTopic == "" || cfg.AlertsTopic == "" || cfg.DLQTopic == "" {
 		return nil, errors.New("console: brokers and the records, alerts and dead-letter topics are required")
 	}
-	if d := DefaultFeedConfig(); cfg.Lookback <= 0 {
+	d := DefaultFeedConfig()
+	if cfg.Lookback <= 0 {
 		cfg.Lookback = d.Lookback
 	}
-	if d := DefaultFeedConfig(); cfg.ScoresLookback <= 0 {
+	if cfg.ScoresLookback <= 0 {
 		cfg.ScoresLookback = d.ScoresLookback
 	}
 	if cfg.Log == nil {

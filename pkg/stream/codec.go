@@ -184,6 +184,7 @@ type Codec struct {
 	format Format
 	names  []string
 	dec    Decoder
+	enc    Encoder // dec, when it can also write; nil otherwise
 }
 
 // NewCodec returns a codec for records of the given format with the given
@@ -208,7 +209,8 @@ func NewCodec(f Format, features []string) (*Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream: %s records: %w", spec.Name, err)
 	}
-	return &Codec{format: f, names: names, dec: dec}, nil
+	enc, _ := dec.(Encoder)
+	return &Codec{format: f, names: names, dec: dec, enc: enc}, nil
 }
 
 // Width returns the number of features.
@@ -230,10 +232,7 @@ func (c *Codec) Decode(dst []float64, value []byte) error {
 }
 
 // CanEncode reports whether the codec's format can be written (Encode).
-func (c *Codec) CanEncode() bool {
-	_, ok := c.dec.(Encoder)
-	return ok
-}
+func (c *Codec) CanEncode() bool { return c.enc != nil }
 
 // Encode appends x encoded in the codec's format to dst and returns it. It
 // panics if the format cannot be written (CanEncode) or x is not Width
@@ -242,11 +241,10 @@ func (c *Codec) Encode(dst []byte, x []float64) []byte {
 	if len(x) != len(c.names) {
 		panic(fmt.Sprintf("stream: Encode: %d values, codec width %d", len(x), len(c.names)))
 	}
-	enc, ok := c.dec.(Encoder)
-	if !ok {
+	if c.enc == nil {
 		panic(fmt.Sprintf("stream: Encode: %s records cannot be written", c.format))
 	}
-	return enc.Encode(dst, x)
+	return c.enc.Encode(dst, x)
 }
 
 // unsafeString views b as a string without copying; the result must not
