@@ -15,11 +15,14 @@ type failureRun struct {
 	lastErr string
 	next    time.Time // when the next warning may be logged
 	every   time.Duration
+	kind    string // of the failure last warned about
 }
 
-// fail records err; it returns how long the run has lasted and whether a
-// warning is due now.
-func (f *failureRun) fail(err error) (failingFor time.Duration, warn bool) {
+// fail records err, of a kind the caller names; it returns how long the
+// run has lasted and whether a warning is due now: the interval is up, or
+// the failure is of another kind than the one last warned about (a write
+// that first timed out and is then refused is told as refused at once).
+func (f *failureRun) fail(err error, kind string) (failingFor time.Duration, warn bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now()
@@ -27,9 +30,10 @@ func (f *failureRun) fail(err error) (failingFor time.Duration, warn bool) {
 		f.since, f.next, f.every = now, now, 5*time.Second
 	}
 	f.lastErr = err.Error()
-	if now.Before(f.next) {
+	if now.Before(f.next) && kind == f.kind {
 		return now.Sub(f.since), false
 	}
+	f.kind = kind
 	f.next = now.Add(f.every)
 	f.every = min(2*f.every, time.Minute)
 	return now.Sub(f.since), true
@@ -43,7 +47,7 @@ func (f *failureRun) ok() (failedFor time.Duration, ended bool) {
 		return 0, false
 	}
 	failedFor = time.Since(f.since)
-	f.since, f.lastErr = time.Time{}, ""
+	f.since, f.lastErr, f.kind = time.Time{}, "", ""
 	return failedFor, true
 }
 

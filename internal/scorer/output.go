@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -97,7 +98,7 @@ func classifyWrite(err error) writeClass {
 	case errors.As(err, &tooLarge), errors.Is(err, kafka.MessageSizeTooLarge), errors.Is(err, kafka.RecordListTooLarge),
 		errors.Is(err, kafka.InvalidMessage), errors.Is(err, kafka.InvalidRecord):
 		return writeTooLarge
-	case errors.Is(err, kafka.UnknownTopicOrPartition), errors.Is(err, kafka.TopicAuthorizationFailed),
+	case errors.Is(err, kafka.UnknownTopicOrPartition), errors.Is(err, protocol.ErrNoTopic), errors.Is(err, kafka.TopicAuthorizationFailed),
 		errors.Is(err, kafka.ClusterAuthorizationFailed), errors.Is(err, kafka.InvalidTopic):
 		return writeConfig
 	}
@@ -221,7 +222,11 @@ func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []k
 // then at most every interval (doubling to a minute).
 func (p *publisher) fail(err error, config bool, retryIn time.Duration) {
 	p.metrics.outputFailing.Set(1)
-	failingFor, warn := p.run.fail(err)
+	kind := "transient"
+	if config {
+		kind = "refused"
+	}
+	failingFor, warn := p.run.fail(err, kind)
 	if !warn {
 		return
 	}

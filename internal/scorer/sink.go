@@ -462,7 +462,7 @@ func retryWait(err error, wait time.Duration) time.Duration {
 // fail records a failed request, logging the first of a run at once and
 // then at most every interval (doubling to a minute).
 func (s *httpSink) fail(err error, retryIn time.Duration) {
-	if failingFor, warn := s.run.fail(err); warn {
+	if failingFor, warn := s.run.fail(err, ""); warn {
 		s.log.Warn("sending alerts to a sink failed; retrying (offsets stay uncommitted)", "sink", s.name, "err", err,
 			"failing_for", failingFor.Round(time.Millisecond), "retry_in", retryIn)
 	}
