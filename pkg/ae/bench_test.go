@@ -103,3 +103,26 @@ func BenchmarkScoreOne(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkWhiteningScore measures the whitened residual score the scorer
+// applies to every record after the forward pass (30 features, batches of
+// 256); rows/s is the figure.
+func BenchmarkWhiteningScore(b *testing.B) {
+	const p, n = 30, 256
+	rng := rand.New(rand.NewPCG(1, 2))
+	res := make([]float64, 4*n*p)
+	for i := range res {
+		res[i] = rng.NormFloat64() * float64(1+i%p)
+	}
+	w, err := whiteningOf(res, p, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	z, rec := res[:n*p], res[n*p:2*n*p]
+	scores, explain := make([]float64, n), make([]float64, n*p)
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Score(scores, explain, z, rec)
+	}
+	b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "rows/s")
+}

@@ -198,17 +198,37 @@ func (w *Whitening) Terms(terms, r []float64) float64 {
 }
 
 // score returns r^T P r, with pr as scratch and the contributions in c when
-// not nil.
+// not nil. Four rows of P at a time share each load of r, so four sums are
+// in flight; each row's sum, and the total, add in the same order as one
+// row at a time would.
 func (w *Whitening) score(r, pr, c []float64) float64 {
 	p := w.p
-	var s float64
-	for j := 0; j < p; j++ {
+	r, pr = r[:p], pr[:p]
+	j := 0
+	for ; j+4 <= p; j += 4 {
+		r0 := w.prec[j*p : (j+1)*p]
+		r1 := w.prec[(j+1)*p : (j+2)*p][:len(r0)]
+		r2 := w.prec[(j+2)*p : (j+3)*p][:len(r0)]
+		r3 := w.prec[(j+3)*p : (j+4)*p][:len(r0)]
+		var v0, v1, v2, v3 float64
+		for l, x := range r[:len(r0)] {
+			v0 += r0[l] * x
+			v1 += r1[l] * x
+			v2 += r2[l] * x
+			v3 += r3[l] * x
+		}
+		pr[j], pr[j+1], pr[j+2], pr[j+3] = v0, v1, v2, v3
+	}
+	for ; j < p; j++ {
 		row := w.prec[j*p : (j+1)*p]
 		var v float64
 		for l, x := range r {
 			v += row[l] * x
 		}
 		pr[j] = v
+	}
+	var s float64
+	for j, v := range pr {
 		s += r[j] * v
 	}
 	for j := range c {
