@@ -124,3 +124,41 @@ func TestConstantFeatureIsCentredNotScaled(t *testing.T) {
 		t.Errorf("constant features standardized to %v, want centered only (2, 4)", out[1:])
 	}
 }
+
+// TestWhiteningScoreBatches: Score, which works in feature-major chunks
+// through the affine kernel, gives each record the score and explanation
+// of scoring it alone (Terms) on batches of several sizes, across chunk
+// boundaries and ragged widths, in whichever kernel set is in use.
+func TestWhiteningScoreBatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, p := range []int{1, 3, 7, 30} {
+		res := make([]float64, 500*p)
+		for i := range res {
+			res[i] = rng.NormFloat64() * float64(1+i%p)
+		}
+		w, err := whiteningOf(res, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{1, 5, chunk, chunk + 3, 3*chunk - 1, 2} {
+			z, rec := make([]float64, n*p), make([]float64, n*p)
+			for i := range z {
+				z[i], rec[i] = rng.NormFloat64()*3, rng.NormFloat64()
+			}
+			scores, explain := make([]float64, n), make([]float64, n*p)
+			w.Score(scores, explain, z, rec)
+			r, terms := make([]float64, p), make([]float64, p)
+			for i := 0; i < n; i++ {
+				for l := range r {
+					r[l] = z[i*p+l] - rec[i*p+l]
+					if explain[i*p+l] != r[l]*r[l] {
+						t.Fatalf("p=%d n=%d: record %d feature %d explained by %v, want %v", p, n, i, l, explain[i*p+l], r[l]*r[l])
+					}
+				}
+				if want := w.Terms(terms, r); math.Abs(scores[i]-want) > 1e-12*(1+math.Abs(want)) {
+					t.Fatalf("p=%d n=%d: record %d scores %v in a batch, %v alone", p, n, i, scores[i], want)
+				}
+			}
+		}
+	}
+}
