@@ -75,10 +75,9 @@ func affine(dst, w, src, bias []float64, out, in, n int) {
 		c0 = n &^ 15
 		affine512(dst, w, src, bias, out, in, n, c0)
 	}
-	// Four rows at a time; rows past the last are stood in for by the
-	// last one: computed, and not kept.
-	// Column blocks outermost, so that a block of src (in x 8) stays in L1
-	// across the rows of w.
+	// Column blocks of 8 outermost, so that a block of src (in x 8) stays
+	// in L1 across the rows of w; four rows at a time, rows past the last
+	// stood in for by the last one: computed, and not kept.
 	for c := c0; c < n8; c += 8 {
 		for o := 0; o < out; o += 4 {
 			o1, o2, o3 := min(o+1, out-1), min(o+2, out-1), min(o+3, out-1)
@@ -121,25 +120,25 @@ func affine(dst, w, src, bias []float64, out, in, n int) {
 	}
 	if n8 < n {
 		for o := 0; o < out; o++ {
-			affineRow(dst, w, src, bias, o, in, n, n8, n)
+			affineTail(dst, w, src, bias, o, in, n, n8)
 		}
 	}
 	archsimd.ClearAVXUpperBits()
 }
 
-// affineRow computes columns from..to-1 (the ragged tail, fewer than 8)
-// of row o of affine's result, four at a time, the last four or fewer with
-// masked loads and stores.
-func affineRow(dst, w, src, bias []float64, o, in, n, from, to int) {
-	for c := from; c < to; c += 4 {
+// affineTail computes columns from..n-1 (fewer than 8) of row o of
+// affine's result, four at a time, the last four or fewer with masked loads
+// and stores.
+func affineTail(dst, w, src, bias []float64, o, in, n, from int) {
+	for c := from; c < n; c += 4 {
 		var a f4
 		if bias != nil {
 			a = splat(bias[o])
 		}
 		for i := 0; i < in; i++ {
-			a = splat(w[o*in+i]).MulAdd(part(src[i*n+c:i*n+to]), a)
+			a = splat(w[o*in+i]).MulAdd(part(src[i*n+c:i*n+n]), a)
 		}
-		a.StoreSlicePart(dst[o*n+c : o*n+to])
+		a.StoreSlicePart(dst[o*n+c : o*n+n])
 	}
 }
 

@@ -32,7 +32,7 @@ func TestNoScalarSSEInVectorKernels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernels := map[string]any{"affine": affine, "affineRow": affineRow, "affine512": affine512, "gradW": gradW,
+	kernels := map[string]any{"affine": affine, "affineTail": affineTail, "affine512": affine512, "gradW": gradW,
 		"sqErrColumns": sqErrColumns, "reluInPlace": reluInPlace, "reluMask": reluMask, "rowSums": rowSums,
 		"sqErrGrad": sqErrGrad, "adamUpdate": adamUpdate}
 	for k, fn := range kernels {
