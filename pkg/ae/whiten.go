@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -161,6 +162,10 @@ func (w *Whitening) Score(scores, explain, z, rec []float64) {
 	if len(z) != len(rec) || len(z)%w.p != 0 || len(scores) != len(z)/w.p || (explain != nil && len(explain) != len(z)) {
 		panic(fmt.Sprintf("ae: Whitening.Score: lengths %d scores, %d records, %d reconstructions for width %d", len(scores), len(z), len(rec), w.p))
 	}
+	if level.Load() >= levelAVX2 {
+		w.scoreChunks(scores, explain, z, rec)
+		return
+	}
 	r := make([]float64, w.p)
 	pr := make([]float64, w.p)
 	for i := range scores {
@@ -171,6 +176,52 @@ func (w *Whitening) Score(scores, explain, z, rec []float64) {
 		if explain != nil {
 			for l, d := range r {
 				explain[i*w.p+l] = d * d
+			}
+		}
+	}
+}
+
+// whitenScratch holds scoreChunks' two feature-major chunks, p x chunk
+// each, between calls.
+var whitenScratch sync.Pool
+
+// scoreChunks is Score through the affine kernel, for the SIMD kernel sets:
+// each chunk of residuals is made feature-major (p x n), multiplied by the
+// precision matrix in one call, and each record's score summed from the
+// products feature by feature, in Terms' order. The products are fused
+// multiply-adds, so scores agree with Terms to rounding, not bit for bit.
+// The portable affine is slower than score's row loop, so the portable set
+// keeps that.
+func (w *Whitening) scoreChunks(scores, explain, z, rec []float64) {
+	p := w.p
+	need := 2 * p * min(len(scores), chunk)
+	bp, _ := whitenScratch.Get().(*[]float64)
+	if bp == nil || cap(*bp) < need {
+		b := make([]float64, need)
+		bp = &b
+	}
+	defer whitenScratch.Put(bp)
+	for first := 0; first < len(scores); first += chunk {
+		n := min(chunk, len(scores)-first)
+		rt, prt := (*bp)[:p*n], (*bp)[p*n:2*p*n]
+		zs, rs := z[first*p:(first+n)*p], rec[first*p:(first+n)*p]
+		for r := range n {
+			for l := range p {
+				d := zs[r*p+l] - rs[r*p+l]
+				rt[l*n+r] = d
+				if explain != nil {
+					explain[(first+r)*p+l] = d * d
+				}
+			}
+		}
+		affine(prt, w.prec, rt, nil, p, p, n)
+		dst := scores[first : first+n]
+		clear(dst)
+		for l := range p {
+			a, b := rt[l*n:(l+1)*n], prt[l*n:(l+1)*n]
+			b = b[:len(a)]
+			for r, v := range a {
+				dst[r] += v * b[r]
 			}
 		}
 	}
