@@ -146,10 +146,23 @@ func (z *Normalizer) Transform(dst, x []float64) {
 	if len(x)%p != 0 || len(dst) != len(x) {
 		panic(fmt.Sprintf("ae: Normalizer.Transform: lengths %d and %d for width %d", len(dst), len(x), p))
 	}
-	for i, v := range x {
-		f := i % p
-		dst[i] = (v - z.mean[f]) / z.std(f)
+	sd := z.stds()
+	for r := 0; r < len(x); r += p {
+		d, xs := dst[r:r+p], x[r:r+p]
+		for f, v := range xs {
+			d[f] = (v - z.mean[f]) / sd[f]
+		}
 	}
+}
+
+// stds returns each feature's std, as std gives it: computed once per
+// call of Transform or Inverse rather than once per value.
+func (z *Normalizer) stds() []float64 {
+	sd := make([]float64, len(z.mean))
+	for f := range sd {
+		sd[f] = z.std(f)
+	}
+	return sd
 }
 
 // Inverse maps standardized records back to the original scale.
@@ -158,8 +171,11 @@ func (z *Normalizer) Inverse(dst, x []float64) {
 	if len(x)%p != 0 || len(dst) != len(x) {
 		panic(fmt.Sprintf("ae: Normalizer.Inverse: lengths %d and %d for width %d", len(dst), len(x), p))
 	}
-	for i, v := range x {
-		f := i % p
-		dst[i] = v*z.std(f) + z.mean[f]
+	sd := z.stds()
+	for r := 0; r < len(x); r += p {
+		d, xs := dst[r:r+p], x[r:r+p]
+		for f, v := range xs {
+			d[f] = v*sd[f] + z.mean[f]
+		}
 	}
 }
