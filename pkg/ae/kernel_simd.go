@@ -42,9 +42,7 @@ const simdBuild = true
 
 type f4 = archsimd.Float64x4
 
-func load4(s []float64) f4     { return archsimd.LoadFloat64x4Slice(s) }
-func splat(v float64) f4       { return archsimd.BroadcastFloat64x4(v) }
-func store4(v f4, s []float64) { v.StoreSlice(s) }
+func splat(v float64) f4 { return archsimd.BroadcastFloat64x4(v) }
 
 // part loads up to 4 elements of s, zero past its end.
 func part(s []float64) f4 { return archsimd.LoadFloat64x4SlicePart(s) }
