@@ -30,6 +30,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/pkg/stream"
 	"github.com/recon-ad/recon/pkg/synth"
@@ -395,17 +396,12 @@ func produce(ctx context.Context, w writer, next func() (kafka.Message, bool), r
 		if len(msgs) > 0 {
 			// An unreachable broker is retried with backoff (the writer
 			// logs one line per burst): records are never skipped.
-			backoff := 100 * time.Millisecond
+			var wait backoff.Backoff
 			for {
 				err := w.Write(ctx, msgs...)
-				if err == nil || ctx.Err() != nil {
+				if err == nil || wait.Wait(ctx) != nil {
 					break
 				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, 5*time.Second)
 			}
 			if ctx.Err() != nil {
 				break

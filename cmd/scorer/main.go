@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -130,15 +129,9 @@ file must hold exactly the model's features in order (plus --label).`)
 	}
 	scores := make([]float64, t.Rows)
 	contrib := make([]float64, t.Rows*p)
-	if w := l.Whitening; w != nil {
-		// The coordinator's threshold is on whitened scores: score as the
-		// streaming scorer does, so an alert's score is reproduced here.
-		rec := make([]float64, len(x))
-		l.Model.Reconstruct(rec, x)
-		w.Score(scores, contrib, x, rec)
-	} else {
-		l.Model.ScoreFeatures(scores, contrib, x)
-	}
+	// The streaming scorer's own core, so that an alert's score and
+	// features are reproduced here.
+	l.Score(scores, contrib, make([]float64, len(x)), x)
 
 	out, closeOut := stdout, func() error { return nil }
 	if *output != "-" {
@@ -165,13 +158,10 @@ file must hold exactly the model's features in order (plus --label).`)
 	idx := make([]int, p)
 	anomalies := 0
 	for r := 0; r < t.Rows; r++ {
-		for i := range idx {
-			idx[i] = i
-		}
 		row := contrib[r*p : (r+1)*p]
-		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
+		idx = checkpoint.TopFeatures(idx, row, *top)
 		var tops []string
-		for _, i := range idx[:min(*top, p)] {
+		for _, i := range idx {
 			tops = append(tops, names[i]+":"+strconv.FormatFloat(row[i], 'g', 6, 64))
 		}
 		flag := "0"

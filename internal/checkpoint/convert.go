@@ -231,28 +231,3 @@ func Load(c *reconv1.Checkpoint) (*Loaded, error) {
 	}
 	return l, nil
 }
-
-// Score writes the scores of the standardized records z into scores, and
-// each feature's share of its record's score into contrib when it is not
-// nil (row-major, the shape of z): the residuals whitened when the
-// checkpoint has a whitening, their squares otherwise. rec is scratch of
-// z's length; it is left holding the reconstructions.
-func (l *Loaded) Score(scores, contrib, rec, z []float64) {
-	l.Model.Reconstruct(rec, z)
-	if l.Whitening != nil {
-		l.Whitening.Score(scores, contrib, z, rec)
-		return
-	}
-	p := l.Model.Spec().Input
-	for j := range scores {
-		var s float64
-		for f := j * p; f < (j+1)*p; f++ {
-			d := z[f] - rec[f]
-			if contrib != nil {
-				contrib[f] = d * d
-			}
-			s += d * d
-		}
-		scores[j] = s
-	}
-}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -300,20 +299,7 @@ func (b *Batch) process(msgs []kafka.Message, now time.Time, scores []Scored) Ou
 	b.rec = grow(b.rec, n*p)
 	b.score = grow(b.score, n)
 	b.feat = grow(b.feat, n*p)
-	b.ae.Reconstruct(b.rec, b.x)
-	if w := l.Whitening; w != nil {
-		w.Score(b.score, b.feat, b.x, b.rec)
-	} else {
-		for j := 0; j < n; j++ {
-			var s float64
-			for f := j * p; f < (j+1)*p; f++ {
-				d := b.x[f] - b.rec[f]
-				b.feat[f] = d * d
-				s += d * d
-			}
-			b.score[j] = s
-		}
-	}
+	l.ScoreOn(b.ae, b.score, b.feat, b.rec, b.x)
 	th := b.model.Threshold
 	var recon []float64
 	if out.Scores == nil {
@@ -348,20 +334,7 @@ func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, rec
 	// Reconstruction in the input's units.
 	l.Normalizer.Inverse(recon, b.rec[j*p:(j+1)*p])
 	contrib := b.feat[j*p : (j+1)*p]
-	b.idx = b.idx[:0]
-	for i := 0; i < p; i++ {
-		b.idx = append(b.idx, i)
-	}
-	idx := b.idx
-	slices.SortStableFunc(idx, func(a, c int) int { // largest first
-		switch x, y := contrib[a], contrib[c]; {
-		case x > y:
-			return -1
-		case x < y:
-			return 1
-		}
-		return 0
-	})
+	b.idx = checkpoint.TopFeatures(b.idx, contrib, b.topK)
 	b.id = appendRecordID(b.id[:0], m.Topic, m.Partition, m.Offset)
 	a := Alert{
 		Schema:   AlertSchema,
@@ -371,7 +344,7 @@ func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, rec
 		Score: score, Threshold: b.model.Threshold,
 		Features: b.top[:0],
 	}
-	for _, i := range idx[:min(b.topK, p)] {
+	for _, i := range b.idx {
 		a.Features = append(a.Features, Feature{Name: b.model.names[i], Value: b.raw[j*p+i], Reconstruction: recon[i], Error: contrib[i]})
 	}
 	b.top = a.Features

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 
+	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -145,7 +146,7 @@ func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []k
 	if p.scores.w != nil {
 		add(outScores, scores)
 	}
-	backoff := 100 * time.Millisecond
+	var wait backoff.Backoff
 	for {
 		var lastErr error
 		config := false
@@ -203,18 +204,15 @@ func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []k
 		if lastErr == nil {
 			continue // only records cut or moved to the dead-letter topic: at once
 		}
-		p.fail(lastErr, config, backoff)
+		p.fail(lastErr, config, wait.Delay())
 		for _, s := range []string{outAlerts, outDeadLetters, outScores} {
 			if len(pend[s]) > 0 {
 				p.metrics.outputRetries.WithLabelValues(s).Inc()
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		if err := wait.Wait(ctx); err != nil {
+			return err
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
 
+	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/kernels"
 	"github.com/recon-ad/recon/internal/summary"
@@ -486,7 +487,7 @@ func (r *Replica) checkTopics(ctx context.Context) error {
 	}
 	admin := r.cfg.Security.Admin(r.cfg.Brokers)
 	defer admin.Close()
-	backoff := 100 * time.Millisecond
+	wait := backoff.Backoff{Max: 30 * time.Second}
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		missing, err := admin.MissingTopics(qctx, topics...)
@@ -503,15 +504,12 @@ func (r *Replica) checkTopics(ctx context.Context) error {
 		}
 		// The brokers are down: wait for them as the reader would, saying
 		// so once, and again each 30 s.
-		if backoff == 100*time.Millisecond || backoff == 30*time.Second {
+		if !wait.Retrying() || wait.AtMax() {
 			r.cfg.Log.Warn("cannot reach Kafka; retrying with backoff (checking the topics at start)", "brokers", strings.Join(r.cfg.Brokers, ","), "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if wait.Wait(ctx) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
@@ -582,7 +580,7 @@ func (r *Replica) lineageChange(c *reconv1.Checkpoint) string {
 // in between batches; it reconnects with backoff.
 func (r *Replica) watch(ctx context.Context) {
 	client := reconv1.NewCoordinatorClient(r.cfg.Coordinator)
-	backoff := 100 * time.Millisecond
+	var wait backoff.Backoff
 	taken := summary.Line{Every: 5 * time.Minute} // one info line per 5 min, each checkpoint at debug level
 	for ctx.Err() == nil {
 		stream, err := client.WatchCheckpoints(ctx, &reconv1.WatchCheckpointsRequest{})
@@ -593,7 +591,7 @@ func (r *Replica) watch(ctx context.Context) {
 					err = err2
 					break
 				}
-				backoff = 100 * time.Millisecond
+				wait.Reset()
 				change := r.lineageChange(c)
 				if change == "" && c.GetVersion() <= r.Version() {
 					continue // within a lineage versions never go down
@@ -624,13 +622,10 @@ func (r *Replica) watch(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.cfg.Log.Warn("checkpoint watch ended; reconnecting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		r.cfg.Log.Warn("checkpoint watch ended; reconnecting", "err", err, "in", wait.Delay())
+		if wait.Wait(ctx) != nil {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/internal/redact"
 )
 
@@ -276,10 +277,10 @@ func (s *httpSink) deliverPart(ctx context.Context, part []kafka.Message) ([]kaf
 	if err != nil {
 		return s.refuse(ctx, part, err)
 	}
-	wait := s.cfg.RetryMin
+	wait := backoff.Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
 	for attempt := 0; ; attempt++ {
 		if s.bucket != nil {
-			if err := sleep(ctx, s.bucket.reserve(time.Now(), len(part))); err != nil {
+			if err := backoff.Sleep(ctx, s.bucket.reserve(time.Now(), len(part))); err != nil {
 				return nil, err
 			}
 		}
@@ -301,12 +302,11 @@ func (s *httpSink) deliverPart(ctx context.Context, part []kafka.Message) ([]kaf
 			return s.refuse(ctx, part, err)
 		}
 		s.failures.Inc()
-		next := retryWait(err, wait)
+		next := retryWait(err, wait.Next())
 		s.fail(err, next)
-		if err := sleep(ctx, next); err != nil {
+		if err := backoff.Sleep(ctx, next); err != nil {
 			return nil, err
 		}
-		wait = min(2*wait, s.cfg.RetryMax)
 	}
 }
 
@@ -499,21 +499,6 @@ func deliverSinks(ctx context.Context, sinks []*httpSink, alerts []kafka.Message
 		out = append(out, r...)
 	}
 	return out, nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // bucket is a token bucket: rate tokens a second, up to burst. It is a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -88,11 +89,11 @@ func NewKafka(ctx context.Context, r *stream.Reader, codec *stream.Codec, log *s
 
 func (k *Kafka) prefetch() {
 	defer close(k.batches)
-	backoff := 100 * time.Millisecond
+	var wait backoff.Backoff
 	for {
 		b, err := k.r.Batch(k.ctx)
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			wait.Reset()
 			select {
 			case k.batches <- b:
 				continue
@@ -103,13 +104,8 @@ func (k *Kafka) prefetch() {
 		if k.ctx.Err() == nil {
 			// The broker went away: kafka-go retries inside; this is
 			// what got through. Keep going.
-			k.log.Warn("fetching training records failed; retrying", "err", err, "in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-k.ctx.Done():
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			if k.ctx.Err() == nil {
+			k.log.Warn("fetching training records failed; retrying", "err", err, "in", wait.Delay())
+			if wait.Wait(k.ctx) == nil {
 				continue
 			}
 			err = k.ctx.Err()

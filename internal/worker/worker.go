@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/kernels"
@@ -224,7 +225,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 	}
-	backoff := w.cfg.MinBackoff
+	wait := backoff.Backoff{Min: w.cfg.MinBackoff, Max: w.cfg.MaxBackoff, Rand: w.rng}
 	for {
 		start := time.Now()
 		err := w.session(ctx)
@@ -242,15 +243,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 		if time.Since(start) > 10*w.cfg.MaxBackoff {
-			backoff = w.cfg.MinBackoff // a long session: start over
+			wait.Reset() // a long session: start over
 		}
-		w.cfg.Log.Warn("coordinator session ended; reconnecting", "worker", w.cfg.ID, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		w.cfg.Log.Warn("coordinator session ended; reconnecting", "worker", w.cfg.ID, "err", err, "in", wait.Delay())
+		if wait.Wait(ctx) != nil {
 			return nil
-		case <-time.After(backoff/2 + time.Duration(w.rng.Int64N(int64(backoff/2)+1))):
 		}
-		backoff = min(2*backoff, w.cfg.MaxBackoff)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/recon-ad/recon/internal/backoff"
 )
 
 // DefaultMaxWait is how long a batch waits to fill after its first record
@@ -210,7 +212,7 @@ func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
 // (a caller that is done with a batch hands its slice back, so that a
 // steady stream allocates no batches).
 func (r *Reader) BatchInto(ctx context.Context, dst []kafka.Message) ([]kafka.Message, error) {
-	backoff := 100 * time.Millisecond
+	var wait backoff.Backoff
 	for {
 		m, closed := r.current()
 		if closed {
@@ -239,12 +241,9 @@ func (r *Reader) BatchInto(ctx context.Context, dst []kafka.Message) ([]kafka.Me
 		}
 		r.fetchFailing.Store(f)
 		r.out.fail(err.Error())
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
+		if err := wait.Wait(ctx); err != nil {
+			return nil, err
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
