@@ -54,7 +54,7 @@ variable: RECON_ and its name in capitals, dashes as underscores.`)
 	addFeedFlags(fs, &feedCfg)
 	format := stream.JSONArray // as the scorers' default
 	fs.TextVar(&format, "format", format, "the records' `format`, as the scorers read them (json-object, json-array or csv): an opened alert's record is read again to show every feature")
-	coord := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address` (\"\": no training, models or rollback)")
+	coord := fs.String("coordinator", cli.DefaultCoordinator, "coordinator gRPC `address` (\"\": no training, models or rollback)")
 	tokenFile := fs.String("rollback-token-file", "", "`file` holding the token that enables the rollback action (sent as Authorization: Bearer TOKEN); unset: no rollback")
 	readOnly := fs.Bool("read-only", false, "offer no action at all, even with --rollback-token-file")
 	client := cli.AddClientFlags(fs)

@@ -91,7 +91,7 @@ func admin(ctx context.Context, name string, args []string, stdout io.Writer) er
 		fmt.Fprint(fs.Output(), usage+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
+	addr := fs.String("coordinator", cli.DefaultCoordinator, "coordinator gRPC `address`")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up on a coordinator that has not answered a call within this `duration`")
 	asJSON := fs.Bool("json", false, jsonHelp)
 	var version *uint64

@@ -51,7 +51,7 @@ changed materially, looked for every --checkpoint-interval, and on SIGTERM; on
 start the coordinator resumes from the newest valid one. Every flag can also be set by
 RECON_<NAME> (dashes as underscores). The gRPC server offers server reflection, so
 grpcurl and the like need no proto files (grpcurl -plaintext 127.0.0.1:7070 list).`)
-	listen := fs.String("listen", "127.0.0.1:7070", "gRPC `address` to serve workers and scorers on")
+	listen := fs.String("listen", cli.DefaultCoordinator, "gRPC `address` to serve workers and scorers on")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7071", "`address` for Prometheus /metrics (\"\" to disable)")
 	storePath := fs.String("store", "coordinator.db", "checkpoint store `file` (bbolt); the coordinator is its only writer")
 	features := fs.String("features", "", "record width as a number, or the feature `names` comma-separated (required unless --spec-file)")

@@ -63,7 +63,7 @@ file must hold exactly the model's features in order (plus --label).`)
 	output := fs.String("output", "-", "CSV `file` to write, - for standard output")
 	header := fs.String("header", "auto", "whether the first input line names the columns: auto, yes, no")
 	label := fs.String("label", "", "label `column` (name or index) to copy to the output, never scored")
-	top := fs.Int("top", 3, "contributing features to list per record")
+	top := fs.Int("top", scorer.DefaultReplicaConfig().TopK, "contributing features to list per record (as alerts list)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ headers, optionally every score to --scores-topic, and commits offsets only afte
 that output is acknowledged. With no model at all it consumes nothing.`)
 	cfg := scorer.DefaultReplicaConfig()
 	addReplicaFlags(fs, &cfg)
-	coord := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address` to follow checkpoints from (\"\": the cache only)")
+	coord := fs.String("coordinator", cli.DefaultCoordinator, "coordinator gRPC `address` to follow checkpoints from (\"\": the cache only)")
 	cache := fs.String("cache", "scorer.db", "this replica's checkpoint cache `file` (bbolt)")
 	metricsAddr := fs.String("metrics-listen", "127.0.0.1:7072", "`address` for Prometheus /metrics (\"\" to disable)")
 	client := cli.AddClientFlags(fs)

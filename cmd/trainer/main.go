@@ -364,7 +364,7 @@ A training worker: joins the coordinator, sends feature statistics of its first 
 for the normalizer, then for every round the gradient of a batch of its records at the
 round's parameters, with a sketch of held-out scores. Reconnects with backoff when the
 coordinator goes away. A CSV shard is read in a loop.`)
-	addr := fs.String("coordinator", "127.0.0.1:7070", "coordinator gRPC `address`")
+	addr := fs.String("coordinator", cli.DefaultCoordinator, "coordinator gRPC `address`")
 	id := fs.String("id", "", "worker `id`: must be unique per process (a second live process with the same id is refused, exit 2) and, if set, stable across restarts (default: trainer@hostname/pid)")
 	source := fs.String("source", "synth", "where records come from: synth (generated), csv (--input) or kafka (--brokers, --topic)")
 	features := fs.String("features", "", "kafka: the feature `names` in model order, comma-separated (or the width for json-array and csv)")

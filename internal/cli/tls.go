@@ -144,6 +144,11 @@ func (c *Client) Setup(fs *flag.FlagSet) (*slog.Logger, grpc.DialOption, stream.
 // gRPC's default allows 4 MiB.
 const MaxCoordinatorMessage = 1 << 30
 
+// DefaultCoordinator is the coordinator's gRPC address when no flag names
+// one: where `coordinator run` listens, and what the trainers, scorers,
+// the console and `coordinator` admin commands dial.
+const DefaultCoordinator = "127.0.0.1:7070"
+
 // CoordinatorDialOptions are the dial options of a coordinator client,
 // creds (DialOption) first: transport credentials and the receive limit.
 func CoordinatorDialOptions(creds grpc.DialOption) []grpc.DialOption {
