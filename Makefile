@@ -13,7 +13,7 @@ all: build
 build:
 	$(GO) build $(PKGS)
 	@mkdir -p bin
-	$(SIMD) $(GO) build -o bin/ ./cmd/...
+	$(SIMD) $(GO) build -o bin/ ./cmd/... ./tools/...
 
 ## test: the race-enabled test suite, the whole-pipeline tests (too slow under -race), the Kubernetes manifests (deploy/, its own module), then pkg/ae with the SIMD kernels
 test:
@@ -116,7 +116,7 @@ bench-score: build
 
 ## bench-train: distributed training throughput and weak scaling on loopback gRPC
 bench-train:
-	$(SIMD) $(GO) run ./cmd/benchtrain $(BENCH_FLAGS)
+	$(SIMD) $(GO) run ./tools/benchtrain $(BENCH_FLAGS)
 
 FUZZTIME ?= 60s
 ## fuzz: every decoder of outside bytes for FUZZTIME each (checkpoints, damaged store files, CSV files, records)
@@ -131,7 +131,7 @@ eval:
 	@if [ ! -f /usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv ] || [ ! -d /usr/share/datasets/fashion-mnist ]; then \
 		echo "installing python3-sklearn and dataset-fashion-mnist (Debian) for the data"; \
 		apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null || { apt-get update -q && apt-get install -y -q python3-sklearn dataset-fashion-mnist >/dev/null; }; fi
-	$(SIMD) $(GO) run ./cmd/eval $(EVAL_FLAGS)
+	$(SIMD) $(GO) run ./tools/eval $(EVAL_FLAGS)
 
 ## eval-stream: the adbench sets through the real binaries on devkafka (contaminated protocol, default flags) against the offline fit and the peers (installs python3-sklearn)
 eval-stream: build

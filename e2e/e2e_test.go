@@ -27,7 +27,7 @@ import (
 
 var binDir string
 
-func TestMain(m *testing.M) { procs.RunWithBinaries(m, &binDir, "../cmd/...") }
+func TestMain(m *testing.M) { procs.RunWithBinaries(m, &binDir, "../cmd/...", "../tools/...") }
 
 func addr(t *testing.T) string {
 	t.Helper()
@@ -82,7 +82,7 @@ func startPipelineArgs(t *testing.T, rate, count int, scorerArgs, loadArgs []str
 	p.devkafka = procs.New(binDir, dir, "devkafka", "devkafka", "--listen", p.kafka, "--data-dir", filepath.Join(dir, "kafka-data"))
 	p.coord = procs.New(binDir, dir, "coordinator", "coordinator", "--features", "30", "--listen", p.coordGRPC, "--metrics-listen", p.coordMetrics,
 		"--store", filepath.Join(dir, "coordinator.db"), "--checkpoint-interval", "1s", "--lease", "3s", "--deadline", "1s",
-		"--output", "linear", // unbounded Gaussian records with one-feature spikes; see cmd/demo
+		"--output", "linear", // unbounded Gaussian records with one-feature spikes; see tools/demo
 		"--log-level", "debug") // each checkpoint written, which the version check reads
 	for i := 1; i <= 2; i++ {
 		m := addr(t)

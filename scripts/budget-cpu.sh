@@ -2,7 +2,7 @@
 # Training cost at 300 records/s (issue 13): devkafka, a coordinator, two
 # Kafka trainers, a scorer and loadgen (json-object, 6 features); prints each
 # process's share of a core over DUR seconds (default 300) after the first
-# threshold, from /proc/PID/stat. Build first: go build -o bin/ ./cmd/...
+# threshold, from /proc/PID/stat. Build first: go build -o bin/ ./cmd/... ./tools/...
 # usage: scripts/budget-cpu.sh NAME PORTBASE [coordinator flags...]
 #   e.g. scripts/budget-cpu.sh budget 21000 --presentations-maintain 2
 name=$1; base=$2; shift 2

@@ -321,7 +321,7 @@ func TestPipeline100k(t *testing.T) {
 		Pace: pace.Config{Maintain: pace.DefaultMaintain}} // the training budget of coordinator's defaults
 	cfg.Spec.Input = p
 	cfg.AutoCode = true         // the code width from the stream's spectrum: its rank, 3
-	cfg.Spec.Output = ae.Linear // unbounded records with one-feature spikes: see cmd/demo
+	cfg.Spec.Output = ae.Linear // unbounded records with one-feature spikes: see tools/demo
 	c := startCluster(t, ctx, cfg)
 	c.trainer(ctx, "t1")
 	c.trainer(ctx, "t2")

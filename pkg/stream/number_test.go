@@ -89,7 +89,7 @@ func TestScanNumberMatchesParseFloat(t *testing.T) {
 
 // benchRecords returns n JSON arrays of p features written as producers
 // write float64s (shortest exact: 16 or 17 significant digits), as the
-// scorer benchmark's records (cmd/benchscore: p = 30, about 580 bytes).
+// scorer benchmark's records (tools/benchscore: p = 30, about 580 bytes).
 func benchRecords(n, p int) [][]byte {
 	rng := rand.New(rand.NewPCG(1, 2))
 	names := make([]string, p)

@@ -30,7 +30,7 @@ const (
 	quantile = 0.999
 )
 
-// modelSpec is the 30-16-4-16-30 model of cmd/benchtrain.
+// modelSpec is the 30-16-4-16-30 model of tools/benchtrain.
 var modelSpec = ae.Spec{Input: features, Hidden: []int{16}, Code: 4, Activation: ae.ReLU, CodeActivation: ae.ReLU, Output: ae.Linear}
 
 // gen makes records: JSON arrays of the stream's features with a fraction

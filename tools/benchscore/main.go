@@ -45,7 +45,7 @@
 // Run it from the repository root after building the binaries with the
 // SIMD kernels:
 //
-//	GOEXPERIMENT=simd go build -o bin/ ./cmd/... && bin/benchscore
+//	GOEXPERIMENT=simd go build -o bin/ ./cmd/... ./tools/... && bin/benchscore
 //
 // (make bench-score). --cpuprofile writes a CPU profile of this process
 // during the last scorer throughput run.
@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			"Scorer throughput (records/s of one replica against the raw kafka-go group-consume\n"+
 			"rate of the same topic) and event-to-alert latency at a steady rate, against\n"+
 			"devkafka started in its own process. Run from the repository root after\n"+
-			"`GOEXPERIMENT=simd go build -o bin/ ./cmd/...` (make bench-score).\n\nFlags:\n")
+			"`GOEXPERIMENT=simd go build -o bin/ ./cmd/... ./tools/...` (make bench-score).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var o options
