@@ -22,7 +22,7 @@ import (
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/testenv"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -132,7 +132,7 @@ func TestCheckpointsRollbackSwapsScorer(t *testing.T) {
 	// worker's session over no round starts. The round open when it left
 	// may still end (completed, or abandoned at its deadline) and be
 	// checkpointed, with the same parameters, before or after the rollback.
-	w, err := worker.New(worker.Config{ID: "w1", Conn: conn, Log: log, Source: worker.NewSynth(1, 1, p, 2, 0.2, 0)})
+	w, err := trainer.New(trainer.Config{ID: "w1", Conn: conn, Log: log, Source: trainer.NewSynth(1, 1, p, 2, 0.2, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -265,7 +265,7 @@ func synthetic(f stream.Format, p, rank int, noise, anomalies, outside float64, 
 		names = append(names, "f"+strconv.Itoa(i))
 	}
 	codec, _ := stream.NewCodec(f, names)
-	basis := synth.Basis(rand.New(rand.NewPCG(basisSeed, 0xba5e)), rank, p) // as worker.NewSynth
+	basis := synth.Basis(rand.New(rand.NewPCG(basisSeed, 0xba5e)), rank, p) // as trainer.NewSynth
 	rng := rand.New(rand.NewPCG(seed, 0x10ad))
 	scales := synth.Scales(basis, rank, noise)
 	var region *synth.Region

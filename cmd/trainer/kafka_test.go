@@ -15,7 +15,7 @@ import (
 	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -32,7 +32,7 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2}); err != nil {
 		t.Fatal(err)
 	}
-	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
+	src := trainer.NewSynth(1, 5, p, 2, 0.2, 0)
 	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
 	wr, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
 	if err != nil {

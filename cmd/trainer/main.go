@@ -23,7 +23,7 @@ import (
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/table"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 	"github.com/recon-ad/recon/pkg/synth"
@@ -368,7 +368,7 @@ coordinator goes away. A CSV shard is read in a loop.`)
 	id := fs.String("id", "", "worker `id`: must be unique per process (a second live process with the same id is refused, exit 2) and, if set, stable across restarts (default: trainer@hostname/pid)")
 	source := fs.String("source", "synth", "where records come from: synth (generated), csv (--input) or kafka (--brokers, --topic)")
 	features := fs.String("features", "", "kafka: the feature `names` in model order, comma-separated (or the width for json-array and csv)")
-	wcfg, kcfg := worker.DefaultConfig(), worker.DefaultKafkaConfig()
+	wcfg, kcfg := trainer.DefaultConfig(), trainer.DefaultKafkaConfig()
 	addWorkerFlags(fs, &wcfg, &kcfg)
 	data := addDataFlags(fs)
 	synthP := fs.Int("synth-features", 30, "synth: record width")
@@ -398,19 +398,19 @@ coordinator goes away. A CSV shard is read in a loop.`)
 			*seed = *seed*31 + uint64(c)
 		}
 	}
-	var src worker.Source
+	var src trainer.Source
 	var (
 		schema     []string // feature names sent at join (nil: positional)
 		formatName string
 	)
 	reg := cli.Registry()
-	wm := worker.NewMetrics(reg)
+	wm := trainer.NewMetrics(reg)
 	switch *source {
 	case "synth":
 		if *synthP < 2 || *synthRank < 1 || *synthRank >= *synthP || *synthNoise < 0 || *synthAnom < 0 || *synthAnom >= 1 {
 			return cli.Usagef("synth: want features >= 2, 1 <= rank < features, noise >= 0, anomalies in [0,1)")
 		}
-		src = worker.NewSynth(*basisSeed, *seed, *synthP, *synthRank, *synthNoise, *synthAnom)
+		src = trainer.NewSynth(*basisSeed, *seed, *synthP, *synthRank, *synthNoise, *synthAnom)
 	case "csv":
 		if *data.input == "-" {
 			return cli.Usagef("--source csv needs --input: the shard to read in a loop")
@@ -419,7 +419,7 @@ coordinator goes away. A CSV shard is read in a loop.`)
 		if err != nil {
 			return err
 		}
-		src = worker.NewSlice(t.X, t.Width(), true)
+		src = trainer.NewSlice(t.X, t.Width(), true)
 	case "kafka":
 		f := kcfg.Format
 		names := strings.Split(*features, ",")
@@ -442,7 +442,7 @@ coordinator goes away. A CSV shard is read in a loop.`)
 		}
 		defer rd.Close()
 		rd.Monitor(stream.MonitorConfig{}) // a log that went back is read again from its start
-		k := worker.NewKafka(ctx, rd, codec, log, wm)
+		k := trainer.NewKafka(ctx, rd, codec, log, wm)
 		if _, err := strconv.Atoi(*features); err != nil {
 			schema = names // named: the coordinator checks them against its model's
 		}
@@ -459,7 +459,7 @@ coordinator goes away. A CSV shard is read in a loop.`)
 	defer conn.Close()
 	wcfg.ID, wcfg.Conn, wcfg.Source, wcfg.Log, wcfg.Seed, wcfg.Metrics = *id, conn, src, log, *seed, wm
 	wcfg.Features, wcfg.Format = schema, formatName
-	w, err := worker.New(wcfg)
+	w, err := trainer.New(wcfg)
 	if err != nil {
 		return err
 	}
@@ -469,10 +469,10 @@ coordinator goes away. A CSV shard is read in a loop.`)
 	}
 	log.Info("worker starting", "id", *id, "coordinator", *addr, "source", *source)
 	err = w.Run(ctx)
-	if errors.Is(err, worker.ErrRefused) {
+	if errors.Is(err, trainer.ErrRefused) {
 		err = cli.Permanent(err) // exit 2: restarting would be refused again
 	}
-	if k, ok := src.(*worker.Kafka); ok {
+	if k, ok := src.(*trainer.Kafka); ok {
 		// Commit the offsets of every accepted gradient's records.
 		if !k.Drain(3 * time.Second) {
 			log.Warn("stopping with commits still queued; those records will be re-delivered")
@@ -487,9 +487,9 @@ coordinator goes away. A CSV shard is read in a loop.`)
 
 // addWorkerFlags registers the flags that set a training worker's config
 // and its Kafka source's, each starting from the value cfg and kafka hold
-// (worker.DefaultConfig, worker.DefaultKafkaConfig): every default is
+// (trainer.DefaultConfig, trainer.DefaultKafkaConfig): every default is
 // written once, in the component.
-func addWorkerFlags(fs *flag.FlagSet, cfg *worker.Config, kafka *worker.KafkaConfig) {
+func addWorkerFlags(fs *flag.FlagSet, cfg *trainer.Config, kafka *trainer.KafkaConfig) {
 	fs.Var((*cli.Strings)(&kafka.Brokers), "brokers", "kafka: bootstrap `addresses`, comma-separated")
 	fs.StringVar(&kafka.Topic, "topic", kafka.Topic, "kafka: `topic` to train on")
 	fs.StringVar(&kafka.Group, "group", kafka.Group, "kafka: consumer `group` (offsets are committed after the coordinator accepts the gradient that used them)")

@@ -22,7 +22,7 @@ import (
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/testkit"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -76,18 +76,18 @@ func startClusterLog(t *testing.T, cfg Config, storePath string, log *slog.Logge
 }
 
 // worker starts a worker reading src; it stops when ctx ends.
-func (c *cluster) worker(ctx context.Context, id string, src worker.Source) *worker.Worker {
-	return c.workerCfg(ctx, worker.Config{ID: id, Source: src})
+func (c *cluster) worker(ctx context.Context, id string, src trainer.Source) *trainer.Worker {
+	return c.workerCfg(ctx, trainer.Config{ID: id, Source: src})
 }
 
 // workerCfg starts a worker from cfg, filling in the connection and log.
-func (c *cluster) workerCfg(ctx context.Context, cfg worker.Config) *worker.Worker {
+func (c *cluster) workerCfg(ctx context.Context, cfg trainer.Config) *trainer.Worker {
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	cfg.Conn, cfg.Log, cfg.MinBackoff, cfg.MaxBackoff = conn, quiet(), 10*time.Millisecond, 100*time.Millisecond
-	w, err := worker.New(cfg)
+	w, err := trainer.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestDistributedEqualsSingleWorker(t *testing.T) {
 					shard = append(shard, x[row*p:(row+1)*p]...)
 				}
 			}
-			cl.worker(ctx, fmt.Sprintf("w%d", i), worker.NewSlice(shard, p, true))
+			cl.worker(ctx, fmt.Sprintf("w%d", i), trainer.NewSlice(shard, p, true))
 		}
 		cl.wait(60*time.Second, stop)
 		if st := cl.srv.Snapshot(); st.Round != rounds {
@@ -177,7 +177,7 @@ func TestThreeWorkersReachPCA(t *testing.T) {
 	cl := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
 	ctx, stop := context.WithCancel(context.Background())
 	for i := 0; i < 3; i++ {
-		cl.worker(ctx, fmt.Sprintf("w%d", i), worker.NewSlice(x[i*per*p:(i+1)*per*p], p, true))
+		cl.worker(ctx, fmt.Sprintf("w%d", i), trainer.NewSlice(x[i*per*p:(i+1)*per*p], p, true))
 	}
 	cl.wait(120*time.Second, stop)
 	m, _ := ae.New(spec)
@@ -210,7 +210,7 @@ func TestCalibratedThresholdHoldsItsAlertRate(t *testing.T) {
 	cl := startCluster(t, cfg, filepath.Join(dir, "ck.db"))
 	ctx, stop := context.WithCancel(context.Background())
 	for i := 0; i < 4; i++ {
-		cl.worker(ctx, fmt.Sprintf("w%d", i), worker.NewSynth(1, uint64(i+1), p, 3, 0.3, 0))
+		cl.worker(ctx, fmt.Sprintf("w%d", i), trainer.NewSynth(1, uint64(i+1), p, 3, 0.3, 0))
 	}
 	// A bound, not a speed target: under -race on 2 loaded cores the 400
 	// rounds of 4 workers have taken over a minute.
@@ -234,7 +234,7 @@ func TestCalibratedThresholdHoldsItsAlertRate(t *testing.T) {
 	}
 	const n = 5000
 	x := make([]float64, n*p)
-	src := worker.NewSynth(1, 99, p, 3, 0.3, 0)
+	src := trainer.NewSynth(1, 99, p, 3, 0.3, 0)
 	for got := 0; got < n; {
 		k, err := src.Read(x[got*p:])
 		if err != nil {
@@ -268,7 +268,7 @@ func TestRollbackPublishesOldParametersAsNewVersion(t *testing.T) {
 	cl := startCluster(t, cfg, filepath.Join(t.TempDir(), "ck.db"))
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	cl.worker(ctx, "w0", worker.NewSynth(1, 1, p, 2, 0.2, 0))
+	cl.worker(ctx, "w0", trainer.NewSynth(1, 1, p, 2, 0.2, 0))
 
 	conn, err := grpc.NewClient(cl.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/recon-ad/recon/internal/testkit"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -52,7 +52,7 @@ func TestSecondProcessWithSameIDIsRefused(t *testing.T) {
 
 	ctx, stopFirst := context.WithCancel(context.Background())
 	defer stopFirst()
-	c.worker(ctx, id, worker.NewSlice(x, p, true))
+	c.worker(ctx, id, trainer.NewSlice(x, p, true))
 	pollUntil(t, 10*time.Second, "the first worker trains", func() bool { return c.srv.Snapshot().Round >= 5 })
 
 	const window = 2 * time.Second // long enough that scheduling noise on 2 cores does not decide the ratio
@@ -67,12 +67,12 @@ func TestSecondProcessWithSameIDIsRefused(t *testing.T) {
 	}
 	second := make(chan result, 1)
 	go func() {
-		took, err := c.runWorker(worker.Config{ID: id, Source: worker.NewSlice(x, p, true)}, 3*time.Second)
+		took, err := c.runWorker(trainer.Config{ID: id, Source: trainer.NewSlice(x, p, true)}, 3*time.Second)
 		second <- result{err, took}
 	}()
 	shared := c.roundsIn(window) // the second worker's attempt falls in this window
 	r := <-second
-	if !errors.Is(r.err, worker.ErrRefused) {
+	if !errors.Is(r.err, trainer.ErrRefused) {
 		t.Errorf("second process with id %q: Run returned %v after %v, want ErrRefused", id, r.err, r.took)
 	} else {
 		if r.took > time.Second {
@@ -100,7 +100,7 @@ func TestSecondProcessWithSameIDIsRefused(t *testing.T) {
 	c.wg.Wait()
 	pollUntil(t, 5*time.Second, "the first worker's session ends", func() bool { return len(c.srv.Snapshot().Workers) == 0 })
 	before := c.srv.Snapshot().Round
-	took, err := c.runWorker(worker.Config{ID: id, Source: worker.NewSlice(x, p, true)}, time.Second)
+	took, err := c.runWorker(trainer.Config{ID: id, Source: trainer.NewSlice(x, p, true)}, time.Second)
 	if err != nil {
 		t.Fatalf("a new process with id %q after the first stopped: Run returned %v after %v", id, err, took)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/fit"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/synth"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -61,7 +61,7 @@ func TestWideModelOverGRPC(t *testing.T) {
 	}
 	defer conn.Close()
 	x := synth.LowRank(rand.New(rand.NewPCG(1, 1)), 400, p, 5, 0.3)
-	w, err := worker.New(worker.Config{ID: "wide", Source: worker.NewSlice(x, p, true), Conn: conn, Log: quiet(),
+	w, err := trainer.New(trainer.Config{ID: "wide", Source: trainer.NewSlice(x, p, true), Conn: conn, Log: quiet(),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/tlsconf"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -76,8 +76,8 @@ func TestMutualTLS(t *testing.T) {
 		return conn
 	}
 	// The trusted worker trains.
-	w, err := worker.New(worker.Config{ID: "trusted", Conn: dial(tlsconf.Files{Cert: wCert, Key: wKey, CA: ca.File}), Log: testenv.Quiet(),
-		Source: worker.NewSynth(1, 1, p, 2, 0.2, 0)})
+	w, err := trainer.New(trainer.Config{ID: "trusted", Conn: dial(tlsconf.Files{Cert: wCert, Key: wKey, CA: ca.File}), Log: testenv.Quiet(),
+		Source: trainer.NewSynth(1, 1, p, 2, 0.2, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

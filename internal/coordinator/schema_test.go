@@ -13,14 +13,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
 )
 
 // runWorker runs a worker with cfg against c until it returns or timeout,
 // returning how long it took and Run's error.
-func (c *cluster) runWorker(cfg worker.Config, timeout time.Duration) (time.Duration, error) {
+func (c *cluster) runWorker(cfg trainer.Config, timeout time.Duration) (time.Duration, error) {
 	c.t.Helper()
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -28,7 +28,7 @@ func (c *cluster) runWorker(cfg worker.Config, timeout time.Duration) (time.Dura
 	}
 	defer conn.Close()
 	cfg.Conn, cfg.Log, cfg.MinBackoff, cfg.MaxBackoff = conn, quiet(), 10*time.Millisecond, 100*time.Millisecond
-	w, err := worker.New(cfg)
+	w, err := trainer.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -53,29 +53,29 @@ func TestJoinRefusesAnotherSchema(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		features []string
-		src      worker.Source
+		src      trainer.Source
 		want     []string // in the refusal; nil: trains
 	}{
-		{"reordered", []string{"mem", "cpu", "disk", "net"}, worker.NewSlice(x, p, true),
+		{"reordered", []string{"mem", "cpu", "disk", "net"}, trainer.NewSlice(x, p, true),
 			[]string{"4 features [mem cpu disk net]", "the same names in another order", "model's 4 features [cpu mem disk net]", `position 1: "mem"`}},
-		{"renamed", []string{"cpu", "mem", "disk", "nic"}, worker.NewSlice(x, p, true),
+		{"renamed", []string{"cpu", "mem", "disk", "nic"}, trainer.NewSlice(x, p, true),
 			[]string{"other names", "[cpu mem disk nic]", "[cpu mem disk net]", `position 4: "nic"`}},
-		{"duplicate", []string{"cpu", "mem", "cpu", "net"}, worker.NewSlice(x, p, true), []string{`feature "cpu" is named twice`}},
-		{"wider", []string{"cpu", "mem", "disk", "net", "gpu"}, worker.NewSlice(x5, p+1, true),
+		{"duplicate", []string{"cpu", "mem", "cpu", "net"}, trainer.NewSlice(x, p, true), []string{`feature "cpu" is named twice`}},
+		{"wider", []string{"cpu", "mem", "disk", "net", "gpu"}, trainer.NewSlice(x5, p+1, true),
 			[]string{"5 features [cpu mem disk net gpu]", "the model takes 4 features [cpu mem disk net]"}},
-		{"wider unnamed", nil, worker.NewSlice(x5, p+1, true), []string{"5 features (unnamed)", "the model takes 4 features [cpu mem disk net]"}},
-		{"same", names, worker.NewSlice(x, p, true), nil},
-		{"unnamed", nil, worker.NewSlice(x, p, true), nil},
+		{"wider unnamed", nil, trainer.NewSlice(x5, p+1, true), []string{"5 features (unnamed)", "the model takes 4 features [cpu mem disk net]"}},
+		{"same", names, trainer.NewSlice(x, p, true), nil},
+		{"unnamed", nil, trainer.NewSlice(x, p, true), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			took, err := c.runWorker(worker.Config{ID: tc.name, Source: tc.src, Features: tc.features, Format: "csv"}, 2*time.Second)
+			took, err := c.runWorker(trainer.Config{ID: tc.name, Source: tc.src, Features: tc.features, Format: "csv"}, 2*time.Second)
 			if tc.want == nil {
-				if errors.Is(err, worker.ErrRefused) {
+				if errors.Is(err, trainer.ErrRefused) {
 					t.Fatalf("a fitting worker was refused: %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, worker.ErrRefused) {
+			if !errors.Is(err, trainer.ErrRefused) {
 				t.Fatalf("Run returned %v after %v, want ErrRefused", err, took)
 			}
 			if took > time.Second {
@@ -157,7 +157,7 @@ func TestCheckpointsCarryTheStoreLineage(t *testing.T) {
 		cfg := Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 16, Deadline: time.Second, CheckpointRounds: 5, MaxRounds: 12}
 		c := startCluster(t, cfg, path)
 		ctx, stop := context.WithCancel(context.Background())
-		c.worker(ctx, "w", worker.NewSlice(synth.LowRank(rand.New(rand.NewPCG(1, 2)), 4000, p, 2, 0.3), p, true))
+		c.worker(ctx, "w", trainer.NewSlice(synth.LowRank(rand.New(rand.NewPCG(1, 2)), 4000, p, 2, 0.3), p, true))
 		c.wait(30*time.Second, stop)
 		c.srv.mu.Lock()
 		latest := c.srv.latest

@@ -17,7 +17,7 @@ import (
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/round"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -73,7 +73,7 @@ func TestStatusOverGRPC(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	for i := range 2 {
-		cl.worker(ctx, fmt.Sprintf("w%d", i), worker.NewSynth(1, uint64(i+1), p, 2, 0.2, 0))
+		cl.worker(ctx, fmt.Sprintf("w%d", i), trainer.NewSynth(1, uint64(i+1), p, 2, 0.2, 0))
 	}
 	pollUntil(t, 60*time.Second, "20 rounds, a threshold and both workers' gradients", func() bool {
 		st = cl.status(client)
@@ -180,7 +180,7 @@ func TestStatusShowsABenchedWorker(t *testing.T) {
 			}
 		}
 	}()
-	cl.worker(ctx, "active", worker.NewSynth(1, 1, p, 2, 0.2, 0))
+	cl.worker(ctx, "active", trainer.NewSynth(1, 1, p, 2, 0.2, 0))
 	var st *reconv1.StatusResponse
 	// The training worker, too, is benched for a while if a slow moment
 	// (-race, a loaded machine) makes it miss the 100 ms deadline a few

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/synth"
 )
@@ -26,7 +26,7 @@ func TestCheckpointsAreSummarized(t *testing.T) {
 	cfg := Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 16, Deadline: time.Second, CheckpointRounds: 5, MaxRounds: 500}
 	c := startClusterLog(t, cfg, filepath.Join(t.TempDir(), "ck.db"), log)
 	ctx, stop := context.WithCancel(context.Background())
-	c.worker(ctx, "w", worker.NewSlice(synth.LowRank(rand.New(rand.NewPCG(1, 2)), 20000, p, 2, 0.3), p, true))
+	c.worker(ctx, "w", trainer.NewSlice(synth.LowRank(rand.New(rand.NewPCG(1, 2)), 20000, p, 2, 0.3), p, true))
 	c.wait(60*time.Second, stop)
 	written := strings.Count(debug.String(), `msg="checkpoint written"`)
 	lines := 0

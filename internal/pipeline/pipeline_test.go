@@ -27,7 +27,7 @@ import (
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 	"github.com/recon-ad/recon/pkg/synth"
@@ -133,8 +133,8 @@ func (c *cluster) trainer(ctx context.Context, id string) {
 	}
 	c.t.Cleanup(func() { rd.Close() })
 	codec, _ := stream.NewCodec(stream.JSONArray, names())
-	w, err := worker.New(worker.Config{ID: id, Conn: c.co.Conn, Log: testenv.Quiet(), Replay: 0.75,
-		Source: worker.NewKafka(ctx, rd, codec, testenv.Quiet(), nil)})
+	w, err := trainer.New(trainer.Config{ID: id, Conn: c.co.Conn, Log: testenv.Quiet(), Replay: 0.75,
+		Source: trainer.NewKafka(ctx, rd, codec, testenv.Quiet(), nil)})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -51,7 +51,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 		CheckpointRounds: 50, Deadline: 5 * time.Second})
 	srv, conn := co.Server, co.Conn
 	go func() { _ = srv.Run(ctx) }()
-	w, err := worker.New(worker.Config{ID: "w1", Conn: conn, Log: log, Source: worker.NewSynth(1, 1, p, 2, 0.2, 0)})
+	w, err := trainer.New(trainer.Config{ID: "w1", Conn: conn, Log: log, Source: trainer.NewSynth(1, 1, p, 2, 0.2, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	}
 
 	// Produce records of the stream's kind, with spikes and malformed ones.
-	src := worker.NewSynth(1, 99, p, 2, 0.2, 0)
+	src := trainer.NewSynth(1, 99, p, 2, 0.2, 0)
 	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
 	wr, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topic: "events"})
 	if err != nil {
@@ -494,7 +494,7 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 type synthProducer struct {
 	t     *testing.T
 	w     *stream.Writer
-	src   *worker.Synth
+	src   *trainer.Synth
 	codec *stream.Codec
 	n     int // records written so far
 }
@@ -507,7 +507,7 @@ func newSynthProducer(t *testing.T, brokers []string, topic string) *synthProduc
 	}
 	t.Cleanup(func() { w.Close() })
 	codec, _ := stream.NewCodec(stream.JSONArray, []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"})
-	return &synthProducer{t: t, w: w, src: worker.NewSynth(1, 5, 8, 2, 0.2, 0), codec: codec}
+	return &synthProducer{t: t, w: w, src: trainer.NewSynth(1, 5, 8, 2, 0.2, 0), codec: codec}
 }
 
 // produce writes the next n records.

@@ -29,7 +29,7 @@ import (
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/round"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
@@ -147,12 +147,12 @@ func run(n, batch, rounds int) (med, p99 time.Duration, sps float64, err error) 
 		// Records generated up front and cycled: the benchmark measures
 		// training, not the data generator.
 		data := make([]float64, 64*1024*30)
-		if _, err := worker.NewSynth(1, uint64(i+1), 30, 3, 0.4, 0).Read(data); err != nil {
+		if _, err := trainer.NewSynth(1, uint64(i+1), 30, 3, 0.4, 0).Read(data); err != nil {
 			cancel()
 			return 0, 0, 0, err
 		}
-		w, err := worker.New(worker.Config{ID: fmt.Sprintf("w%d", i), Conn: conn, Log: log, Seed: uint64(i + 1),
-			Source: worker.NewSlice(data, 30, true)})
+		w, err := trainer.New(trainer.Config{ID: fmt.Sprintf("w%d", i), Conn: conn, Log: log, Seed: uint64(i + 1),
+			Source: trainer.NewSlice(data, 30, true)})
 		if err != nil {
 			cancel()
 			return 0, 0, 0, err

@@ -1,4 +1,4 @@
-package worker_test
+package trainer_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/testenv"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 )
 
@@ -21,7 +21,7 @@ func TestReadyFollowsTheSession(t *testing.T) {
 	defer cancel()
 	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 32, WarmupRecords: 100,
 		Deadline: time.Second, CheckpointRounds: 1 << 30})
-	w, err := worker.New(worker.Config{ID: "r1", Conn: co.Conn, Log: testenv.Quiet(), Source: worker.NewSynth(1, 5, p, 2, 0.2, 0),
+	w, err := trainer.New(trainer.Config{ID: "r1", Conn: co.Conn, Log: testenv.Quiet(), Source: trainer.NewSynth(1, 5, p, 2, 0.2, 0),
 		MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package worker_test
+package trainer_test
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/testenv"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -41,7 +41,7 @@ func produce(t *testing.T, ctx context.Context, bs []string, topic string, value
 	}
 }
 
-func source(t *testing.T, ctx context.Context, bs []string, topic string, f stream.Format, log *slog.Logger, m *worker.Metrics) *worker.Kafka {
+func source(t *testing.T, ctx context.Context, bs []string, topic string, f stream.Format, log *slog.Logger, m *trainer.Metrics) *trainer.Kafka {
 	t.Helper()
 	codec, err := stream.NewCodec(f, []string{"a", "b", "c"})
 	if err != nil {
@@ -52,7 +52,7 @@ func source(t *testing.T, ctx context.Context, bs []string, topic string, f stre
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rd.Close() })
-	return worker.NewKafka(ctx, rd, codec, log, m)
+	return trainer.NewKafka(ctx, rd, codec, log, m)
 }
 
 // CSV records read as JSON arrays (a wrong --format): CheckRecords fails
@@ -80,11 +80,11 @@ func TestKafkaSourceRefusesAWrongFormat(t *testing.T) {
 		}
 	}
 	// Run stops at once with ErrRefused; its connection goes nowhere.
-	wk, err := worker.New(worker.Config{ID: "w", Conn: deadConn(t), Log: testenv.Quiet(), Source: wrong})
+	wk, err := trainer.New(trainer.Config{ID: "w", Conn: deadConn(t), Log: testenv.Quiet(), Source: wrong})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := wk.Run(ctx); !errors.Is(err, worker.ErrRefused) {
+	if err := wk.Run(ctx); !errors.Is(err, trainer.ErrRefused) {
 		t.Fatalf("Run returned %v, want ErrRefused", err)
 	}
 
@@ -117,7 +117,7 @@ func TestKafkaSourceCountsAndWarnsOfUndecodableRecords(t *testing.T) {
 	produce(t, ctx, bs, "mostly-bad", values)
 	var logs testenv.LogBuffer
 	reg := prometheus.NewRegistry()
-	m := worker.NewMetrics(reg)
+	m := trainer.NewMetrics(reg)
 	k := source(t, ctx, bs, "mostly-bad", stream.JSONArray, slog.New(slog.NewTextHandler(&logs, nil)), m)
 	if err := k.CheckRecords(ctx); err != nil {
 		t.Fatalf("CheckRecords refused a topic where 40%% decode: %v", err)

@@ -1,4 +1,4 @@
-package worker_test
+package trainer_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -30,7 +30,7 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	}
 	names := []string{"a", "b", "c", "d", "e", "f"}
 	codec, _ := stream.NewCodec(stream.JSONArray, names)
-	src := worker.NewSynth(1, 5, p, 2, 0.2, 0)
+	src := trainer.NewSynth(1, 5, p, 2, 0.2, 0)
 	rec := make([]float64, p)
 	var msgs []kafka.Message
 	for i := 0; i < total; i++ {
@@ -61,8 +61,8 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks := worker.NewKafka(wctx, rd, codec, log, nil)
-	wk, err := worker.New(worker.Config{ID: "k1", Conn: conn, Log: log, Source: ks})
+	ks := trainer.NewKafka(wctx, rd, codec, log, nil)
+	wk, err := trainer.New(trainer.Config{ID: "k1", Conn: conn, Log: log, Source: ks})
 	if err != nil {
 		t.Fatal(err)
 	}

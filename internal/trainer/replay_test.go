@@ -1,4 +1,4 @@
-package worker_test
+package trainer_test
 
 import (
 	"context"
@@ -9,13 +9,13 @@ import (
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/round"
 	"github.com/recon-ad/recon/internal/testenv"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 )
 
 // counting counts the records a source hands out.
 type counting struct {
-	worker.Source
+	trainer.Source
 	mu sync.Mutex
 	n  int
 }
@@ -41,8 +41,8 @@ func TestReplayReadsAQuarter(t *testing.T) {
 	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, Holdout: 0.2, WarmupRecords: 100,
 		MaxRounds: rounds, Deadline: 10 * time.Second, CheckpointRounds: 1000,
 		OnRound: func(res *round.Result, _ time.Duration) { mu.Lock(); samples[res.Round] = res.Samples; mu.Unlock() }})
-	src := &counting{Source: worker.NewSynth(1, 5, p, 2, 0.2, 0)}
-	w, err := worker.New(worker.Config{ID: "r1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
+	src := &counting{Source: trainer.NewSynth(1, 5, p, 2, 0.2, 0)}
+	w, err := trainer.New(trainer.Config{ID: "r1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestReplayReadsAQuarter(t *testing.T) {
 			t.Errorf("round %d trained on %d records, want between %d and %d", r, s, batch-batch/4, batch)
 		}
 	}
-	if _, err := worker.New(worker.Config{ID: "x", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 1}); err == nil {
+	if _, err := trainer.New(trainer.Config{ID: "x", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 1}); err == nil {
 		t.Error("replay fraction 1: no error")
 	}
 }

@@ -1,10 +1,10 @@
-// Package worker is a trainer worker: it holds a session with the
+// Package trainer is a trainer worker: it holds a session with the
 // coordinator, answers warm-up requests with feature statistics of its first
 // records, and for every round computes the gradient of a batch from its
 // Source at the round's parameters, with a sketch of held-out scores. When
 // the coordinator goes away it reconnects with backoff and rejoins under
 // the same id.
-package worker
+package trainer
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package worker_test
+package trainer_test
 
 import (
 	"context"
@@ -11,14 +11,14 @@ import (
 	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/round"
 	"github.com/recon-ad/recon/internal/testenv"
-	"github.com/recon-ad/recon/internal/worker"
+	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 )
 
 // trickle is a stream source whose records arrive at a fixed rate: Read
 // waits for at least one, TryRead takes what has arrived.
 type trickle struct {
-	src   worker.Source
+	src   trainer.Source
 	mu    sync.Mutex
 	ready int // arrived, not yet read
 	read  int // handed out
@@ -26,7 +26,7 @@ type trickle struct {
 	ctx   context.Context
 }
 
-func newTrickle(ctx context.Context, src worker.Source, perTick int, tick time.Duration) *trickle {
+func newTrickle(ctx context.Context, src trainer.Source, perTick int, tick time.Duration) *trickle {
 	t := &trickle{src: src, wake: make(chan struct{}, 1), ctx: ctx}
 	go func() {
 		tk := time.NewTicker(tick)
@@ -103,8 +103,8 @@ func trainOn(t *testing.T, b pace.Config, d time.Duration, perTick int, holdout 
 	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: batch, WarmupRecords: 100, Holdout: holdout,
 		Deadline: time.Second, CheckpointRounds: 1 << 30, Pace: b,
 		OnRound: func(res *round.Result, _ time.Duration) { mu.Lock(); samples += res.Samples; rounds++; mu.Unlock() }})
-	src := newTrickle(ctx, worker.NewSynth(1, 5, p, 2, 0.2, 0), perTick, 10*time.Millisecond)
-	w, err := worker.New(worker.Config{ID: "b1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
+	src := newTrickle(ctx, trainer.NewSynth(1, 5, p, 2, 0.2, 0), perTick, 10*time.Millisecond)
+	w, err := trainer.New(trainer.Config{ID: "b1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
 	if err != nil {
 		t.Fatal(err)
 	}
