@@ -442,7 +442,7 @@ coordinator goes away. A CSV shard is read in a loop.`)
 		}
 		defer rd.Close()
 		rd.Monitor(stream.MonitorConfig{}) // a log that went back is read again from its start
-		k := trainer.NewKafka(ctx, rd, codec, log, wm)
+		k := trainer.NewKafkaSource(ctx, rd, codec, log, wm)
 		if _, err := strconv.Atoi(*features); err != nil {
 			schema = names // named: the coordinator checks them against its model's
 		}
@@ -472,7 +472,7 @@ coordinator goes away. A CSV shard is read in a loop.`)
 	if errors.Is(err, trainer.ErrRefused) {
 		err = cli.Permanent(err) // exit 2: restarting would be refused again
 	}
-	if k, ok := src.(*trainer.Kafka); ok {
+	if k, ok := src.(*trainer.KafkaSource); ok {
 		// Commit the offsets of every accepted gradient's records.
 		if !k.Drain(3 * time.Second) {
 			log.Warn("stopping with commits still queued; those records will be re-delivered")

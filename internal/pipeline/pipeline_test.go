@@ -134,7 +134,7 @@ func (c *cluster) trainer(ctx context.Context, id string) {
 	c.t.Cleanup(func() { rd.Close() })
 	codec, _ := stream.NewCodec(stream.JSONArray, names())
 	w, err := trainer.New(trainer.Config{ID: id, Conn: c.co.Conn, Log: testenv.Quiet(), Replay: 0.75,
-		Source: trainer.NewKafka(ctx, rd, codec, testenv.Quiet(), nil)})
+		Source: trainer.NewKafkaSource(ctx, rd, codec, testenv.Quiet(), nil)})
 	if err != nil {
 		c.t.Fatal(err)
 	}

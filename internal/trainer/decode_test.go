@@ -41,7 +41,7 @@ func produce(t *testing.T, ctx context.Context, bs []string, topic string, value
 	}
 }
 
-func source(t *testing.T, ctx context.Context, bs []string, topic string, f stream.Format, log *slog.Logger, m *trainer.Metrics) *trainer.Kafka {
+func source(t *testing.T, ctx context.Context, bs []string, topic string, f stream.Format, log *slog.Logger, m *trainer.Metrics) *trainer.KafkaSource {
 	t.Helper()
 	codec, err := stream.NewCodec(f, []string{"a", "b", "c"})
 	if err != nil {
@@ -52,7 +52,7 @@ func source(t *testing.T, ctx context.Context, bs []string, topic string, f stre
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rd.Close() })
-	return trainer.NewKafka(ctx, rd, codec, log, m)
+	return trainer.NewKafkaSource(ctx, rd, codec, log, m)
 }
 
 // CSV records read as JSON arrays (a wrong --format): CheckRecords fails

@@ -40,11 +40,11 @@ type Acker interface {
 	Accepted(ctx context.Context, round uint64) error
 }
 
-// Kafka is a Source reading a topic as a member of a consumer group
+// KafkaSource is a Source reading a topic as a member of a consumer group
 // (default recon-trainer). Records that do not decode are skipped and
 // counted; offsets are committed only for records whose gradient the
 // coordinator accepted, so a crash re-delivers, never loses.
-type Kafka struct {
+type KafkaSource struct {
 	ctx     context.Context
 	r       *stream.Reader
 	codec   *stream.Codec
@@ -75,19 +75,19 @@ const (
 	checkMin  = 20
 )
 
-// NewKafka returns a Kafka source; ctx bounds its fetches. m counts its
+// NewKafkaSource returns a Kafka source; ctx bounds its fetches. m counts its
 // records (nil: unregistered counters). A goroutine prefetches batches
 // until ctx ends.
-func NewKafka(ctx context.Context, r *stream.Reader, codec *stream.Codec, log *slog.Logger, m *Metrics) *Kafka {
+func NewKafkaSource(ctx context.Context, r *stream.Reader, codec *stream.Codec, log *slog.Logger, m *Metrics) *KafkaSource {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	k := &Kafka{ctx: ctx, r: r, codec: codec, log: log, metrics: m, pending: map[uint64][]kafka.Message{}, batches: make(chan []kafka.Message, 4)}
+	k := &KafkaSource{ctx: ctx, r: r, codec: codec, log: log, metrics: m, pending: map[uint64][]kafka.Message{}, batches: make(chan []kafka.Message, 4)}
 	go k.prefetch()
 	return k
 }
 
-func (k *Kafka) prefetch() {
+func (k *KafkaSource) prefetch() {
 	defer close(k.batches)
 	var wait backoff.Backoff
 	for {
@@ -121,7 +121,7 @@ func (k *Kafka) prefetch() {
 // take moves one prefetched batch into buf, waiting for it when wait is
 // set; it reports false when there was none, with the error when fetching
 // has stopped.
-func (k *Kafka) take(wait bool) (bool, error) {
+func (k *KafkaSource) take(wait bool) (bool, error) {
 	var b []kafka.Message
 	var ok bool
 	if wait {
@@ -144,7 +144,7 @@ func (k *Kafka) take(wait bool) (bool, error) {
 
 // TryRead is Read without waiting: it fills dst from what has been
 // prefetched and may return 0.
-func (k *Kafka) TryRead(dst []float64) (int, error) {
+func (k *KafkaSource) TryRead(dst []float64) (int, error) {
 	k.mu.Lock()
 	empty := len(k.buf) == 0
 	k.mu.Unlock()
@@ -157,11 +157,11 @@ func (k *Kafka) TryRead(dst []float64) (int, error) {
 }
 
 // Width implements Source.
-func (k *Kafka) Width() int { return k.codec.Width() }
+func (k *KafkaSource) Width() int { return k.codec.Width() }
 
 // Read implements Source: it blocks until at least one record decodes,
 // then fills dst from what has been fetched.
-func (k *Kafka) Read(dst []float64) (int, error) {
+func (k *KafkaSource) Read(dst []float64) (int, error) {
 	p := k.codec.Width()
 	want := len(dst) / p
 	n := 0
@@ -183,7 +183,7 @@ func (k *Kafka) Read(dst []float64) (int, error) {
 }
 
 // fill decodes buffered records into dst from record n on.
-func (k *Kafka) fill(dst []float64, n int) int {
+func (k *KafkaSource) fill(dst []float64, n int) int {
 	p := k.codec.Width()
 	want := len(dst) / p
 	now := time.Now()
@@ -205,7 +205,7 @@ func (k *Kafka) fill(dst []float64, n int) int {
 
 // count records one handed-out record's decoding in the counters and the
 // decode-share watch, warning when most of a window failed (k.mu held).
-func (k *Kafka) count(m *kafka.Message, err error, now time.Time) {
+func (k *KafkaSource) count(m *kafka.Message, err error, now time.Time) {
 	k.metrics.consumed.Inc()
 	if err != nil {
 		k.skipped++
@@ -225,7 +225,7 @@ func (k *Kafka) count(m *kafka.Message, err error, now time.Time) {
 // CheckRecords implements Checker: it waits up to checkWait for checkMin
 // records and fails when none of them decodes. The records stay for
 // training.
-func (k *Kafka) CheckRecords(ctx context.Context) error {
+func (k *KafkaSource) CheckRecords(ctx context.Context) error {
 	deadline := time.NewTimer(checkWait)
 	defer deadline.Stop()
 	for {
@@ -273,7 +273,7 @@ func (k *Kafka) CheckRecords(ctx context.Context) error {
 var errStop = errors.New("kafka source stopped")
 
 // Sent implements Acker.
-func (k *Kafka) Sent(round uint64) {
+func (k *KafkaSource) Sent(round uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.pending[round] = append(k.pending[round], k.handed...)
@@ -284,7 +284,7 @@ func (k *Kafka) Sent(round uint64) {
 // returns at once; a goroutine commits in order. A commit can block for
 // as long as the group rebalances (a member was killed), and training must
 // not wait for that.
-func (k *Kafka) Accepted(ctx context.Context, round uint64) error {
+func (k *KafkaSource) Accepted(ctx context.Context, round uint64) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.acceptedAt = time.Now()
@@ -316,19 +316,19 @@ func (k *Kafka) Accepted(ctx context.Context, round uint64) error {
 // source's rounds: with the coordinator down no trainer commits, and
 // rejoining would not help. The watch ends when the reader is closed;
 // after <= 0 starts none.
-func (k *Kafka) WatchStuck(after time.Duration) {
+func (k *KafkaSource) WatchStuck(after time.Duration) {
 	k.r.Watch(after, func() bool { return k.training(after / 3) })
 }
 
 // training reports whether the coordinator accepted one of this source's
 // rounds within the last d.
-func (k *Kafka) training(d time.Duration) bool {
+func (k *KafkaSource) training(d time.Duration) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return !k.acceptedAt.IsZero() && time.Since(k.acceptedAt) < d
 }
 
-func (k *Kafka) commitLoop() {
+func (k *KafkaSource) commitLoop() {
 	ctx := context.WithoutCancel(k.ctx)
 	for {
 		k.mu.Lock()
@@ -363,7 +363,7 @@ func (k *Kafka) commitLoop() {
 // Drain waits up to timeout for queued commits to finish, and reports
 // whether they did: a stopping trainer calls it so that the offsets of
 // everything accepted are committed.
-func (k *Kafka) Drain(timeout time.Duration) bool {
+func (k *KafkaSource) Drain(timeout time.Duration) bool {
 	k.mu.Lock()
 	idle := k.idle
 	busy := k.committing
@@ -381,7 +381,7 @@ func (k *Kafka) Drain(timeout time.Duration) bool {
 
 // Stats returns how many records were committed and how many skipped as
 // undecodable.
-func (k *Kafka) Stats() (committed, skipped int) {
+func (k *KafkaSource) Stats() (committed, skipped int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.committed, k.skipped

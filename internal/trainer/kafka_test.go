@@ -61,7 +61,7 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks := trainer.NewKafka(wctx, rd, codec, log, nil)
+	ks := trainer.NewKafkaSource(wctx, rd, codec, log, nil)
 	wk, err := trainer.New(trainer.Config{ID: "k1", Conn: conn, Log: log, Source: ks})
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func (w *Worker) Ready() error {
 		}
 		return errors.New("not in a training session with the coordinator yet")
 	}
-	if k, ok := w.cfg.Source.(*Kafka); ok {
+	if k, ok := w.cfg.Source.(*KafkaSource); ok {
 		return k.Ready()
 	}
 	return nil
@@ -29,7 +29,7 @@ func (w *Worker) Ready() error {
 
 // Ready returns nil unless the source's fetches have failed for longer
 // than readyFetchFailing.
-func (k *Kafka) Ready() error {
+func (k *KafkaSource) Ready() error {
 	if since, why := k.r.FetchFailing(); !since.IsZero() && time.Since(since) > readyFetchFailing {
 		return fmt.Errorf("fetching records has failed for %v: %s", time.Since(since).Round(time.Second), why)
 	}
