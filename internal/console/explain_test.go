@@ -93,7 +93,7 @@ func TestExplainAddsUpToTheScore(t *testing.T) {
 	if _, err := stream.ReadAt(ctx, brokers, stream.Security{}, "events", 0, int64(len(msgs))); err == nil {
 		t.Error("ReadAt past the end found a record")
 	}
-	m, err := scorer.NewModel(c)
+	m, err := scorer.NewScoringModel(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestExplainAddsUpToTheScore(t *testing.T) {
 			}
 		}
 	}
-	a := scorer.Alert{ID: "events/0/3", Source: scorer.Source{Topic: "events", Offset: 3}, Model: scorer.ModelRef{Version: 8}}
+	a := scorer.Alert{ID: "events/0/3", Source: scorer.RecordRef{Topic: "events", Offset: 3}, Model: scorer.ModelRef{Version: 8}}
 	if _, err := x.Explain(ctx, a); err == nil {
 		t.Error("an alert of a version the coordinator does not have was explained")
 	}

@@ -363,13 +363,13 @@ func (s *Server) Params() []float64 {
 
 // Status is a snapshot of the coordinator for tests and logs.
 type Status struct {
-	Round     uint64               // current (or last) round number
-	Version   uint64               // newest checkpoint version written
-	Threshold float64              // current alert threshold (0: none yet)
-	Workers   []string             // joined workers, sorted
-	Training  bool                 // warm-up is over
-	Code      int                  // the model's code width
-	Rejected  map[round.Reason]int // rejected gradients by reason
+	Round     uint64                  // current (or last) round number
+	Version   uint64                  // newest checkpoint version written
+	Threshold float64                 // current alert threshold (0: none yet)
+	Workers   []string                // joined workers, sorted
+	Training  bool                    // warm-up is over
+	Code      int                     // the model's code width
+	Rejected  map[round.Rejection]int // rejected gradients by reason
 }
 
 // Snapshot returns a snapshot.

@@ -209,7 +209,7 @@ func finite(v []float64) bool {
 	return true
 }
 
-func reasonOf(err error) round.Reason {
+func reasonOf(err error) round.Rejection {
 	var re *round.RejectError
 	if errors.As(err, &re) {
 		return re.Reason

@@ -66,30 +66,30 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Reason names why a gradient was rejected.
-type Reason string
+// Rejection names why a gradient was rejected.
+type Rejection string
 
 // Rejection reasons.
 const (
-	NotFinite     Reason = "not_finite"
-	WrongLength   Reason = "wrong_length"
-	WrongRound    Reason = "wrong_round" // a past round (late) or a future one
-	UnknownMember Reason = "unknown_member"
-	Duplicate     Reason = "duplicate"
-	NoSamples     Reason = "no_samples"
+	NotFinite     Rejection = "not_finite"
+	WrongLength   Rejection = "wrong_length"
+	WrongRound    Rejection = "wrong_round" // a past round (late) or a future one
+	UnknownMember Rejection = "unknown_member"
+	Duplicate     Rejection = "duplicate"
+	NoSamples     Rejection = "no_samples"
 )
 
 // Reasons lists every rejection reason, for metrics that start each label
 // at 0.
-var Reasons = []Reason{NotFinite, WrongLength, WrongRound, UnknownMember, Duplicate, NoSamples}
+var Reasons = []Rejection{NotFinite, WrongLength, WrongRound, UnknownMember, Duplicate, NoSamples}
 
 // ErrRejected is wrapped by every error Submit returns.
 var ErrRejected = errors.New("gradient rejected")
 
 // RejectError is the error Submit returns: why, and the details.
 type RejectError struct {
-	Reason Reason // why
-	Detail string // which worker, round and values
+	Reason Rejection // why
+	Detail string    // which worker, round and values
 }
 
 // Error describes the rejection.
@@ -144,7 +144,7 @@ type Machine struct {
 	// and a rejoin, so a worker that keeps timing out stays benched.
 	misses   map[string]int
 	starts   [startsKept]time.Time // recent rounds' start times, by round % startsKept
-	rejected map[Reason]int
+	rejected map[Rejection]int
 	dropped  int
 }
 
@@ -157,7 +157,7 @@ func New(cfg Config, next uint64) (*Machine, error) {
 		return nil, err
 	}
 	return &Machine{cfg: cfg, round: next, known: map[string]*worker{}, members: map[string]bool{},
-		grads: map[string]*Gradient{}, rejected: map[Reason]int{}, misses: map[string]int{}}, nil
+		grads: map[string]*Gradient{}, rejected: map[Rejection]int{}, misses: map[string]int{}}, nil
 }
 
 // Join records that worker id wants to train; it becomes a member at the
@@ -217,8 +217,8 @@ func (m *Machine) Members() []string {
 }
 
 // Rejected returns how many gradients were rejected, by reason.
-func (m *Machine) Rejected() map[Reason]int {
-	out := make(map[Reason]int, len(m.rejected))
+func (m *Machine) Rejected() map[Rejection]int {
+	out := make(map[Rejection]int, len(m.rejected))
 	for r, n := range m.rejected {
 		out[r] = n
 	}
@@ -260,7 +260,7 @@ func (m *Machine) Submit(id string, r uint64, g *Gradient, now time.Time) error 
 		// made it, so rounds wait for it again from the next one on.
 		delete(m.misses, id)
 	}
-	reject := func(reason Reason, format string, a ...any) error {
+	reject := func(reason Rejection, format string, a ...any) error {
 		m.rejected[reason]++
 		return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, a...)}
 	}

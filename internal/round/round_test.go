@@ -116,7 +116,7 @@ func TestSubmitRejections(t *testing.T) {
 		id     string
 		round  uint64
 		g      *Gradient
-		reason Reason
+		reason Rejection
 	}{
 		{"NaN", "a", r, grad(1, math.NaN(), 0), NotFinite},
 		{"Inf", "a", r, grad(1, 0, math.Inf(-1)), NotFinite},

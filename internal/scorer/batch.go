@@ -31,7 +31,7 @@ const AlertSchema = 1
 type Alert struct {
 	Schema    int       `json:"schema"`    // AlertSchema
 	ID        string    `json:"id"`        // "topic/partition/offset": the idempotency key
-	Source    Source    `json:"source"`    // the scored record
+	Source    RecordRef `json:"source"`    // the scored record
 	ScoredAt  time.Time `json:"scored_at"` // when it was scored
 	Model     ModelRef  `json:"model"`     // the checkpoint that scored it
 	Score     float64   `json:"score"`     // squared reconstruction error of the standardized record
@@ -39,8 +39,8 @@ type Alert struct {
 	Features  []Feature `json:"features"`  // top contributors, largest error first
 }
 
-// Source locates the scored record.
-type Source struct {
+// RecordRef locates the scored record.
+type RecordRef struct {
 	Topic     string    `json:"topic"`     // source topic
 	Partition int       `json:"partition"` // source partition
 	Offset    int64     `json:"offset"`    // source offset
@@ -70,8 +70,8 @@ const (
 	HeaderOffset    = "recon-source-offset"
 )
 
-// Model is a checkpoint ready to score with.
-type Model struct {
+// ScoringModel is a checkpoint ready to score with.
+type ScoringModel struct {
 	Version   uint64  // checkpoint version
 	Variant   string  // autoencoder variant
 	Threshold float64 // alert when a score exceeds it (0: no alerts yet)
@@ -79,9 +79,9 @@ type Model struct {
 	names     []string
 }
 
-// NewModel prepares checkpoint c for scoring. A checkpoint without feature
+// NewScoringModel prepares checkpoint c for scoring. A checkpoint without feature
 // names gets f0, f1, ...
-func NewModel(c *reconv1.Checkpoint) (*Model, error) {
+func NewScoringModel(c *reconv1.Checkpoint) (*ScoringModel, error) {
 	l, err := checkpoint.Load(c)
 	if err != nil {
 		return nil, err
@@ -95,11 +95,11 @@ func NewModel(c *reconv1.Checkpoint) (*Model, error) {
 	if l.Normalizer == nil {
 		l.Normalizer = ae.NewNormalizer(l.Model.Spec().Input)
 	}
-	return &Model{Version: c.GetVersion(), Variant: c.GetSpec().GetVariant(), Threshold: c.GetThreshold(), loaded: l, names: names}, nil
+	return &ScoringModel{Version: c.GetVersion(), Variant: c.GetSpec().GetVariant(), Threshold: c.GetThreshold(), loaded: l, names: names}, nil
 }
 
 // Features returns the model's feature names in input order.
-func (m *Model) Features() []string { return m.names }
+func (m *ScoringModel) Features() []string { return m.names }
 
 // Output is what one batch produces; every input record is in exactly one
 // of Scored (with its score) or DeadLetters.
@@ -129,7 +129,7 @@ type Scored struct {
 // Batch scores batches with one model; it keeps buffers between calls and
 // is not safe for concurrent use.
 type Batch struct {
-	model *Model
+	model *ScoringModel
 	ae    *ae.Model // this batch's own copy: scratch buffers are per model
 	codec *stream.Codec
 	topK  int
@@ -149,7 +149,7 @@ type Batch struct {
 
 // NewBatch returns a scorer for records of the given format with model m,
 // listing the top topK contributing features in each alert.
-func NewBatch(m *Model, format stream.Format, topK int) (*Batch, error) {
+func NewBatch(m *ScoringModel, format stream.Format, topK int) (*Batch, error) {
 	codec, err := stream.NewCodec(format, m.names)
 	if err != nil {
 		return nil, err
@@ -158,7 +158,7 @@ func NewBatch(m *Model, format stream.Format, topK int) (*Batch, error) {
 }
 
 // Model returns the batch's model.
-func (b *Batch) Model() *Model { return b.model }
+func (b *Batch) Model() *ScoringModel { return b.model }
 
 // Parallel scores large batches on several goroutines, one Batch each;
 // small batches use the first alone. The output is in input order, as one
@@ -171,7 +171,7 @@ type Parallel struct {
 const minPart = 256
 
 // NewParallel returns a Parallel of n Batches (n at least 1).
-func NewParallel(n int, m *Model, format stream.Format, topK int) (*Parallel, error) {
+func NewParallel(n int, m *ScoringModel, format stream.Format, topK int) (*Parallel, error) {
 	p := &Parallel{}
 	for i := 0; i < max(n, 1); i++ {
 		b, err := NewBatch(m, format, topK)
@@ -184,7 +184,7 @@ func NewParallel(n int, m *Model, format stream.Format, topK int) (*Parallel, er
 }
 
 // Model returns the model the batches score with.
-func (p *Parallel) Model() *Model { return p.parts[0].model }
+func (p *Parallel) Model() *ScoringModel { return p.parts[0].model }
 
 // Process is Batch.Process over the parts.
 func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
@@ -339,7 +339,7 @@ func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, rec
 	a := Alert{
 		Schema:   AlertSchema,
 		ID:       unsafeString(b.id), // only while the alert is encoded
-		Source:   Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Time.UTC()},
+		Source:   RecordRef{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Timestamp: m.Time.UTC()},
 		ScoredAt: now.UTC(), Model: ModelRef{Version: b.model.Version, Variant: b.model.Variant},
 		Score: score, Threshold: b.model.Threshold,
 		Features: b.top[:0],

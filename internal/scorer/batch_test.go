@@ -41,7 +41,7 @@ func TestProcessAccountsForEveryRecord(t *testing.T) {
 	}
 	c := res.Checkpoint(names)
 	c.Version, c.Optimizer = 7, nil
-	m, err := NewModel(c)
+	m, err := NewScoringModel(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 const decodeWarning = "most records do not decode"
 
 // untrainedModel returns an untrained model of p features (code width 2).
-func untrainedModel(tb testing.TB, p int) *Model {
+func untrainedModel(tb testing.TB, p int) *ScoringModel {
 	tb.Helper()
 	a, err := ae.New(ae.Spec{Input: p, Code: 2})
 	if err != nil {
@@ -28,7 +28,7 @@ func untrainedModel(tb testing.TB, p int) *Model {
 	}
 	c := checkpoint.Build(a, nil, nil, nil)
 	c.Version = 1
-	m, err := NewModel(c)
+	m, err := NewScoringModel(c)
 	if err != nil {
 		tb.Fatal(err)
 	}

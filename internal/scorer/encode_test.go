@@ -39,7 +39,7 @@ func TestAppendMatchesMarshal(t *testing.T) {
 	}
 	for i := range 20000 {
 		a := Alert{Schema: AlertSchema, ID: strs[rng.IntN(len(strs))],
-			Source: Source{Topic: strs[rng.IntN(len(strs))], Partition: rng.IntN(100) - 1, Offset: rng.Int64() - rng.Int64(),
+			Source: RecordRef{Topic: strs[rng.IntN(len(strs))], Partition: rng.IntN(100) - 1, Offset: rng.Int64() - rng.Int64(),
 				Timestamp: times[rng.IntN(len(times))]},
 			ScoredAt: times[rng.IntN(len(times))], Model: ModelRef{Version: rng.Uint64(), Variant: strs[rng.IntN(len(strs))]},
 			Score: pick(floats), Threshold: pick(floats)}
@@ -80,7 +80,7 @@ func TestAppendMatchesMarshal(t *testing.T) {
 // ScoreRecords, keyed and headed as their source records, each value its
 // own (appending to one does not change the next).
 func TestScoreMessages(t *testing.T) {
-	m := &Model{Version: 7, Threshold: 2.5}
+	m := &ScoringModel{Version: 7, Threshold: 2.5}
 	var scores []Scored
 	for i := range 3000 {
 		src := &kafka.Message{Topic: "events", Partition: i % 4, Offset: int64(i) * 1000003, Key: []byte{byte(i)},

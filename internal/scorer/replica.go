@@ -100,7 +100,7 @@ type ScoreRecord struct {
 // consumes nothing.
 type Replica struct {
 	cfg     ReplicaConfig
-	model   atomic.Pointer[Model]
+	model   atomic.Pointer[ScoringModel]
 	kernels *kernels.Chooser // times the kernel sets on each new model spec
 	// Processed counts records scored or dead-lettered and committed.
 	Processed atomic.Int64
@@ -159,7 +159,7 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 	}
 	r := &Replica{cfg: cfg, kernels: kernels.NewChooser(cfg.Log, ae.TaskScore, cfg.Metrics.kernels), sinks: sinks}
 	if c, err := cfg.Cache.Latest(); err == nil {
-		m, err := NewModel(c)
+		m, err := NewScoringModel(c)
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +213,7 @@ func (r *Replica) Ready() error {
 
 // setModel swaps m in; the version gauge follows at once, records or not.
 // A model of a new spec has the kernel sets timed on it first.
-func (r *Replica) setModel(m *Model) {
+func (r *Replica) setModel(m *ScoringModel) {
 	r.kernels.Choose(m.loaded.Model.Spec(), 256)
 	r.model.Store(m)
 	r.cfg.Metrics.version.Set(float64(m.Version))
@@ -318,7 +318,7 @@ func (r *Replica) consume(ctx context.Context) error {
 	type job struct {
 		msgs    []kafka.Message
 		out     Output
-		model   *Model
+		model   *ScoringModel
 		scoring time.Duration
 	}
 	jobs := make(chan job, 1)
@@ -424,7 +424,7 @@ func (r *Replica) consume(ctx context.Context) error {
 
 // publish writes a batch's output through pub, retrying what failed until
 // it is acknowledged or ctx ends.
-func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Model) error {
+func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *ScoringModel) error {
 	var sc []kafka.Message
 	if pub.scores.w != nil {
 		sc = scoreMessages(out.Scores, m, r.cfg.ID)
@@ -456,7 +456,7 @@ func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Mo
 // scoreMessages returns the scores-topic records of scores, made with m
 // by the replica named scorer: one JSON ScoreRecord each, their values
 // cut from 64 KiB buffers.
-func scoreMessages(scores []Scored, m *Model, scorer string) []kafka.Message {
+func scoreMessages(scores []Scored, m *ScoringModel, scorer string) []kafka.Message {
 	msgs := make([]kafka.Message, len(scores))
 	quoted := appendString(nil, scorer)
 	var buf, id []byte
@@ -596,7 +596,7 @@ func (r *Replica) watch(ctx context.Context) {
 				if change == "" && c.GetVersion() <= r.Version() {
 					continue // within a lineage versions never go down
 				}
-				m, err2 := NewModel(c)
+				m, err2 := NewScoringModel(c)
 				if err2 != nil {
 					r.cfg.Log.Error("coordinator sent an unusable checkpoint", "version", c.GetVersion(), "err", err2)
 					continue

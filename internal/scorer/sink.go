@@ -345,7 +345,7 @@ const refusedEvery = 5 * time.Second
 // the alert's JSON, with the source record's position in the headers.
 func sinkDeadLetter(m kafka.Message, sink string, why error) kafka.Message {
 	var a struct {
-		Source Source `json:"source"`
+		Source RecordRef `json:"source"`
 	}
 	_ = json.Unmarshal(m.Value, &a) // the scorer's own JSON; at worst the position is empty
 	m.Topic, m.Partition, m.Offset = a.Source.Topic, a.Source.Partition, a.Source.Offset

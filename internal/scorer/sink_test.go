@@ -86,7 +86,7 @@ func TestSinkConfigValidate(t *testing.T) {
 func testAlerts(n int, at time.Time) []kafka.Message {
 	out := make([]kafka.Message, n)
 	for i := range out {
-		a := Alert{Schema: AlertSchema, ID: fmt.Sprintf("events/0/%d", i), Source: Source{Topic: "events", Offset: int64(i), Timestamp: at},
+		a := Alert{Schema: AlertSchema, ID: fmt.Sprintf("events/0/%d", i), Source: RecordRef{Topic: "events", Offset: int64(i), Timestamp: at},
 			ScoredAt: at.Add(time.Second), Model: ModelRef{Version: 7, Variant: "plain"}, Score: 12.5, Threshold: 3,
 			Features: []Feature{{Name: "bytes", Value: 9000, Reconstruction: 100, Error: 10}, {Name: "port", Value: 22, Reconstruction: 443, Error: 2}}}
 		v, _ := json.Marshal(a)

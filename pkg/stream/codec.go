@@ -144,35 +144,35 @@ func ParseFormat(s string) (Format, error) {
 	return 0, fmt.Errorf("stream: unknown record format %q (want %s)", s, strings.Join(names, ", "))
 }
 
-// Reason is why a record could not be decoded; it names the dead-letter
+// DecodeReason is why a record could not be decoded; it names the dead-letter
 // reason.
-type Reason string
+type DecodeReason string
 
 // Decode failure reasons.
 const (
-	ReasonEmpty        Reason = "empty"
-	ReasonBadJSON      Reason = "bad_json"
-	ReasonBadCSV       Reason = "bad_csv"
-	ReasonWrongLength  Reason = "wrong_length"
-	ReasonMissingField Reason = "missing_field"
-	ReasonNotANumber   Reason = "not_a_number"
-	ReasonNonFinite    Reason = "non_finite"
+	ReasonEmpty        DecodeReason = "empty"
+	ReasonBadJSON      DecodeReason = "bad_json"
+	ReasonBadCSV       DecodeReason = "bad_csv"
+	ReasonWrongLength  DecodeReason = "wrong_length"
+	ReasonMissingField DecodeReason = "missing_field"
+	ReasonNotANumber   DecodeReason = "not_a_number"
+	ReasonNonFinite    DecodeReason = "non_finite"
 )
 
 // Reasons lists every decode failure reason, for metrics that start each
 // label at 0.
-var Reasons = []Reason{ReasonEmpty, ReasonBadJSON, ReasonBadCSV, ReasonWrongLength, ReasonMissingField, ReasonNotANumber, ReasonNonFinite}
+var Reasons = []DecodeReason{ReasonEmpty, ReasonBadJSON, ReasonBadCSV, ReasonWrongLength, ReasonMissingField, ReasonNotANumber, ReasonNonFinite}
 
 // DecodeError is a record that could not be decoded.
 type DecodeError struct {
-	Reason Reason // the class of problem
-	Detail string // what exactly is wrong, naming the field or position
+	Reason DecodeReason // the class of problem
+	Detail string       // what exactly is wrong, naming the field or position
 }
 
 // Error describes the problem.
 func (e *DecodeError) Error() string { return fmt.Sprintf("%s: %s", e.Reason, e.Detail) }
 
-func fail(r Reason, format string, a ...any) error {
+func fail(r DecodeReason, format string, a ...any) error {
 	return &DecodeError{Reason: r, Detail: fmt.Sprintf(format, a...)}
 }
 

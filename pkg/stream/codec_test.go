@@ -15,7 +15,7 @@ func TestDecode(t *testing.T) {
 		format Format
 		in     string
 		want   []float64
-		reason Reason
+		reason DecodeReason
 		detail string
 	}{
 		{JSONArray, `[1, 2.5, -3e2]`, []float64{1, 2.5, -300}, "", ""},
