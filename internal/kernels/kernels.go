@@ -3,10 +3,10 @@
 // with it, by timing them (ae.ChooseKernels), and reports the choice in one
 // log line and a gauge.
 //
-// The rule it replaces, "the widest SIMD the CPU has", lost to the portable
-// kernels on some CPUs (AVX2 on AMD Zen 2 trained 3.7 times slower): timing
-// the candidates on the model's own shapes makes no build slower than the
-// portable one, whatever the CPU.
+// The widest SIMD the CPU has is not always the fastest at a shape (the
+// portable loops win at small widths, and the fastest set differs between
+// CPUs): timing the candidates on the model's own shapes makes no build
+// slower than the portable one, whatever the CPU.
 package kernels
 
 import (
