@@ -17,11 +17,11 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/internal/testkit"
+	"github.com/recon-ad/recon/pkg/stream"
 )
 
 const consoleToken = "e2e-console-token-0123456789"
@@ -87,7 +87,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// Both readers run until the test ends (ctx); one that fails sooner
 	// leaves truth or alerts short, which the checks below catch.
 	go func() {
-		_ = readAll(ctx, []string{p.kafka}, "recon-events", func(m kafka.Message) bool {
+		_ = readAll(ctx, []string{p.kafka}, "recon-events", func(m stream.Record) bool {
 			mu.Lock()
 			truth[fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)] = header(m, "recon-truth")
 			mu.Unlock()
@@ -95,7 +95,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		})
 	}()
 	go func() {
-		_ = readAll(ctx, []string{p.kafka}, "recon-alerts", func(m kafka.Message) bool {
+		_ = readAll(ctx, []string{p.kafka}, "recon-alerts", func(m stream.Record) bool {
 			var a scorer.Alert
 			if json.Unmarshal(m.Value, &a) == nil {
 				mu.Lock()

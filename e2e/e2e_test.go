@@ -158,7 +158,7 @@ func (p *pipeline) restart(pr *procs.Proc, graceful bool, down time.Duration) {
 
 // readAll consumes topic from the start in a fresh group until f says stop
 // or ctx ends.
-func readAll(ctx context.Context, brokers []string, topic string, f func(kafka.Message) bool) error {
+func readAll(ctx context.Context, brokers []string, topic string, f func(stream.Record) bool) error {
 	r, err := stream.NewReader(stream.ReaderConfig{Brokers: brokers, Topic: topic, Group: "e2e-check-" + topic + strconv.FormatInt(time.Now().UnixNano(), 36),
 		StartFirst: true, MaxWait: 10 * time.Millisecond})
 	if err != nil {
@@ -178,7 +178,7 @@ func readAll(ctx context.Context, brokers []string, topic string, f func(kafka.M
 	}
 }
 
-func header(m kafka.Message, k string) string {
+func header(m stream.Record, k string) string {
 	for _, h := range m.Headers {
 		if h.Key == k {
 			return string(h.Value)
@@ -220,7 +220,7 @@ func (p *pipeline) account(count int) accounting {
 	brokers := []string{p.kafka}
 	t := p.t
 	truth := map[string]string{}
-	if err := readAll(ctx, brokers, "recon-events", func(m kafka.Message) bool {
+	if err := readAll(ctx, brokers, "recon-events", func(m stream.Record) bool {
 		truth[string(m.Key)] = header(m, "recon-truth")
 		return len(truth) < count
 	}); err != nil {
@@ -238,7 +238,7 @@ func (p *pipeline) account(count int) accounting {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := readAll(ctx, brokers, "recon-scores", func(m kafka.Message) bool {
+		if err := readAll(ctx, brokers, "recon-scores", func(m stream.Record) bool {
 			var s scorer.ScoreRecord
 			if err := json.Unmarshal(m.Value, &s); err != nil {
 				t.Errorf("score record %s: %v: %q", m.Key, err, m.Value)
@@ -253,7 +253,7 @@ func (p *pipeline) account(count int) accounting {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := readAll(ctx, brokers, "recon-dlq", func(m kafka.Message) bool {
+		if err := readAll(ctx, brokers, "recon-dlq", func(m stream.Record) bool {
 			mu.Lock()
 			defer mu.Unlock()
 			dead[string(m.Key)] = header(m, scorer.HeaderReason)
@@ -264,7 +264,7 @@ func (p *pipeline) account(count int) accounting {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := readAll(ctx, brokers, "recon-alerts", func(m kafka.Message) bool {
+		if err := readAll(ctx, brokers, "recon-alerts", func(m stream.Record) bool {
 			var a scorer.Alert
 			if err := json.Unmarshal(m.Value, &a); err != nil {
 				t.Errorf("alert %s: %v: %q", m.Key, err, m.Value)

@@ -112,11 +112,11 @@ func TestBrokerOutagesAndALargeRecord(t *testing.T) {
 	raw.Close()
 	produced := time.Now()
 	var scored int
-	dlq := make(chan kafka.Message, 1)
+	dlq := make(chan stream.Record, 1)
 	// Until the large record (or ctx's end): a reader that fails leaves dlq
 	// empty, and the select below reports it.
 	go func() {
-		_ = readAll(ctx, []string{p.kafka}, "recon-dlq", func(m kafka.Message) bool {
+		_ = readAll(ctx, []string{p.kafka}, "recon-dlq", func(m stream.Record) bool {
 			if string(m.Key) == "large" {
 				dlq <- m
 				return false
@@ -124,7 +124,7 @@ func TestBrokerOutagesAndALargeRecord(t *testing.T) {
 			return true
 		})
 	}()
-	if err := readAll(ctx, []string{p.kafka}, "recon-scores", func(m kafka.Message) bool {
+	if err := readAll(ctx, []string{p.kafka}, "recon-scores", func(m stream.Record) bool {
 		if strings.HasPrefix(string(m.Key), "after-large-") {
 			scored++
 		}

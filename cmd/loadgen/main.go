@@ -28,8 +28,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -252,7 +250,7 @@ func checkMode(given map[string]bool, replay bool) error {
 
 // source makes the records to produce.
 type source struct {
-	next    func() (kafka.Message, bool)                            // the next record; false when there are no more
+	next    func() (stream.Record, bool)                            // the next record; false when there are no more
 	summary func(sent int64, topic string, el time.Duration) string // what was produced, for the last line
 }
 
@@ -275,7 +273,7 @@ func synthetic(f stream.Format, p, rank int, noise, anomalies, outside float64, 
 	rec := make([]float64, p)
 	var made, injected int64
 	return &source{
-		next: func() (kafka.Message, bool) {
+		next: func() (stream.Record, bool) {
 			synth.Sample(rng, rec, basis, rank, noise)
 			truth := "normal"
 			if rng.Float64() < anomalies {
@@ -285,8 +283,8 @@ func synthetic(f stream.Format, p, rank int, noise, anomalies, outside float64, 
 			}
 			key := strconv.FormatInt(made, 10)
 			made++
-			return kafka.Message{Key: []byte(key), Value: codec.Encode(nil, rec),
-				Headers: []kafka.Header{{Key: TruthHeader, Value: []byte(truth)}}}, true
+			return stream.Record{Key: []byte(key), Value: codec.Encode(nil, rec),
+				Headers: []stream.Header{{Key: TruthHeader, Value: []byte(truth)}}}, true
 		},
 		summary: func(sent int64, topic string, el time.Duration) string {
 			s := el.Seconds()
@@ -299,7 +297,7 @@ func synthetic(f stream.Format, p, rank int, noise, anomalies, outside float64, 
 // turn.
 func keyed(src *source, n int) *source {
 	next, i := src.next, 0
-	src.next = func() (kafka.Message, bool) {
+	src.next = func() (stream.Record, bool) {
 		m, ok := next()
 		m.Key = []byte("sensor-" + strconv.Itoa(i%n))
 		i++
@@ -321,10 +319,10 @@ func replay(path string, in inputFormat, sel selection, f stream.Format, passes 
 	}
 	o := newOrder(t.rows(), passes, rng)
 	return &source{
-		next: func() (kafka.Message, bool) {
+		next: func() (stream.Record, bool) {
 			i, ok := o.next()
 			if !ok {
-				return kafka.Message{}, false
+				return stream.Record{}, false
 			}
 			return t.message(codec, i), true
 		},
@@ -360,13 +358,13 @@ func passesDone(sent int64, rows int) string {
 
 // writer is where records go.
 type writer interface {
-	Write(ctx context.Context, msgs ...kafka.Message) error
+	Write(ctx context.Context, msgs ...stream.Record) error
 }
 
 // produce writes the records next makes to w at rate records a second (0:
 // as fast as w takes them) until next has no more, count are written (0:
 // no limit) or ctx ends, and returns the number written.
-func produce(ctx context.Context, w writer, next func() (kafka.Message, bool), rate float64, count int64) int64 {
+func produce(ctx context.Context, w writer, next func() (stream.Record, bool), rate float64, count int64) int64 {
 	const tick = 20 * time.Millisecond
 	perTick := 1000.0
 	if rate > 0 {
@@ -383,7 +381,7 @@ func produce(ctx context.Context, w writer, next func() (kafka.Message, bool), r
 		if count > 0 {
 			n = int(min(int64(n), count-sent))
 		}
-		msgs := make([]kafka.Message, 0, n)
+		msgs := make([]stream.Record, 0, n)
 		done := false
 		for len(msgs) < n {
 			m, ok := next()

@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -85,9 +83,9 @@ func (t *table) row(i int) []float64 {
 // message returns row i as a record in codec's format: keyed by its key
 // column or row number, with its truth (when the file has a label) and
 // row number as headers.
-func (t *table) message(codec *stream.Codec, i int) kafka.Message {
+func (t *table) message(codec *stream.Codec, i int) stream.Record {
 	n := strconv.Itoa(i)
-	m := kafka.Message{Key: []byte(n), Value: codec.Encode(nil, t.row(i))}
+	m := stream.Record{Key: []byte(n), Value: codec.Encode(nil, t.row(i))}
 	if t.keys != nil {
 		m.Key = []byte(t.keys[i])
 	}
@@ -96,9 +94,9 @@ func (t *table) message(codec *stream.Codec, i int) kafka.Message {
 		if t.anomaly[i] {
 			truth = "anomaly"
 		}
-		m.Headers = append(m.Headers, kafka.Header{Key: TruthHeader, Value: []byte(truth)})
+		m.Headers = append(m.Headers, stream.Header{Key: TruthHeader, Value: []byte(truth)})
 	}
-	m.Headers = append(m.Headers, kafka.Header{Key: RowHeader, Value: []byte(n)})
+	m.Headers = append(m.Headers, stream.Header{Key: RowHeader, Value: []byte(n)})
 	return m
 }
 

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -160,7 +158,7 @@ func TestParseInputFormat(t *testing.T) {
 }
 
 func TestMessage(t *testing.T) {
-	header := func(m kafka.Message, k string) (string, bool) {
+	header := func(m stream.Record, k string) (string, bool) {
 		for _, h := range m.Headers {
 			if h.Key == k {
 				return string(h.Value), true
@@ -260,11 +258,11 @@ func TestOrder(t *testing.T) {
 
 // sink collects what produce writes; its first fail writes fail.
 type sink struct {
-	got  []kafka.Message
+	got  []stream.Record
 	fail int
 }
 
-func (s *sink) Write(_ context.Context, msgs ...kafka.Message) error {
+func (s *sink) Write(_ context.Context, msgs ...stream.Record) error {
 	if s.fail > 0 {
 		s.fail--
 		return errors.New("broker away")
@@ -297,10 +295,10 @@ func TestProduce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newOrder(tab.rows(), tc.passes, nil)
-			next := func() (kafka.Message, bool) {
+			next := func() (stream.Record, bool) {
 				i, ok := o.next()
 				if !ok {
-					return kafka.Message{}, false
+					return stream.Record{}, false
 				}
 				return tab.message(codec, i), true
 			}

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/procs"
 	"github.com/recon-ad/recon/internal/testenv"
@@ -38,13 +36,13 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msgs []kafka.Message
+	var msgs []stream.Record
 	rec := make([]float64, p)
 	for i := 0; i < 4000; i++ {
 		if _, err := src.Read(rec); err != nil {
 			t.Fatal(err)
 		}
-		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: codec.Encode(nil, rec)})
+		msgs = append(msgs, stream.Record{Key: []byte(strconv.Itoa(i)), Value: codec.Encode(nil, rec)})
 	}
 	if err := wr.Write(ctx, msgs...); err != nil {
 		t.Fatal(err)

@@ -82,7 +82,7 @@ func TestExplainAddsUpToTheScore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Read them back for their offsets, as the scorer sees them.
-	var got []kafka.Message
+	var got []stream.Record
 	for off := int64(0); off < int64(len(msgs)); off++ {
 		m, err := stream.ReadAt(ctx, brokers, stream.Security{}, "events", 0, off)
 		if err != nil {

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/scorer"
 	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -111,11 +109,11 @@ func (f *Feed) Run(ctx context.Context, tick func(Point)) error {
 		}()
 	}
 	now := time.Now()
-	tail := func(topic string, since time.Time, fn func(kafka.Message)) {
+	tail := func(topic string, since time.Time, fn func(stream.Record)) {
 		read := f.cfg.Metrics.read.WithLabelValues(topic)
 		goRun(func() {
 			err := stream.Tail(ctx, stream.TailConfig{Brokers: f.cfg.Brokers, Topic: topic, Since: since, Security: f.cfg.Security, Logger: f.cfg.Log},
-				func(m kafka.Message) {
+				func(m stream.Record) {
 					read.Inc()
 					fn(m)
 				})
@@ -125,7 +123,7 @@ func (f *Feed) Run(ctx context.Context, tick func(Point)) error {
 		})
 	}
 	tail(f.cfg.AlertsTopic, now.Add(-f.cfg.Lookback), f.alert)
-	tail(f.cfg.DLQTopic, now.Add(-f.cfg.Lookback), func(m kafka.Message) { f.state.AddDeadLetter(header(m, scorer.HeaderReason)) })
+	tail(f.cfg.DLQTopic, now.Add(-f.cfg.Lookback), func(m stream.Record) { f.state.AddDeadLetter(header(m, scorer.HeaderReason)) })
 	if f.cfg.ScoresTopic != "" {
 		tail(f.cfg.ScoresTopic, now.Add(-f.cfg.ScoresLookback), f.score)
 	}
@@ -145,7 +143,7 @@ func (f *Feed) Run(ctx context.Context, tick func(Point)) error {
 	}
 }
 
-func header(m kafka.Message, key string) string {
+func header(m stream.Record, key string) string {
 	for _, h := range m.Headers {
 		if h.Key == key {
 			return string(h.Value)
@@ -154,7 +152,7 @@ func header(m kafka.Message, key string) string {
 	return ""
 }
 
-func (f *Feed) alert(m kafka.Message) {
+func (f *Feed) alert(m stream.Record) {
 	var a scorer.Alert
 	if err := json.Unmarshal(m.Value, &a); err != nil || a.ID == "" {
 		f.undecodable(m, err)
@@ -163,7 +161,7 @@ func (f *Feed) alert(m kafka.Message) {
 	f.state.AddAlert(string(m.Key), a, time.Now())
 }
 
-func (f *Feed) score(m kafka.Message) {
+func (f *Feed) score(m stream.Record) {
 	var r scorer.ScoreRecord
 	if err := json.Unmarshal(m.Value, &r); err != nil || r.ID == "" {
 		f.undecodable(m, err)
@@ -176,7 +174,7 @@ func (f *Feed) score(m kafka.Message) {
 	f.state.AddScore(string(m.Key), r, t)
 }
 
-func (f *Feed) undecodable(m kafka.Message, err error) {
+func (f *Feed) undecodable(m stream.Record, err error) {
 	if err == nil {
 		err = errors.New("no id")
 	}

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/calib"
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
@@ -74,8 +72,8 @@ var malformed = []struct{ value, reason string }{
 
 // batch returns n records keyed by their sequence number; truth is the
 // header: normal, an anomaly kind, or "malformed:<reason>".
-func (g *gen) batch(n int) []kafka.Message {
-	msgs := make([]kafka.Message, n)
+func (g *gen) batch(n int) []stream.Record {
+	msgs := make([]stream.Record, n)
 	rec := make([]float64, p)
 	for i := range msgs {
 		synth.Sample(g.rng, rec, g.basis, 3, 0.4)
@@ -102,7 +100,7 @@ func (g *gen) batch(n int) []kafka.Message {
 		if v == nil {
 			v = g.codec.Encode(nil, rec)
 		}
-		msgs[i] = kafka.Message{Key: []byte(strconv.Itoa(g.next)), Value: v, Headers: []kafka.Header{{Key: truthKey, Value: []byte(truth)}}}
+		msgs[i] = stream.Record{Key: []byte(strconv.Itoa(g.next)), Value: v, Headers: []stream.Header{{Key: truthKey, Value: []byte(truth)}}}
 		g.next++
 	}
 	return msgs
@@ -192,7 +190,7 @@ func (c *cluster) collect(ctx context.Context, want map[string]bool) *outcome {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	read := func(topic string, f func(kafka.Message)) {
+	read := func(topic string, f func(stream.Record)) {
 		r, err := stream.NewReader(stream.ReaderConfig{Brokers: c.brokers, Topic: topic, Group: "check-" + topic, StartFirst: true, MaxWait: 5 * time.Millisecond})
 		if err != nil {
 			c.t.Error(err)
@@ -211,7 +209,7 @@ func (c *cluster) collect(ctx context.Context, want map[string]bool) *outcome {
 			mu.Unlock()
 		}
 	}
-	go read("scores", func(m kafka.Message) {
+	go read("scores", func(m stream.Record) {
 		var s scorer.ScoreRecord
 		if err := json.Unmarshal(m.Value, &s); err != nil {
 			c.t.Errorf("scores topic: %v", err)
@@ -224,8 +222,8 @@ func (c *cluster) collect(ctx context.Context, want map[string]bool) *outcome {
 		}
 		o.scored[string(m.Key)] = s
 	})
-	go read("dlq", func(m kafka.Message) { o.dead[string(m.Key)] = header(m, scorer.HeaderReason) })
-	go read("alerts", func(m kafka.Message) {
+	go read("dlq", func(m stream.Record) { o.dead[string(m.Key)] = header(m, scorer.HeaderReason) })
+	go read("alerts", func(m stream.Record) {
 		var a scorer.Alert
 		if err := json.Unmarshal(m.Value, &a); err != nil {
 			c.t.Errorf("alerts topic: %v", err)
@@ -291,7 +289,7 @@ func (l *lagWatch) run(ctx context.Context, co *coordinator.Server, replicas fun
 	}
 }
 
-func header(m kafka.Message, k string) string {
+func header(m stream.Record, k string) string {
 	for _, h := range m.Headers {
 		if h.Key == k {
 			return string(h.Value)

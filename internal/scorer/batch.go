@@ -16,8 +16,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -104,8 +102,8 @@ func (m *ScoringModel) Features() []string { return m.names }
 // Output is what one batch produces; every input record is in exactly one
 // of Scored (with its score) or DeadLetters.
 type Output struct {
-	Alerts      []kafka.Message // one per record scored above the threshold
-	DeadLetters []kafka.Message // undecodable or invalid records, with reason headers
+	Alerts      []stream.Record // one per record scored above the threshold
+	DeadLetters []stream.Record // undecodable or invalid records, with reason headers
 	Scores      []Scored        // every scored record
 	// undecodable lists the records of the batch that did not decode, in
 	// input order, for the decode-share watch (nil when all decoded).
@@ -121,7 +119,7 @@ type undecodable struct {
 
 // Scored is one scored record.
 type Scored struct {
-	Msg   *kafka.Message // the input record (in the slice given to Process)
+	Msg   *stream.Record // the input record (in the slice given to Process)
 	Score float64        // its score
 	Alert bool           // whether it exceeded the threshold
 }
@@ -187,7 +185,7 @@ func NewParallel(n int, m *ScoringModel, format stream.Format, topK int) (*Paral
 func (p *Parallel) Model() *ScoringModel { return p.parts[0].model }
 
 // Process is Batch.Process over the parts.
-func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
+func (p *Parallel) Process(msgs []stream.Record, now time.Time) Output {
 	k := min(len(p.parts), len(msgs)/minPart)
 	if k <= 1 {
 		return p.parts[0].Process(msgs, now)
@@ -212,10 +210,10 @@ func (p *Parallel) Process(msgs []kafka.Message, now time.Time) Output {
 	}
 	out := Output{Scores: scores[:0]}
 	if na > 0 {
-		out.Alerts = make([]kafka.Message, 0, na)
+		out.Alerts = make([]stream.Record, 0, na)
 	}
 	if nd > 0 {
-		out.DeadLetters = make([]kafka.Message, 0, nd)
+		out.DeadLetters = make([]stream.Record, 0, nd)
 	}
 	if nu > 0 {
 		out.undecodable = make([]undecodable, 0, nu)
@@ -243,7 +241,7 @@ const decodeWindow = stream.DecodeWindow
 
 // observe counts batch msgs, whose output out is, at time now, and logs to
 // log when a window it completes is mostly undecodable.
-func (d *decodeShare) observe(log *slog.Logger, format stream.Format, msgs []kafka.Message, out Output, now time.Time) {
+func (d *decodeShare) observe(log *slog.Logger, format stream.Format, msgs []stream.Record, out Output, now time.Time) {
 	bad := out.undecodable
 	for i := range msgs {
 		var err error
@@ -258,13 +256,13 @@ func (d *decodeShare) observe(log *slog.Logger, format stream.Format, msgs []kaf
 }
 
 // Process decodes, normalizes and scores msgs at time now.
-func (b *Batch) Process(msgs []kafka.Message, now time.Time) Output {
+func (b *Batch) Process(msgs []stream.Record, now time.Time) Output {
 	return b.process(msgs, now, nil)
 }
 
 // process is Process with the scores appended to scores, which has room
 // for one per record (nil: a new slice).
-func (b *Batch) process(msgs []kafka.Message, now time.Time, scores []Scored) Output {
+func (b *Batch) process(msgs []stream.Record, now time.Time, scores []Scored) Output {
 	out := Output{Scores: scores}
 	p := b.codec.Width()
 	// Records decode straight into b.raw; b.ok maps its rows to msgs.
@@ -328,7 +326,7 @@ func (b *Batch) process(msgs []kafka.Message, now time.Time, scores []Scored) Ou
 }
 
 // alert builds the alert for scored record j of the batch.
-func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, recon []float64) kafka.Message {
+func (b *Batch) alert(m *stream.Record, j int, score float64, now time.Time, recon []float64) stream.Record {
 	p := b.codec.Width()
 	l := b.model.loaded
 	// Reconstruction in the input's units.
@@ -356,7 +354,7 @@ func (b *Batch) alert(m *kafka.Message, j int, score float64, now time.Time, rec
 		}
 	}
 	b.alertSize = max(b.alertSize, len(v))
-	return kafka.Message{Key: m.Key, Value: v, Headers: m.Headers} // the source's headers (tracing, tenancy) travel on
+	return stream.Record{Key: m.Key, Value: v, Headers: m.Headers} // the source's headers (tracing, tenancy) travel on
 }
 
 // unsafeString views b as a string without copying; the result must not
@@ -370,16 +368,16 @@ func unsafeString(b []byte) string {
 
 // deadLetter is m for the dead-letter topic: its key, value and headers,
 // then recon's headers saying why and where it came from.
-func deadLetter(m kafka.Message, reason, detail string) kafka.Message {
-	hs := make([]kafka.Header, 0, len(m.Headers)+5)
+func deadLetter(m stream.Record, reason, detail string) stream.Record {
+	hs := make([]stream.Header, 0, len(m.Headers)+5)
 	hs = append(hs, m.Headers...)
 	hs = append(hs,
-		kafka.Header{Key: HeaderReason, Value: []byte(reason)},
-		kafka.Header{Key: HeaderDetail, Value: []byte(detail)},
-		kafka.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
-		kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
-		kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))})
-	return kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}
+		stream.Header{Key: HeaderReason, Value: []byte(reason)},
+		stream.Header{Key: HeaderDetail, Value: []byte(detail)},
+		stream.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
+		stream.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
+		stream.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))})
+	return stream.Record{Key: m.Key, Value: m.Value, Headers: hs}
 }
 
 func grow(b []float64, n int) []float64 {
@@ -390,7 +388,7 @@ func grow(b []float64, n int) []float64 {
 }
 
 // header returns the value of header k of m ("" when absent).
-func header(m kafka.Message, k string) string {
+func header(m stream.Record, k string) string {
 	for _, h := range m.Headers {
 		if h.Key == k {
 			return string(h.Value)

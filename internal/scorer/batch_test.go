@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -51,7 +49,7 @@ func TestProcessAccountsForEveryRecord(t *testing.T) {
 	}
 	codec, _ := stream.NewCodec(stream.JSONArray, names)
 	rec := make([]float64, p)
-	var msgs []kafka.Message
+	var msgs []stream.Record
 	anomalous := map[int64]bool{}
 	bad := map[int64]string{}
 	for i := int64(0); i < 400; i++ {
@@ -71,7 +69,7 @@ func TestProcessAccountsForEveryRecord(t *testing.T) {
 		default:
 			v = codec.Encode(nil, rec)
 		}
-		msgs = append(msgs, kafka.Message{Topic: "events", Partition: 2, Offset: 1000 + i, Key: []byte(fmt.Sprint(i)), Value: v, Time: time.Unix(1700000000, 0)})
+		msgs = append(msgs, stream.Record{Topic: "events", Partition: 2, Offset: 1000 + i, Key: []byte(fmt.Sprint(i)), Value: v, Time: time.Unix(1700000000, 0)})
 	}
 	now := time.Unix(1800000000, 0)
 	out := b.Process(msgs, now)

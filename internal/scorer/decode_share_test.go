@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/pkg/ae"
@@ -38,14 +36,14 @@ func untrainedModel(tb testing.TB, p int) *ScoringModel {
 // mixedRecords returns n JSON-array records of p features on partition 0
 // of topic events from offset off on, those for which bad(offset) holds in
 // CSV (what a scorer with the wrong --format sees).
-func mixedRecords(rng *rand.Rand, p int, off int64, n int, bad func(int64) bool) []kafka.Message {
+func mixedRecords(rng *rand.Rand, p int, off int64, n int, bad func(int64) bool) []stream.Record {
 	names := make([]string, p)
 	for f := range names {
 		names[f] = fmt.Sprintf("f%d", f)
 	}
 	codec, _ := stream.NewCodec(stream.JSONArray, names)
 	rec := make([]float64, p)
-	msgs := make([]kafka.Message, n)
+	msgs := make([]stream.Record, n)
 	for i := range msgs {
 		o := off + int64(i)
 		for f := range rec {
@@ -55,7 +53,7 @@ func mixedRecords(rng *rand.Rand, p int, off int64, n int, bad func(int64) bool)
 		if bad(o) {
 			v = []byte(strings.Trim(string(v), "[]"))
 		}
-		msgs[i] = kafka.Message{Topic: "events", Partition: 0, Offset: o, Key: []byte(fmt.Sprint(o)), Value: v}
+		msgs[i] = stream.Record{Topic: "events", Partition: 0, Offset: o, Key: []byte(fmt.Sprint(o)), Value: v}
 	}
 	return msgs
 }

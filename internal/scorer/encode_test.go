@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/recon-ad/recon/pkg/stream"
 )
 
 // TestAppendMatchesMarshal: the alert and score-record appenders write
@@ -83,8 +83,8 @@ func TestScoreMessages(t *testing.T) {
 	m := &ScoringModel{Version: 7, Threshold: 2.5}
 	var scores []Scored
 	for i := range 3000 {
-		src := &kafka.Message{Topic: "events", Partition: i % 4, Offset: int64(i) * 1000003, Key: []byte{byte(i)},
-			Headers: []kafka.Header{{Key: "trace", Value: []byte{byte(i)}}}}
+		src := &stream.Record{Topic: "events", Partition: i % 4, Offset: int64(i) * 1000003, Key: []byte{byte(i)},
+			Headers: []stream.Header{{Key: "trace", Value: []byte{byte(i)}}}}
 		scores = append(scores, Scored{Msg: src, Score: float64(i) / 7, Alert: i%10 == 0})
 	}
 	msgs := scoreMessages(scores, m, `replica "a" <1>`)

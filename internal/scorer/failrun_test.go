@@ -2,34 +2,8 @@ package scorer
 
 import (
 	"errors"
-	"fmt"
 	"testing"
-
-	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
-	"github.com/segmentio/kafka-go/protocol/produce"
 )
-
-// TestMissingTopicIsARefusal: each way kafka-go reports a topic that is
-// not there is a refusal (told to the user as one), not a transient
-// failure: the broker's error code, and the client's own metadata miss,
-// bare or wrapped as Client.Produce wraps it.
-func TestMissingTopicIsARefusal(t *testing.T) {
-	for _, err := range []error{
-		kafka.UnknownTopicOrPartition,
-		fmt.Errorf("write 200 records to scores: %w", kafka.UnknownTopicOrPartition),
-		fmt.Errorf("kafka.(*Client).Produce: %w", produce.NewError(protocol.NewErrNoTopic("scores"))),
-		fmt.Errorf("kafka.(*Client).Produce: %w", protocol.ErrNoTopic),
-		kafka.TopicAuthorizationFailed,
-	} {
-		if got := classifyWrite(err); got != writeConfig {
-			t.Errorf("classifyWrite(%v) = %v, want a refusal", err, got)
-		}
-	}
-	if got := classifyWrite(errors.New("i/o timeout")); got != writeTransient {
-		t.Errorf("a timeout is classified %v", got)
-	}
-}
 
 // TestAFailureOfAnotherKindIsWarnedAtOnce: within a run, warnings are
 // spaced out, except that a failure of another kind than the last one

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/pkg/stream"
 )
 
@@ -62,7 +60,7 @@ func TestAFormatInOneFile(t *testing.T) {
 	}
 	js, _ := stream.NewCodec(stream.JSONArray, m.Features())
 	rng := rand.New(rand.NewPCG(1, 2))
-	var asTSV, asJSON []kafka.Message
+	var asTSV, asJSON []stream.Record
 	rec := make([]float64, p)
 	for i := range 200 {
 		var line []byte
@@ -74,10 +72,10 @@ func TestAFormatInOneFile(t *testing.T) {
 			line = strconv.AppendFloat(line, rec[j], 'g', -1, 64)
 		}
 		at := time.Unix(1700000000, 0)
-		asTSV = append(asTSV, kafka.Message{Topic: "events", Offset: int64(i), Value: line, Time: at})
-		asJSON = append(asJSON, kafka.Message{Topic: "events", Offset: int64(i), Value: js.Encode(nil, rec), Time: at})
+		asTSV = append(asTSV, stream.Record{Topic: "events", Offset: int64(i), Value: line, Time: at})
+		asJSON = append(asJSON, stream.Record{Topic: "events", Offset: int64(i), Value: js.Encode(nil, rec), Time: at})
 	}
-	asTSV = append(asTSV, kafka.Message{Topic: "events", Offset: 200, Value: []byte("1\t2")})
+	asTSV = append(asTSV, stream.Record{Topic: "events", Offset: 200, Value: []byte("1\t2")})
 	now := time.Unix(1800000000, 0)
 	bt, err := NewBatch(m, tsv, 2)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/recon-ad/recon/internal/kernels"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -111,7 +110,7 @@ func (m *Metrics) setLag(prog map[int]stream.PartitionProgress) {
 }
 
 // observe records one published batch.
-func (m *Metrics) observe(out Output, msgs []kafka.Message, scoring time.Duration, acked time.Time) {
+func (m *Metrics) observe(out Output, msgs []stream.Record, scoring time.Duration, acked time.Time) {
 	n := len(msgs)
 	m.records.Add(float64(n))
 	m.alerts.Add(float64(len(out.Alerts)))

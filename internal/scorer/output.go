@@ -4,14 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
-
-	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
 
 	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -40,7 +36,7 @@ var cutTo = []int{stream.MaxRecordBytes - 64<<10, 64 << 10, 4 << 10}
 
 // fitDeadLetter returns dead letter m cut to fit within stream's record
 // limit when it is larger; level 0 is the first cut.
-func fitDeadLetter(m kafka.Message) kafka.Message {
+func fitDeadLetter(m stream.Record) stream.Record {
 	if stream.RecordSize(m) <= stream.MaxRecordBytes {
 		return m
 	}
@@ -49,11 +45,11 @@ func fitDeadLetter(m kafka.Message) kafka.Message {
 
 // cutDeadLetter cuts m's value to cutTo[level] bytes, its key and each
 // header to 1 KiB, and adds the source value's size and digest (once).
-func cutDeadLetter(m kafka.Message, level int) kafka.Message {
+func cutDeadLetter(m stream.Record, level int) stream.Record {
 	size := len(m.Value)
 	sum := sha256.Sum256(m.Value)
 	digest := hex.EncodeToString(sum[:])
-	var hs []kafka.Header
+	var hs []stream.Header
 	for _, h := range m.Headers {
 		switch h.Key {
 		case HeaderTruncated:
@@ -70,9 +66,9 @@ func cutDeadLetter(m kafka.Message, level int) kafka.Message {
 		}
 		hs = append(hs, h)
 	}
-	hs = append(hs, kafka.Header{Key: HeaderTruncated, Value: []byte("true")},
-		kafka.Header{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(size))},
-		kafka.Header{Key: HeaderOriginalSHA256, Value: []byte(digest)})
+	hs = append(hs, stream.Header{Key: HeaderTruncated, Value: []byte("true")},
+		stream.Header{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(size))},
+		stream.Header{Key: HeaderOriginalSHA256, Value: []byte(digest)})
 	out := m
 	out.Headers = hs
 	if len(out.Key) > 1<<10 {
@@ -82,28 +78,6 @@ func cutDeadLetter(m kafka.Message, level int) kafka.Message {
 		out.Value = out.Value[:n]
 	}
 	return out
-}
-
-// writeClass is how a failed write is handled.
-type writeClass int
-
-const (
-	writeTransient writeClass = iota // retried: an outage, a leader moving
-	writeTooLarge                    // permanent for the record: it goes to the dead-letter topic, cut
-	writeConfig                      // the configuration: a missing topic, no authorization; retried, and readiness fails
-)
-
-func classifyWrite(err error) writeClass {
-	var tooLarge kafka.MessageTooLargeError
-	switch {
-	case errors.As(err, &tooLarge), errors.Is(err, kafka.MessageSizeTooLarge), errors.Is(err, kafka.RecordListTooLarge),
-		errors.Is(err, kafka.InvalidMessage), errors.Is(err, kafka.InvalidRecord):
-		return writeTooLarge
-	case errors.Is(err, kafka.UnknownTopicOrPartition), errors.Is(err, protocol.ErrNoTopic), errors.Is(err, kafka.TopicAuthorizationFailed),
-		errors.Is(err, kafka.ClusterAuthorizationFailed), errors.Is(err, kafka.InvalidTopic):
-		return writeConfig
-	}
-	return writeTransient
 }
 
 // sink is one output topic's writer.
@@ -124,7 +98,7 @@ type publisher struct {
 // item is one record waiting for its sink; cut is how often a dead
 // letter was cut already.
 type item struct {
-	msg kafka.Message
+	msg stream.Record
 	cut int
 }
 
@@ -132,9 +106,9 @@ type item struct {
 // failed until it is acknowledged or ctx ends. A record the brokers refuse
 // as too large goes to the dead-letter topic, cut (an alert or a score:
 // its own JSON, with the reason "output_too_large").
-func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []kafka.Message) error {
+func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []stream.Record) error {
 	pend := map[string][]item{}
-	add := func(name string, msgs []kafka.Message) {
+	add := func(name string, msgs []stream.Record) {
 		for _, m := range msgs {
 			pend[name] = append(pend[name], item{msg: m})
 		}
@@ -155,7 +129,7 @@ func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []k
 			if len(items) == 0 {
 				continue
 			}
-			msgs := make([]kafka.Message, len(items))
+			msgs := make([]stream.Record, len(items))
 			for i, it := range items {
 				msgs[i] = it.msg
 			}
@@ -169,8 +143,8 @@ func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []k
 					return ctx.Err()
 				}
 				it := items[i]
-				switch classifyWrite(err) {
-				case writeTooLarge:
+				switch stream.ClassifyWrite(err) {
+				case stream.WriteTooLarge:
 					p.metrics.outputTooLarge.WithLabelValues(s.name).Inc()
 					if s.name != outDeadLetters {
 						dl := deadLetter(it.msg, "output_too_large", fmt.Sprintf("the %s record is larger than the brokers accept: %v", s.name, err))
@@ -186,7 +160,7 @@ func (p *publisher) publish(ctx context.Context, alerts, deadLetters, scores []k
 					it.msg = cutDeadLetter(it.msg, it.cut)
 					it.cut++
 					again = append(again, it)
-				case writeConfig:
+				case stream.WriteRefused:
 					config = true
 					fallthrough
 				default:

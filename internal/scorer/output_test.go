@@ -23,7 +23,7 @@ import (
 
 // readAll reads topic from its start with a fresh group until want
 // records are in or wait passes, and returns them.
-func readAll(t *testing.T, ctx context.Context, brokers []string, topic string, want int, wait time.Duration) []kafka.Message {
+func readAll(t *testing.T, ctx context.Context, brokers []string, topic string, want int, wait time.Duration) []stream.Record {
 	t.Helper()
 	r, err := stream.NewReader(stream.ReaderConfig{Brokers: brokers, Topic: topic, Group: fmt.Sprintf("check-%s-%d", topic, time.Now().UnixNano()),
 		StartFirst: true, MaxWait: 5 * time.Millisecond})
@@ -33,7 +33,7 @@ func readAll(t *testing.T, ctx context.Context, brokers []string, topic string, 
 	defer r.Close()
 	rctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	var out []kafka.Message
+	var out []stream.Record
 	for len(out) < want {
 		b, err := r.Batch(rctx)
 		if err != nil {

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
 
 	"github.com/recon-ad/recon/internal/backoff"
@@ -316,7 +315,7 @@ func (r *Replica) consume(ctx context.Context) error {
 	// goroutine writes batch k's output and then commits it, strictly in
 	// order, so a crash still re-delivers everything not committed.
 	type job struct {
-		msgs    []kafka.Message
+		msgs    []stream.Record
 		out     Output
 		model   *ScoringModel
 		scoring time.Duration
@@ -328,8 +327,8 @@ func (r *Replica) consume(ctx context.Context) error {
 	// is done with the batch (its Scores point into it), cleared so that
 	// it keeps no records alive; one is fetched into, one waits, one is
 	// published.
-	free := make(chan []kafka.Message, 3)
-	recycle := func(msgs []kafka.Message) {
+	free := make(chan []stream.Record, 3)
+	recycle := func(msgs []stream.Record) {
 		clear(msgs)
 		select {
 		case free <- msgs[:0]:
@@ -382,7 +381,7 @@ func (r *Replica) consume(ctx context.Context) error {
 	var share decodeShare // across batches and model swaps
 	var loopErr error
 	for ctx.Err() == nil {
-		var buf []kafka.Message
+		var buf []stream.Record
 		select {
 		case buf = <-free:
 		default:
@@ -425,7 +424,7 @@ func (r *Replica) consume(ctx context.Context) error {
 // publish writes a batch's output through pub, retrying what failed until
 // it is acknowledged or ctx ends.
 func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *ScoringModel) error {
-	var sc []kafka.Message
+	var sc []stream.Record
 	if pub.scores.w != nil {
 		sc = scoreMessages(out.Scores, m, r.cfg.ID)
 	}
@@ -434,7 +433,7 @@ func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Sc
 	}
 	// The HTTP sinks are sent to while Kafka is written; the dead letters
 	// of the alerts they refused follow, before the commit.
-	var refused []kafka.Message
+	var refused []stream.Record
 	var sinkErr error
 	done := make(chan struct{})
 	go func() {
@@ -456,8 +455,8 @@ func (r *Replica) publish(ctx context.Context, pub *publisher, out Output, m *Sc
 // scoreMessages returns the scores-topic records of scores, made with m
 // by the replica named scorer: one JSON ScoreRecord each, their values
 // cut from 64 KiB buffers.
-func scoreMessages(scores []Scored, m *ScoringModel, scorer string) []kafka.Message {
-	msgs := make([]kafka.Message, len(scores))
+func scoreMessages(scores []Scored, m *ScoringModel, scorer string) []stream.Record {
+	msgs := make([]stream.Record, len(scores))
 	quoted := appendString(nil, scorer)
 	var buf, id []byte
 	for i, s := range scores {
@@ -472,7 +471,7 @@ func scoreMessages(scores []Scored, m *ScoringModel, scorer string) []kafka.Mess
 			v, _ := json.Marshal(rec) // a score is finite (non-finite ones are dead-lettered)
 			buf = append(buf[:start], v...)
 		}
-		msgs[i] = kafka.Message{Key: s.Msg.Key, Value: buf[start:len(buf):len(buf)], Headers: s.Msg.Headers}
+		msgs[i] = stream.Record{Key: s.Msg.Key, Value: buf[start:len(buf):len(buf)], Headers: s.Msg.Headers}
 	}
 	return msgs
 }

@@ -83,7 +83,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 2000
-	var msgs []kafka.Message
+	var msgs []stream.Record
 	wantReason := map[string]string{}
 	rec := make([]float64, p)
 	for i := 0; i < n; i++ {
@@ -100,7 +100,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 		case 61:
 			v, wantReason[key] = []byte(`[1,2,3,"x",5,6,7,8]`), "not_a_number"
 		}
-		msgs = append(msgs, kafka.Message{Key: []byte(key), Value: v})
+		msgs = append(msgs, stream.Record{Key: []byte(key), Value: v})
 	}
 	if err := wr.Write(ctx, msgs...); err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 
 	// Every record comes out on the scores topic or the dead-letter topic.
 	seen := map[string]string{} // key -> "scored" or dead-letter reason
-	read := func(topic string, f func(kafka.Message)) {
+	read := func(topic string, f func(stream.Record)) {
 		r, err := stream.NewReader(stream.ReaderConfig{Brokers: brokers, Topic: topic, Group: "check-" + topic, StartFirst: true, MaxWait: 5 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -133,8 +133,8 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 			}
 		}
 	}
-	read("scores", func(m kafka.Message) { seen[string(m.Key)] = "scored" })
-	read("dlq", func(m kafka.Message) { seen[string(m.Key)] = header(m, HeaderReason) })
+	read("scores", func(m stream.Record) { seen[string(m.Key)] = "scored" })
+	read("dlq", func(m stream.Record) { seen[string(m.Key)] = header(m, HeaderReason) })
 	for i := 0; i < n; i++ {
 		key := strconv.Itoa(i)
 		want := wantReason[key]
@@ -513,13 +513,13 @@ func newSynthProducer(t *testing.T, brokers []string, topic string) *synthProduc
 // produce writes the next n records.
 func (sp *synthProducer) produce(ctx context.Context, n int) {
 	sp.t.Helper()
-	msgs := make([]kafka.Message, 0, n)
+	msgs := make([]stream.Record, 0, n)
 	rec := make([]float64, 8)
 	for range n {
 		if _, err := sp.src.Read(rec); err != nil {
 			sp.t.Fatal(err)
 		}
-		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(sp.n)), Value: sp.codec.Encode(nil, rec)})
+		msgs = append(msgs, stream.Record{Key: []byte(strconv.Itoa(sp.n)), Value: sp.codec.Encode(nil, rec)})
 		sp.n++
 	}
 	if err := sp.w.Write(ctx, msgs...); err != nil {

@@ -18,10 +18,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/internal/redact"
+	"github.com/recon-ad/recon/pkg/stream"
 )
 
 // Sink defaults.
@@ -123,7 +123,7 @@ func newSinks(c SinkConfig, m *Metrics, log *slog.Logger) ([]*httpSink, error) {
 	}
 	c = c.withDefaults()
 	var sinks []*httpSink
-	add := func(name string, urls []string, encode func([]kafka.Message) ([]byte, error)) {
+	add := func(name string, urls []string, encode func([]stream.Record) ([]byte, error)) {
 		s := &httpSink{name: name, urls: urls, encode: encode, cfg: c, log: log,
 			sent: m.sinkSent.WithLabelValues(name), failures: m.sinkFailures.WithLabelValues(name), retries: m.sinkRetries.WithLabelValues(name)}
 		if c.Rate > 0 {
@@ -140,7 +140,7 @@ func newSinks(c SinkConfig, m *Metrics, log *slog.Logger) ([]*httpSink, error) {
 			}
 			urls[i] = u
 		}
-		add("alertmanager", urls, func(alerts []kafka.Message) ([]byte, error) {
+		add("alertmanager", urls, func(alerts []stream.Record) ([]byte, error) {
 			return alertmanagerBody(alerts, c.Group, c.ResolveTimeout)
 		})
 	}
@@ -155,7 +155,7 @@ func newSinks(c SinkConfig, m *Metrics, log *slog.Logger) ([]*httpSink, error) {
 }
 
 // webhookBody is alerts' JSON, as the alerts topic has it, in one array.
-func webhookBody(alerts []kafka.Message) ([]byte, error) {
+func webhookBody(alerts []stream.Record) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('[')
 	for i, a := range alerts {
@@ -180,7 +180,7 @@ type postableAlert struct {
 // alertname, key (the record's key), top_feature, model_version and
 // group; annotations summary, id, score, threshold and features; startsAt
 // the record's time, endsAt resolve later.
-func alertmanagerBody(alerts []kafka.Message, group string, resolve time.Duration) ([]byte, error) {
+func alertmanagerBody(alerts []stream.Record, group string, resolve time.Duration) ([]byte, error) {
 	out := make([]postableAlert, 0, len(alerts))
 	for _, m := range alerts {
 		var a Alert
@@ -237,7 +237,7 @@ const (
 type httpSink struct {
 	name   string
 	urls   []string
-	encode func([]kafka.Message) ([]byte, error)
+	encode func([]stream.Record) ([]byte, error)
 	cfg    SinkConfig
 	log    *slog.Logger
 	bucket *bucket // nil: no rate limit
@@ -253,12 +253,12 @@ type httpSink struct {
 // deliver sends alerts, in order, in requests of at most one second's
 // worth of the rate, each until it is answered or ctx ends. It returns the
 // alerts refused for good, as dead letters.
-func (s *httpSink) deliver(ctx context.Context, alerts []kafka.Message) ([]kafka.Message, error) {
+func (s *httpSink) deliver(ctx context.Context, alerts []stream.Record) ([]stream.Record, error) {
 	chunk := len(alerts)
 	if s.bucket != nil {
 		chunk = int(s.bucket.burst)
 	}
-	var refused []kafka.Message
+	var refused []stream.Record
 	for i := 0; i < len(alerts); i += chunk {
 		r, err := s.deliverPart(ctx, alerts[i:min(i+chunk, len(alerts))])
 		if err != nil {
@@ -272,7 +272,7 @@ func (s *httpSink) deliver(ctx context.Context, alerts []kafka.Message) ([]kafka
 // deliverPart sends part until it is answered. A part refused whole is
 // sent again one alert at a time, so only the alerts refused alone are
 // dead-lettered (the others may then reach the sink twice: at least once).
-func (s *httpSink) deliverPart(ctx context.Context, part []kafka.Message) ([]kafka.Message, error) {
+func (s *httpSink) deliverPart(ctx context.Context, part []stream.Record) ([]stream.Record, error) {
 	body, err := s.encode(part)
 	if err != nil {
 		return s.refuse(ctx, part, err)
@@ -312,12 +312,12 @@ func (s *httpSink) deliverPart(ctx context.Context, part []kafka.Message) ([]kaf
 
 // refuse dead-letters an alert refused alone; a part of several is sent
 // again one by one.
-func (s *httpSink) refuse(ctx context.Context, part []kafka.Message, why error) ([]kafka.Message, error) {
+func (s *httpSink) refuse(ctx context.Context, part []stream.Record, why error) ([]stream.Record, error) {
 	if len(part) == 1 {
 		s.refusedLog(why)
-		return []kafka.Message{sinkDeadLetter(part[0], s.name, why)}, nil
+		return []stream.Record{sinkDeadLetter(part[0], s.name, why)}, nil
 	}
-	var refused []kafka.Message
+	var refused []stream.Record
 	for i := range part {
 		r, err := s.deliverPart(ctx, part[i:i+1])
 		if err != nil {
@@ -343,7 +343,7 @@ const refusedEvery = 5 * time.Second
 
 // sinkDeadLetter is alert m, refused by sink, for the dead-letter topic:
 // the alert's JSON, with the source record's position in the headers.
-func sinkDeadLetter(m kafka.Message, sink string, why error) kafka.Message {
+func sinkDeadLetter(m stream.Record, sink string, why error) stream.Record {
 	var a struct {
 		Source RecordRef `json:"source"`
 	}
@@ -480,11 +480,11 @@ func (s *httpSink) failing() (time.Time, string) { return s.run.failing() }
 
 // deliverSinks sends alerts to every sink at once and returns the dead
 // letters of the alerts any refused, when all have answered.
-func deliverSinks(ctx context.Context, sinks []*httpSink, alerts []kafka.Message) ([]kafka.Message, error) {
+func deliverSinks(ctx context.Context, sinks []*httpSink, alerts []stream.Record) ([]stream.Record, error) {
 	if len(sinks) == 0 || len(alerts) == 0 {
 		return nil, nil
 	}
-	refused := make([][]kafka.Message, len(sinks))
+	refused := make([][]stream.Record, len(sinks))
 	errs := make([]error, len(sinks))
 	var wg sync.WaitGroup
 	for i, s := range sinks {
@@ -494,7 +494,7 @@ func deliverSinks(ctx context.Context, sinks []*httpSink, alerts []kafka.Message
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	var out []kafka.Message
+	var out []stream.Record
 	for _, r := range refused {
 		out = append(out, r...)
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/testenv"
@@ -83,14 +82,14 @@ func TestSinkConfigValidate(t *testing.T) {
 
 // testAlerts returns n alerts as the scorer writes them, of source
 // offsets 0..n-1 on partition 0 of topic events, keys "k0".. .
-func testAlerts(n int, at time.Time) []kafka.Message {
-	out := make([]kafka.Message, n)
+func testAlerts(n int, at time.Time) []stream.Record {
+	out := make([]stream.Record, n)
 	for i := range out {
 		a := Alert{Schema: AlertSchema, ID: fmt.Sprintf("events/0/%d", i), Source: RecordRef{Topic: "events", Offset: int64(i), Timestamp: at},
 			ScoredAt: at.Add(time.Second), Model: ModelRef{Version: 7, Variant: "plain"}, Score: 12.5, Threshold: 3,
 			Features: []Feature{{Name: "bytes", Value: 9000, Reconstruction: 100, Error: 10}, {Name: "port", Value: 22, Reconstruction: 443, Error: 2}}}
 		v, _ := json.Marshal(a)
-		out[i] = kafka.Message{Key: []byte("k" + strconv.Itoa(i)), Value: v}
+		out[i] = stream.Record{Key: []byte("k" + strconv.Itoa(i)), Value: v}
 	}
 	return out
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -32,9 +31,9 @@ func produce(t *testing.T, ctx context.Context, bs []string, topic string, value
 		t.Fatal(err)
 	}
 	defer w.Close()
-	msgs := make([]kafka.Message, len(values))
+	msgs := make([]stream.Record, len(values))
 	for i, v := range values {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v}
+		msgs[i] = stream.Record{Key: []byte(fmt.Sprint(i)), Value: v}
 	}
 	if err := w.Write(ctx, msgs...); err != nil {
 		t.Fatal(err)

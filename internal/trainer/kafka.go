@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/backoff"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -50,12 +48,12 @@ type KafkaSource struct {
 	codec   *stream.Codec
 	log     *slog.Logger
 	mu      sync.Mutex
-	buf     []kafka.Message // fetched, not yet handed out
-	handed  []kafka.Message // handed out since the last Sent
-	pending map[uint64][]kafka.Message
-	batches chan []kafka.Message // prefetched; closed when fetching stops
+	buf     []stream.Record // fetched, not yet handed out
+	handed  []stream.Record // handed out since the last Sent
+	pending map[uint64][]stream.Record
+	batches chan []stream.Record // prefetched; closed when fetching stops
 	// Accepted rounds' records wait here for the commit goroutine.
-	toCommit   [][]kafka.Message
+	toCommit   [][]stream.Record
 	committing bool
 	idle       chan struct{} // closed when the commit goroutine ends
 	err        error         // why fetching stopped (read after batches closes)
@@ -82,7 +80,7 @@ func NewKafkaSource(ctx context.Context, r *stream.Reader, codec *stream.Codec, 
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	k := &KafkaSource{ctx: ctx, r: r, codec: codec, log: log, metrics: m, pending: map[uint64][]kafka.Message{}, batches: make(chan []kafka.Message, 4)}
+	k := &KafkaSource{ctx: ctx, r: r, codec: codec, log: log, metrics: m, pending: map[uint64][]stream.Record{}, batches: make(chan []stream.Record, 4)}
 	go k.prefetch()
 	return k
 }
@@ -122,7 +120,7 @@ func (k *KafkaSource) prefetch() {
 // set; it reports false when there was none, with the error when fetching
 // has stopped.
 func (k *KafkaSource) take(wait bool) (bool, error) {
-	var b []kafka.Message
+	var b []stream.Record
 	var ok bool
 	if wait {
 		b, ok = <-k.batches
@@ -205,7 +203,7 @@ func (k *KafkaSource) fill(dst []float64, n int) int {
 
 // count records one handed-out record's decoding in the counters and the
 // decode-share watch, warning when most of a window failed (k.mu held).
-func (k *KafkaSource) count(m *kafka.Message, err error, now time.Time) {
+func (k *KafkaSource) count(m *stream.Record, err error, now time.Time) {
 	k.metrics.consumed.Inc()
 	if err != nil {
 		k.skipped++
@@ -341,7 +339,7 @@ func (k *KafkaSource) commitLoop() {
 		// Everything queued goes in one commit (kafka-go commits the
 		// highest offset per partition): when rounds are accepted faster
 		// than a commit takes, the queue does not grow.
-		var msgs []kafka.Message
+		var msgs []stream.Record
 		for _, q := range k.toCommit {
 			msgs = append(msgs, q...)
 		}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
@@ -32,7 +30,7 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	codec, _ := stream.NewCodec(stream.JSONArray, names)
 	src := trainer.NewSynth(1, 5, p, 2, 0.2, 0)
 	rec := make([]float64, p)
-	var msgs []kafka.Message
+	var msgs []stream.Record
 	for i := 0; i < total; i++ {
 		if _, err := src.Read(rec); err != nil {
 			t.Fatal(err)
@@ -41,7 +39,7 @@ func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 		if i%100 == 50 {
 			v = []byte(`not json`)
 		}
-		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: v})
+		msgs = append(msgs, stream.Record{Key: []byte(fmt.Sprint(i)), Value: v})
 	}
 	w, err := stream.NewWriter(stream.WriterConfig{Brokers: bs, Topic: "ev"})
 	if err != nil {

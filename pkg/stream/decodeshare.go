@@ -3,8 +3,6 @@ package stream
 import (
 	"fmt"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 // The decode-share watch: over consecutive windows of DecodeWindow records
@@ -37,7 +35,7 @@ type DecodeWarning struct {
 
 // Count counts record m, which failed to decode with err (nil: it
 // decoded), at time now; ok says a warning is due, described by w.
-func (d *DecodeShare) Count(m *kafka.Message, err error, now time.Time) (w DecodeWarning, ok bool) {
+func (d *DecodeShare) Count(m *Record, err error, now time.Time) (w DecodeWarning, ok bool) {
 	d.total++
 	if err != nil {
 		if d.bad == 0 {

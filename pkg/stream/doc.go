@@ -3,7 +3,11 @@
 // by size and time and commits only what the caller finished (at least
 // once: a crash re-delivers, nothing is lost); Writer produces with acks
 // from all in-sync replicas and a 5 ms batch timeout; EnsureTopics creates
-// topics. Integration tests run against an in-process kfake broker, or a
+// topics. Both speak Record, this package's own record type (topic,
+// partition, offset, key, value, headers, time): kafka-go's types stay
+// inside it, and ClassifyWrite says what a writer's error means for a
+// record (retry, give up on the record, or fix the configuration).
+// Integration tests run against an in-process kfake broker, or a
 // real cluster when RECON_TEST_BROKERS is set.
 //
 // The record codecs: a record's value is a

@@ -204,14 +204,14 @@ func (r *Reader) log() *slog.Logger {
 // rejoining, its partition readers redial), so Batch reports it (one line
 // per burst, in its own words) and fetches again with capped backoff. It
 // returns an error only when ctx ends or the reader is closed.
-func (r *Reader) Batch(ctx context.Context) ([]kafka.Message, error) {
+func (r *Reader) Batch(ctx context.Context) ([]Record, error) {
 	return r.BatchInto(ctx, nil)
 }
 
 // BatchInto is Batch with the records in dst[:0]'s array while they fit
 // (a caller that is done with a batch hands its slice back, so that a
 // steady stream allocates no batches).
-func (r *Reader) BatchInto(ctx context.Context, dst []kafka.Message) ([]kafka.Message, error) {
+func (r *Reader) BatchInto(ctx context.Context, dst []Record) ([]Record, error) {
 	var wait backoff.Backoff
 	for {
 		m, closed := r.current()
@@ -223,9 +223,9 @@ func (r *Reader) BatchInto(ctx context.Context, dst []kafka.Message) ([]kafka.Me
 			r.fetchFailing.Store(nil)
 			r.out.ok()
 			if cap(dst) == 0 {
-				dst = make([]kafka.Message, 0, min(r.cfg.MaxBatch, 256))
+				dst = make([]Record, 0, min(r.cfg.MaxBatch, 256))
 			}
-			return r.fill(ctx, m, append(dst[:0], first)), nil
+			return r.fill(ctx, m, append(dst[:0], recordOf(first))), nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -267,7 +267,7 @@ func (r *Reader) FetchFailing() (time.Time, string) {
 
 // fill appends records from membership m to batch, which holds the
 // first, until MaxBatch or MaxWait.
-func (r *Reader) fill(ctx context.Context, m *membership, batch []kafka.Message) []kafka.Message {
+func (r *Reader) fill(ctx context.Context, m *membership, batch []Record) []Record {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)() // rejoined: no more from the old member
@@ -276,7 +276,7 @@ func (r *Reader) fill(ctx context.Context, m *membership, batch []kafka.Message)
 		if err != nil {
 			break // the wait ran out, the caller stops (these were not committed), or a fetch failed: hand out what there is
 		}
-		batch = append(batch, msg)
+		batch = append(batch, recordOf(msg))
 	}
 	return batch
 }
@@ -284,9 +284,13 @@ func (r *Reader) fill(ctx context.Context, m *membership, batch []kafka.Message)
 // Commit commits the offsets of finished records (per partition, the
 // highest given). A commit under way when Rejoin ends its membership is
 // made again through the new one.
-func (r *Reader) Commit(ctx context.Context, msgs ...kafka.Message) error {
-	if len(msgs) == 0 {
+func (r *Reader) Commit(ctx context.Context, recs ...Record) error {
+	if len(recs) == 0 {
 		return nil
+	}
+	msgs := make([]kafka.Message, len(recs)) // a commit needs the topic, partition and offset
+	for i := range recs {
+		msgs[i] = kafka.Message{Topic: recs[i].Topic, Partition: recs[i].Partition, Offset: recs[i].Offset}
 	}
 	for {
 		m, _ := r.current()
@@ -377,7 +381,11 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 
 // Write produces msgs and returns once the brokers have acknowledged all
 // of them (or with the error of the first that failed).
-func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
+func (w *Writer) Write(ctx context.Context, recs ...Record) error {
+	return w.write(ctx, messages(recs))
+}
+
+func (w *Writer) write(ctx context.Context, msgs []kafka.Message) error {
 	if err := w.w.WriteMessages(ctx, msgs...); err != nil {
 		// kafka-go's ErrorLogger reports some failed attempts, not all
 		// (none when no broker can be dialled): the failed Write is one
@@ -394,24 +402,25 @@ func (w *Writer) Write(ctx context.Context, msgs ...kafka.Message) error {
 
 // WriteEach produces msgs and returns each one's error (nil: acknowledged
 // by the brokers), so that a caller retries only what failed. A record
-// larger than MaxRecordBytes fails alone with kafka.MessageTooLargeError,
-// without being sent or holding up the rest; the brokers' own refusals
-// (kafka.MessageSizeTooLarge, a missing topic) come per partition batch.
-func (w *Writer) WriteEach(ctx context.Context, msgs ...kafka.Message) []error {
-	errs := make([]error, len(msgs))
-	send := make([]kafka.Message, 0, len(msgs))
-	idx := make([]int, 0, len(msgs))
-	for i := range msgs {
-		if RecordSize(msgs[i]) > MaxRecordBytes {
-			errs[i] = kafka.MessageTooLargeError{Message: msgs[i]}
+// larger than MaxRecordBytes fails alone with ErrRecordTooLarge, without
+// being sent or holding up the rest; the brokers' own refusals (too large,
+// a missing topic) come per partition batch. ClassifyWrite says what each
+// error means for the record.
+func (w *Writer) WriteEach(ctx context.Context, recs ...Record) []error {
+	errs := make([]error, len(recs))
+	send := make([]kafka.Message, 0, len(recs))
+	idx := make([]int, 0, len(recs))
+	for i := range recs {
+		if size := RecordSize(recs[i]); size > MaxRecordBytes {
+			errs[i] = fmt.Errorf("%w: about %d bytes, at most %d", ErrRecordTooLarge, size, MaxRecordBytes)
 			continue
 		}
-		send, idx = append(send, msgs[i]), append(idx, i)
+		send, idx = append(send, recs[i].message()), append(idx, i)
 	}
 	if len(send) == 0 {
 		return errs
 	}
-	err := w.Write(ctx, send...)
+	err := w.write(ctx, send)
 	if err == nil {
 		return errs
 	}
@@ -437,7 +446,7 @@ const MaxRecordBytes = 1<<20 - 1024
 
 // RecordSize bounds m's size on the wire from above (kafka-go's record
 // size plus slack), for comparing with MaxRecordBytes.
-func RecordSize(m kafka.Message) int {
+func RecordSize(m Record) int {
 	n := 64 + len(m.Key) + len(m.Value)
 	for _, h := range m.Headers {
 		n += 16 + len(h.Key) + len(h.Value)

@@ -3,8 +3,6 @@ package stream
 import (
 	"fmt"
 	"testing"
-
-	"github.com/segmentio/kafka-go"
 )
 
 // TestReaderCommitsOnlyFinishedRecords: a reader that stops without
@@ -22,7 +20,7 @@ func TestReaderCommitsOnlyFinishedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []kafka.Message
+	var got []Record
 	for len(got) < 10 {
 		b, err := r1.Batch(ctx)
 		if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 // MonitorConfig configures Reader.Monitor.
@@ -92,10 +90,10 @@ func (r *Reader) Monitor(cfg MonitorConfig) {
 // the group, through this member, and rejoins so that every member reads
 // from the committed offsets again. It reports whether it did.
 func (r *Reader) reset(ctx context.Context, prog map[int]PartitionProgress, parts []int, log *slog.Logger) bool {
-	msgs := make([]kafka.Message, 0, len(parts))
+	msgs := make([]Record, 0, len(parts))
 	for _, part := range parts {
 		// CommitMessages commits each message's offset + 1.
-		msgs = append(msgs, kafka.Message{Topic: r.cfg.Topic, Partition: part, Offset: prog[part].Start - 1})
+		msgs = append(msgs, Record{Topic: r.cfg.Topic, Partition: part, Offset: prog[part].Start - 1})
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

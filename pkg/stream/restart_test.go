@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/recon-ad/recon/internal/testenv"
@@ -180,7 +179,7 @@ func TestReaderReadsALogThatWentBack(t *testing.T) {
 	b.start() // empty: the topic seeded again, no records, no group
 	// The stale commit: what a scorer's publisher commits for a batch it
 	// fetched before the restart.
-	stale := []kafka.Message{{Topic: topic, Partition: 0, Offset: 49}, {Topic: topic, Partition: 1, Offset: 49}}
+	stale := []Record{{Topic: topic, Partition: 0, Offset: 49}, {Topic: topic, Partition: 1, Offset: 49}}
 	testkit.Until(ctx, func() bool { return rd.Commit(ctx, stale...) == nil })
 	rd.Close()
 	produce(t, ctx, b.addrs(), topic, 100, 20)

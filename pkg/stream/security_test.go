@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/recon-ad/recon/internal/testenv"
@@ -48,7 +47,7 @@ func TestSASL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Write(ctx, kafka.Message{Key: []byte("k"), Value: []byte("[1,2]")}); err != nil {
+		if err := w.Write(ctx, Record{Key: []byte("k"), Value: []byte("[1,2]")}); err != nil {
 			t.Fatalf("%s: write: %v", tc.mech, err)
 		}
 		w.Close()
@@ -71,7 +70,7 @@ func TestSASL(t *testing.T) {
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
 	w, _ := NewWriter(WriterConfig{Brokers: bs, Topic: "sasl-" + SASLScramSHA256, Security: Security{SASL: bad}, MaxAttempts: 1})
-	err = w.Write(wctx, kafka.Message{Value: []byte("[1,2]")})
+	err = w.Write(wctx, Record{Value: []byte("[1,2]")})
 	w.Close()
 	if err == nil || !authFailure(err.Error()) {
 		t.Errorf("write with a wrong password: %v; want an authentication failure", err)
@@ -126,7 +125,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("create topic over TLS: %v", err)
 	}
 	w, _ := NewWriter(WriterConfig{Brokers: bs, Topic: "tls", Security: sec})
-	if err := w.Write(ctx, kafka.Message{Value: []byte("[1]")}); err != nil {
+	if err := w.Write(ctx, Record{Value: []byte("[1]")}); err != nil {
 		t.Fatalf("write over TLS: %v", err)
 	}
 	w.Close()

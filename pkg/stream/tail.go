@@ -31,7 +31,7 @@ type TailConfig struct {
 // keeps no state of its own (a console, a monitor) reads the whole topic
 // in every instance, where a shared group would split the partitions
 // between them. It returns when ctx ends; a missing topic is waited for.
-func Tail(ctx context.Context, cfg TailConfig, fn func(kafka.Message)) error {
+func Tail(ctx context.Context, cfg TailConfig, fn func(Record)) error {
 	if len(cfg.Brokers) == 0 || cfg.Topic == "" {
 		return errors.New("stream: a tail needs brokers and a topic")
 	}
@@ -71,7 +71,7 @@ func Tail(ctx context.Context, cfg TailConfig, fn func(kafka.Message)) error {
 }
 
 // followPartition reads partition p of cfg.Topic until ctx ends.
-func followPartition(ctx context.Context, cfg TailConfig, p int, out *outage, fn func(kafka.Message)) {
+func followPartition(ctx context.Context, cfg TailConfig, p int, out *outage, fn func(Record)) {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Partition: p,
 		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: time.Second, Dialer: cfg.Security.dialer(),
 		ErrorLogger: kafka.LoggerFunc(out.logf)})
@@ -110,7 +110,7 @@ func followPartition(ctx context.Context, cfg TailConfig, p int, out *outage, fn
 			}
 			continue
 		}
-		fn(m)
+		fn(recordOf(m))
 	}
 }
 
@@ -141,7 +141,7 @@ func (a *Admin) partitions(ctx context.Context, topic string) ([]int, error) {
 // ReadAt reads the record at offset of partition of topic: for a reader
 // that looks one record up (the source of an alert). It fails when the
 // offset is no longer retained or ctx ends first.
-func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, partition int, offset int64) (kafka.Message, error) {
+func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, partition int, offset int64) (Record, error) {
 	var conn *kafka.Conn
 	err := errors.New("stream: no brokers")
 	for _, b := range brokers { // the first that answers finds the leader
@@ -150,22 +150,22 @@ func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, p
 		}
 	}
 	if err != nil {
-		return kafka.Message{}, err
+		return Record{}, err
 	}
 	defer conn.Close()
 	first, last, err := conn.ReadOffsets()
 	if err != nil {
-		return kafka.Message{}, err
+		return Record{}, err
 	}
 	if offset < first || offset >= last {
-		return kafka.Message{}, fmt.Errorf("offset %d of %s/%d is not retained (the partition holds %d to %d)", offset, topic, partition, first, last-1)
+		return Record{}, fmt.Errorf("offset %d of %s/%d is not retained (the partition holds %d to %d)", offset, topic, partition, first, last-1)
 	}
 	if _, err := conn.Seek(offset, kafka.SeekAbsolute); err != nil {
-		return kafka.Message{}, err
+		return Record{}, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if err := conn.SetReadDeadline(dl); err != nil {
-			return kafka.Message{}, err
+			return Record{}, err
 		}
 	}
 	b := conn.ReadBatch(1, MaxRecordBytes+1<<20)
@@ -173,13 +173,13 @@ func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, p
 	for {
 		m, err := b.ReadMessage()
 		if err != nil {
-			return kafka.Message{}, err
+			return Record{}, err
 		}
 		if m.Offset >= offset {
 			if m.Offset != offset {
-				return kafka.Message{}, fmt.Errorf("offset %d of %s/%d is not in the log (compacted?); the next is %d", offset, topic, partition, m.Offset)
+				return Record{}, fmt.Errorf("offset %d of %s/%d is not in the log (compacted?); the next is %d", offset, topic, partition, m.Offset)
 			}
-			return m, nil
+			return recordOf(m), nil
 		}
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 )
@@ -38,9 +36,9 @@ func produce(t *testing.T, ctx context.Context, bs []string, topic string, from,
 		t.Fatal(err)
 	}
 	defer w.Close()
-	var msgs []kafka.Message
+	var msgs []Record
 	for i := from; i < from+n; i++ {
-		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
+		msgs = append(msgs, Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
 	}
 	if err := w.Write(ctx, msgs...); err != nil {
 		t.Fatal(err)

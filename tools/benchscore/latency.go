@@ -119,14 +119,14 @@ func latencyPhase(ctx context.Context, cfg scorer.ReplicaConfig, hz float64, dur
 	defer w.Close()
 
 	// Probe records until the replica has joined its group and scored them.
-	msgs := make([]kafka.Message, 0, probes)
+	msgs := make([]stream.Record, 0, probes)
 	save := g.anomalies
 	g.anomalies = 0
 	for i := range probes {
 		v, _ := g.next(nil)
 		now := time.Now()
 		sent[i].Store(now.UnixNano())
-		msgs = append(msgs, kafka.Message{Key: strconv.AppendInt(nil, int64(i), 10), Value: v, Time: now})
+		msgs = append(msgs, stream.Record{Key: strconv.AppendInt(nil, int64(i), 10), Value: v, Time: now})
 	}
 	g.anomalies = save
 	if err := w.Write(ctx, msgs...); err != nil {
@@ -159,14 +159,14 @@ func latencyPhase(ctx context.Context, cfg scorer.ReplicaConfig, hz float64, dur
 		}
 		due := int64(hz*now.Sub(start).Seconds()) - n
 		if due > 0 && seq+due <= int64(capacity) {
-			batch := make([]kafka.Message, 0, due)
+			batch := make([]stream.Record, 0, due)
 			for range due {
 				v, anomalous := g.next(nil)
 				if anomalous && !measuredStart.IsZero() {
 					anomalies++
 				}
 				sent[seq].Store(now.UnixNano())
-				batch = append(batch, kafka.Message{Key: strconv.AppendInt(nil, seq, 10), Value: v, Time: now})
+				batch = append(batch, stream.Record{Key: strconv.AppendInt(nil, seq, 10), Value: v, Time: now})
 				seq++
 			}
 			n += due

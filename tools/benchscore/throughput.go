@@ -49,7 +49,7 @@ func preload(ctx context.Context, brokers []string, topic string, n int, anomali
 		go func() {
 			defer wg.Done()
 			g := newGen(basis, uint64(1000+p), anomalies, digits)
-			msgs := make([]kafka.Message, 0, chunk)
+			msgs := make([]stream.Record, 0, chunk)
 			for {
 				lo := next.Add(chunk) - chunk
 				if lo >= int64(n) || ctx.Err() != nil {
@@ -64,7 +64,7 @@ func preload(ctx context.Context, brokers []string, topic string, n int, anomali
 						a++
 					}
 					s += int64(len(v))
-					msgs = append(msgs, kafka.Message{Key: strconv.AppendInt(nil, i, 10), Value: v})
+					msgs = append(msgs, stream.Record{Key: strconv.AppendInt(nil, i, 10), Value: v})
 				}
 				if err := w.Write(ctx, msgs...); err != nil {
 					errs <- err
@@ -134,7 +134,7 @@ func rawConsume(ctx context.Context, brokers []string, topic, group string, n in
 	cpu := startCPU(brokerPID)
 	p := progress{start: time.Now()}
 	var got int64
-	var msgs []kafka.Message
+	var msgs []stream.Record
 	for got < n {
 		var err error
 		msgs, err = rd.BatchInto(ctx, msgs) // one array, as the scorer's go round

@@ -27,8 +27,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/procs"
@@ -483,7 +481,7 @@ func newTally() *tally {
 	return &tally{truth: map[string]string{}, scores: map[string]scorer.ScoreRecord{}, ids: map[string]bool{}}
 }
 
-func (t *tally) add(topic string, b []kafka.Message) {
+func (t *tally) add(topic string, b []stream.Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range b {
