@@ -56,16 +56,20 @@ func (p permanentError) Unwrap() error { return p.error }
 func (p permanentError) Is(target error) bool { return target == ErrPermanent }
 
 // Exit prints err as one line prefixed by the command name and exits with
-// ExitUsage for usage errors, ExitError otherwise. A nil err exits 0.
-func Exit(cmd string, err error) {
-	if err == nil {
-		os.Exit(0)
+// ExitUsage for usage errors, ExitError otherwise. A nil err, or
+// flag.ErrHelp (Parse printed the help asked for), exits 0.
+func Exit(cmd string, err error) { os.Exit(exitCode(os.Stderr, cmd, err)) }
+
+// exitCode is Exit's status for err, after writing its line to w.
+func exitCode(w io.Writer, cmd string, err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
-	fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
-	if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) || errors.Is(err, ErrPermanent) {
-		os.Exit(ExitUsage)
+	fmt.Fprintf(w, "%s: %v\n", cmd, err)
+	if errors.Is(err, ErrUsage) || errors.Is(err, ErrPermanent) {
+		return ExitUsage
 	}
-	os.Exit(ExitError)
+	return ExitError
 }
 
 // EnvName returns the environment variable that sets flag name: RECON_
@@ -99,7 +103,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.Usage()
-		os.Exit(0)
+		return flag.ErrHelp // the caller returns it; Exit exits 0
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w (see %s -h)", ErrUsage, err, fs.Name())

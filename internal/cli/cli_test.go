@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -131,5 +132,32 @@ func TestConfigDumpRedactsSecrets(t *testing.T) {
 	}
 	if _, err := newLogger("info", "yaml", &buf); err == nil {
 		t.Error("--log-format yaml: no error")
+	}
+}
+
+// TestExitCodes: the status and the line a command's error ends it with;
+// help asked for (Parse's flag.ErrHelp, wrapped or not) exits 0 silently.
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		line string
+	}{
+		{nil, 0, ""},
+		{flag.ErrHelp, 0, ""},
+		{fmt.Errorf("admin: %w", flag.ErrHelp), 0, ""},
+		{Usagef("--top -1: must not be negative"), ExitUsage, "cmd: usage: --top -1: must not be negative\n"},
+		{Permanent(errors.New("refused")), ExitUsage, "cmd: refused\n"},
+		{errors.New("disk full"), ExitError, "cmd: disk full\n"},
+	} {
+		var buf bytes.Buffer
+		if code := exitCode(&buf, "cmd", tc.err); code != tc.code || buf.String() != tc.line {
+			t.Errorf("exitCode(%v) = %d, %q; want %d, %q", tc.err, code, buf.String(), tc.code, tc.line)
+		}
+	}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Usage = func() {}
+	if err := Parse(fs, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("Parse -h: %v, want flag.ErrHelp", err)
 	}
 }
