@@ -21,7 +21,7 @@ import (
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/cli"
 	"github.com/recon-ad/recon/internal/scorer"
-	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/stream"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
@@ -93,8 +93,8 @@ func command(name string, args ...string) (string, error) {
 func TestCheckpointsRollbackSwapsScorer(t *testing.T) {
 	const p = 6
 	features := "cpu,mem,disk_read,disk_write,net_in,net_out"
-	log := testenv.Quiet()
-	brokers := testenv.Kafka(t)
+	log := testkit.Quiet()
+	brokers := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 1, "alerts": 1, "dlq": 1}); err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/trainer"
 )
 
@@ -41,7 +41,7 @@ func TestStatusCommand(t *testing.T) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	w, err := trainer.New(trainer.Config{ID: "w1", Conn: dial(t, addr), Log: testenv.Quiet(), Source: trainer.NewSynth(1, 1, p, 2, 0.2, 0)})
+	w, err := trainer.New(trainer.Config{ID: "w1", Conn: dial(t, addr), Log: testkit.Quiet(), Source: trainer.NewSynth(1, 1, p, 2, 0.2, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

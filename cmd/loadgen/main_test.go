@@ -14,7 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/recon-ad/recon/internal/cli"
-	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 	"github.com/recon-ad/recon/pkg/synth"
 )
@@ -66,7 +66,7 @@ func TestRunRefuses(t *testing.T) {
 // in file order, each record with its row's values, key and headers, and
 // the summary line says so.
 func TestReplayToKafka(t *testing.T) {
-	brokers := testenv.Kafka(t)
+	brokers := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	topic := "loadgen-replay-" + strconv.FormatInt(time.Now().UnixNano(), 36)

@@ -24,7 +24,7 @@ import (
 // notices, names the holder and rejoins the group, and goes on training.
 func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	const p = 8
-	brokers := testenv.Kafka(t)
+	brokers := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2}); err != nil {

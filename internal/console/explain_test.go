@@ -14,7 +14,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/fit"
 	"github.com/recon-ad/recon/internal/scorer"
-	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 	"github.com/recon-ad/recon/pkg/synth"
@@ -60,7 +60,7 @@ func TestExplainAddsUpToTheScore(t *testing.T) {
 		t.Fatal("the fit has no whitening: this test means to check the whitened terms")
 	}
 
-	brokers := testenv.Kafka(t)
+	brokers := testkit.Kafka(t)
 	codec, _ := stream.NewCodec(stream.JSONArray, names)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -13,7 +13,6 @@ import (
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
-	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/tlsconf"
 	"github.com/recon-ad/recon/internal/trainer"
@@ -30,8 +29,8 @@ import (
 func TestMutualTLS(t *testing.T) {
 	tlsconf.ReloadInterval = 20 * time.Millisecond
 	dir := t.TempDir()
-	ca := testenv.NewCA(t, dir, "recon")
-	rogueCA := testenv.NewCA(t, dir, "rogue")
+	ca := testkit.NewCA(t, dir, "recon")
+	rogueCA := testkit.NewCA(t, dir, "rogue")
 	srvCert, srvKey := ca.Issue(t, dir, "coordinator", "coordinator-1", 10)
 	wCert, wKey := ca.Issue(t, dir, "trainer", "trainer-1", 11)
 	rCert, rKey := rogueCA.Issue(t, dir, "rogue", "trainer-rogue", 12)
@@ -47,7 +46,7 @@ func TestMutualTLS(t *testing.T) {
 	defer store.Close()
 	const p = 6
 	srv, err := coordinator.New(coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 64, WarmupRecords: 100,
-		Deadline: 2 * time.Second, CheckpointRounds: 10}, store, testenv.Quiet(), nil)
+		Deadline: 2 * time.Second, CheckpointRounds: 10}, store, testkit.Quiet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +75,7 @@ func TestMutualTLS(t *testing.T) {
 		return conn
 	}
 	// The trusted worker trains.
-	w, err := trainer.New(trainer.Config{ID: "trusted", Conn: dial(tlsconf.Files{Cert: wCert, Key: wKey, CA: ca.File}), Log: testenv.Quiet(),
+	w, err := trainer.New(trainer.Config{ID: "trusted", Conn: dial(tlsconf.Files{Cert: wCert, Key: wKey, CA: ca.File}), Log: testkit.Quiet(),
 		Source: trainer.NewSynth(1, 1, p, 2, 0.2, 0)})
 	if err != nil {
 		t.Fatal(err)

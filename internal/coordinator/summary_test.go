@@ -71,7 +71,7 @@ func (h teeHandler) WithGroup(n string) slog.Handler {
 }
 
 // lockedBuffer is a log's output, safe to read while it is written: what
-// testenv.LogBuffer is, which this package's tests cannot import (testenv
+// testkit.LogBuffer is, which this package's tests cannot import (testenv
 // imports the coordinator).
 type lockedBuffer struct {
 	mu sync.Mutex

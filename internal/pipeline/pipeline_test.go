@@ -114,7 +114,7 @@ type cluster struct {
 }
 
 func startCluster(t *testing.T, ctx context.Context, cfg coordinator.Config) *cluster {
-	brokers := testenv.Kafka(t)
+	brokers := testkit.Kafka(t)
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{eventTopic: 4, "alerts": 1, "dlq": 1, "scores": 4}); err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +131,8 @@ func (c *cluster) trainer(ctx context.Context, id string) {
 	}
 	c.t.Cleanup(func() { rd.Close() })
 	codec, _ := stream.NewCodec(stream.JSONArray, names())
-	w, err := trainer.New(trainer.Config{ID: id, Conn: c.co.Conn, Log: testenv.Quiet(), Replay: 0.75,
-		Source: trainer.NewKafkaSource(ctx, rd, codec, testenv.Quiet(), nil)})
+	w, err := trainer.New(trainer.Config{ID: id, Conn: c.co.Conn, Log: testkit.Quiet(), Replay: 0.75,
+		Source: trainer.NewKafkaSource(ctx, rd, codec, testkit.Quiet(), nil)})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func (c *cluster) scorer(ctx context.Context, cache string, drain time.Duration)
 	}
 	c.t.Cleanup(func() { store.Close() })
 	r, err := scorer.NewReplica(scorer.ReplicaConfig{Brokers: c.brokers, Topic: eventTopic, AlertsTopic: "alerts", DLQTopic: "dlq",
-		ScoresTopic: "scores", ID: "scorer-" + filepath.Base(cache), Format: stream.JSONArray, Coordinator: c.co.Conn, Cache: store, Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond,
+		ScoresTopic: "scores", ID: "scorer-" + filepath.Base(cache), Format: stream.JSONArray, Coordinator: c.co.Conn, Cache: store, Log: testkit.Quiet(), MaxWait: 5 * time.Millisecond,
 		DrainTimeout: drain})
 	if err != nil {
 		c.t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -30,7 +29,7 @@ func TestReplicaWarnsWhenMostRecordsDoNotDecode(t *testing.T) {
 		{"all decodable", func(int64) bool { return false }, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			brokers := testenv.Kafka(t)
+			brokers := testkit.Kafka(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 1, "alerts": 1, "dlq": 1}); err != nil {
@@ -48,7 +47,7 @@ func TestReplicaWarnsWhenMostRecordsDoNotDecode(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.Close()
-			var logs testenv.LogBuffer
+			var logs testkit.LogBuffer
 			rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq",
 				Format: stream.JSONArray, Cache: cacheUntrained(t, p), Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond})
 			if err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
-	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -78,7 +78,7 @@ func TestDecodeShareWarnsOncePerMinute(t *testing.T) {
 		{"all undecodable", func(int64) bool { return true }, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs testenv.LogBuffer
+			var logs testkit.LogBuffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			par, err := NewParallel(4, untrainedModel(t, p), stream.JSONArray, 3)
 			if err != nil {

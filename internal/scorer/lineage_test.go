@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
-	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/ae"
 	"github.com/recon-ad/recon/pkg/stream"
@@ -81,7 +80,7 @@ func TestScorerFollowsALineageChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	metrics := NewMetrics(nil)
 	r, err := NewReplica(ReplicaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "t", AlertsTopic: "a", DLQTopic: "d",
 		Cache: cache, Log: slog.New(slog.NewTextHandler(&logs, nil)), Coordinator: conn, Metrics: metrics})
@@ -146,7 +145,7 @@ func TestScorerGaugesAreNotStale(t *testing.T) {
 	}
 	metrics := NewMetrics(nil)
 	if _, err := NewReplica(ReplicaConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "t", AlertsTopic: "a", DLQTopic: "d",
-		Cache: cache, Log: testenv.Quiet(), Metrics: metrics}); err != nil {
+		Cache: cache, Log: testkit.Quiet(), Metrics: metrics}); err != nil {
 		t.Fatal(err)
 	}
 	if v := testutil.ToFloat64(metrics.version); v != 30 {

@@ -16,7 +16,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -74,7 +73,7 @@ func TestOversizedRecordIsDeadLetteredAndThePartitionMovesOn(t *testing.T) {
 	events.produce(ctx, 50)
 	produced := time.Now()
 
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	metrics := NewMetrics(nil)
 	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq", ScoresTopic: "scores",
 		Format: stream.JSONArray, Cache: cacheUntrained(t, p), Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond,
@@ -119,7 +118,7 @@ func TestOversizedRecordIsDeadLetteredAndThePartitionMovesOn(t *testing.T) {
 // topic is back, the replica is ready and everything is out.
 func TestRefusedOutputFailsReadiness(t *testing.T) {
 	const p = 8
-	brokers := testenv.Kafka(t)
+	brokers := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	topics := map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 1}
@@ -135,7 +134,7 @@ func TestRefusedOutputFailsReadiness(t *testing.T) {
 	if err := store.Put(c); err != nil {
 		t.Fatal(err)
 	}
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	metrics := NewMetrics(nil)
 	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq", ScoresTopic: "scores",
 		Format: stream.JSONArray, Cache: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond,

@@ -37,8 +37,8 @@ import (
 // scores topic) or dead-lettered with its reason, alerts naming the version.
 func TestReplicaAccountsForEveryRecord(t *testing.T) {
 	const p = 8
-	log := testenv.Quiet()
-	brokers := testenv.Kafka(t)
+	log := testkit.Quiet()
+	brokers := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 2}); err != nil {
@@ -157,8 +157,8 @@ func TestReplicaAccountsForEveryRecord(t *testing.T) {
 // them, since the first committed none.
 func TestReplicaWithoutCoordinator(t *testing.T) {
 	const p, n = 8, 300
-	log := testenv.Quiet()
-	brokers := testenv.Kafka(t)
+	log := testkit.Quiet()
+	brokers := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1, "scores": 1}); err != nil {
@@ -286,7 +286,7 @@ func committedOffsets(t *testing.T, ctx context.Context, brokers []string, group
 // group; the replica goes on scoring its own partition meanwhile.
 func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
 	const p = 8
-	brokers := testenv.Kafka(t)
+	brokers := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 2, "alerts": 1, "dlq": 1}); err != nil {
@@ -304,7 +304,7 @@ func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
 	}
 
 	store := cacheUntrained(t, p)
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq",
 		Format: stream.JSONArray, Cache: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond,
 		StuckAfter: 1500 * time.Millisecond})
@@ -377,7 +377,7 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	produce := func(n int) { t.Helper(); events.produce(ctx, n) }
 
 	store := cacheUntrained(t, p)
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	metrics := NewMetrics(nil)
 	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq", ScoresTopic: "scores",
 		Format: stream.JSONArray, Cache: store, Log: slog.New(slog.NewTextHandler(&logs, nil)), MaxWait: 5 * time.Millisecond,
@@ -469,7 +469,7 @@ func TestReplicaSurvivesFailedCommits(t *testing.T) {
 	// an error saying so.
 	mode.Store(fail)
 	quitter, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq",
-		Format: stream.JSONArray, Cache: store, Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond, CommitGiveUp: time.Second})
+		Format: stream.JSONArray, Cache: store, Log: testkit.Quiet(), MaxWait: 5 * time.Millisecond, CommitGiveUp: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
-	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -124,7 +123,7 @@ func TestAlertmanagerSink(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	sinks, err := newSinks(SinkConfig{Alertmanager: []string{down.URL, am.URL + "/"}, Group: "recon-scorer"}, m, testenv.Quiet())
+	sinks, err := newSinks(SinkConfig{Alertmanager: []string{down.URL, am.URL + "/"}, Group: "recon-scorer"}, m, testkit.Quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +178,7 @@ func TestSinkRateLimit(t *testing.T) {
 	}))
 	defer hook.Close()
 	m := NewMetrics(nil)
-	sinks, err := newSinks(SinkConfig{Webhooks: []string{hook.URL}, Rate: 50}, m, testenv.Quiet())
+	sinks, err := newSinks(SinkConfig{Webhooks: []string{hook.URL}, Rate: 50}, m, testkit.Quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,14 +218,14 @@ func alertingCache(t *testing.T, p int) *checkpoint.Store {
 // events of 1 partition holding n records) with sinks, until the test ends.
 func startSinkReplica(t *testing.T, ctx context.Context, n int, sinks SinkConfig, metrics *Metrics) (brokers []string, rep *Replica) {
 	t.Helper()
-	brokers = testenv.Kafka(t)
+	brokers = testkit.Kafka(t)
 	if err := stream.EnsureTopics(ctx, brokers, map[string]int{"events": 1, "alerts": 1, "dlq": 1}); err != nil {
 		t.Fatal(err)
 	}
 	newSynthProducer(t, brokers, "events").produce(ctx, n)
 	sinks.RetryMin, sinks.RetryMax = 10*time.Millisecond, 50*time.Millisecond
 	rep, err := NewReplica(ReplicaConfig{Brokers: brokers, Topic: "events", AlertsTopic: "alerts", DLQTopic: "dlq",
-		Format: stream.JSONArray, Cache: alertingCache(t, 8), Log: testenv.Quiet(), MaxWait: 5 * time.Millisecond, Metrics: metrics, Sinks: sinks})
+		Format: stream.JSONArray, Cache: alertingCache(t, 8), Log: testkit.Quiet(), MaxWait: 5 * time.Millisecond, Metrics: metrics, Sinks: sinks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +460,7 @@ func TestSinkHonoursRetryAfter(t *testing.T) {
 	defer hook.Close()
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	sinks, err := newSinks(SinkConfig{Webhooks: []string{hook.URL}, RetryMin: 10 * time.Millisecond}, m, testenv.Quiet())
+	sinks, err := newSinks(SinkConfig{Webhooks: []string{hook.URL}, RetryMin: 10 * time.Millisecond}, m, testkit.Quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,52 +1,21 @@
-// Package testenv starts what integration tests need, on this machine only:
-// a Kafka-protocol broker (in-process kfake on a 127.0.0.1 port, or a real
-// cluster named by RECON_TEST_BROKERS) and a coordinator serving gRPC on a
-// loopback port. Everything it starts is stopped by the test's cleanup.
+// Package testenv is the coordinator's test helper, on top of testkit (the
+// harness that depends on no service package): a coordinator serving gRPC
+// on a loopback port, stopped by the test's cleanup.
 package testenv
 
 import (
-	"bytes"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/recon-ad/recon/internal/checkpoint"
 	"github.com/recon-ad/recon/internal/coordinator"
+	"github.com/recon-ad/recon/internal/testkit"
 	reconv1 "github.com/recon-ad/recon/proto/recon/v1"
 )
-
-// Quiet returns a logger that discards everything, or logs to standard
-// error at debug level when RECON_TEST_LOG is set (for debugging a test).
-func Quiet() *slog.Logger {
-	if os.Getenv("RECON_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// Kafka returns bootstrap addresses: RECON_TEST_BROKERS when set, else an
-// in-process one-broker kfake cluster closed at cleanup.
-func Kafka(tb testing.TB) []string {
-	tb.Helper()
-	if b := os.Getenv("RECON_TEST_BROKERS"); b != "" {
-		return strings.Split(b, ",")
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(c.Close)
-	return c.ListenAddrs()
-}
 
 // Coordinator is a coordinator serving gRPC on a loopback port.
 type Coordinator struct {
@@ -65,7 +34,7 @@ func StartCoordinator(tb testing.TB, cfg coordinator.Config) *Coordinator {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	srv, err := coordinator.New(cfg, store, Quiet(), nil)
+	srv, err := coordinator.New(cfg, store, testkit.Quiet(), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -83,37 +52,4 @@ func StartCoordinator(tb testing.TB, cfg coordinator.Config) *Coordinator {
 	}
 	tb.Cleanup(func() { conn.Close() })
 	return &Coordinator{Server: srv, Addr: lis.Addr().String(), Conn: conn, GRPC: gs}
-}
-
-// LogBuffer collects a logger's output for a test to read while the
-// logger writes (bytes.Buffer is not safe for both at once).
-type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns everything written so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Eventually polls cond every 20 ms until it holds, failing the test with
-// what when it has not within d.
-func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	for end := time.Now().Add(d); !cond(); {
-		if time.Now().After(end) {
-			tb.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

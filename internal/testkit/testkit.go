@@ -1,7 +1,9 @@
 // Package testkit is the part of the test harness that depends on no
 // service package, so that every package's tests, the services' own
-// included, can use it: waiting for a condition instead of sleeping, and
-// the like. Fixed sleeps belong only where a test simulates slowness.
+// included, can use it: waiting for a condition instead of sleeping, a
+// broker (Kafka), quiet loggers and log buffers, and TLS certificates
+// (NewCA). Fixed sleeps belong only where a test simulates slowness.
+// Per-service helpers sit on top (testenv: a coordinator).
 package testkit
 
 import (

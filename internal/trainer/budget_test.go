@@ -11,6 +11,7 @@ import (
 	"github.com/recon-ad/recon/internal/pace"
 	"github.com/recon-ad/recon/internal/round"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 )
@@ -104,7 +105,7 @@ func trainOn(t *testing.T, b pace.Config, d time.Duration, perTick int, holdout 
 		Deadline: time.Second, CheckpointRounds: 1 << 30, Pace: b,
 		OnRound: func(res *round.Result, _ time.Duration) { mu.Lock(); samples += res.Samples; rounds++; mu.Unlock() }})
 	src := newTrickle(ctx, trainer.NewSynth(1, 5, p, 2, 0.2, 0), perTick, 10*time.Millisecond)
-	w, err := trainer.New(trainer.Config{ID: "b1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
+	w, err := trainer.New(trainer.Config{ID: "b1", Conn: co.Conn, Log: testkit.Quiet(), Source: src, Replay: 0.75})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/stream"
 )
@@ -59,7 +59,7 @@ func source(t *testing.T, ctx context.Context, bs []string, topic string, f stre
 // record's problem, and Run returns ErrRefused without contacting the
 // coordinator. Read as CSV, the same records pass and stay for training.
 func TestKafkaSourceRefusesAWrongFormat(t *testing.T) {
-	bs := testenv.Kafka(t)
+	bs := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var values [][]byte
@@ -68,7 +68,7 @@ func TestKafkaSourceRefusesAWrongFormat(t *testing.T) {
 	}
 	produce(t, ctx, bs, "csv-records", values)
 
-	wrong := source(t, ctx, bs, "csv-records", stream.JSONArray, testenv.Quiet(), nil)
+	wrong := source(t, ctx, bs, "csv-records", stream.JSONArray, testkit.Quiet(), nil)
 	err := wrong.CheckRecords(ctx)
 	if err == nil {
 		t.Fatal("CheckRecords passed CSV records read as json-array")
@@ -79,7 +79,7 @@ func TestKafkaSourceRefusesAWrongFormat(t *testing.T) {
 		}
 	}
 	// Run stops at once with ErrRefused; its connection goes nowhere.
-	wk, err := trainer.New(trainer.Config{ID: "w", Conn: deadConn(t), Log: testenv.Quiet(), Source: wrong})
+	wk, err := trainer.New(trainer.Config{ID: "w", Conn: deadConn(t), Log: testkit.Quiet(), Source: wrong})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestKafkaSourceRefusesAWrongFormat(t *testing.T) {
 		t.Fatalf("Run returned %v, want ErrRefused", err)
 	}
 
-	right := source(t, ctx, bs, "csv-records", stream.CSV, testenv.Quiet(), nil)
+	right := source(t, ctx, bs, "csv-records", stream.CSV, testkit.Quiet(), nil)
 	if err := right.CheckRecords(ctx); err != nil {
 		t.Fatalf("CheckRecords refused records of the right format: %v", err)
 	}
@@ -101,7 +101,7 @@ func TestKafkaSourceRefusesAWrongFormat(t *testing.T) {
 // error, and the metrics count every record consumed and every undecodable
 // one by reason.
 func TestKafkaSourceCountsAndWarnsOfUndecodableRecords(t *testing.T) {
-	bs := testenv.Kafka(t)
+	bs := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const total = 2000
@@ -114,7 +114,7 @@ func TestKafkaSourceCountsAndWarnsOfUndecodableRecords(t *testing.T) {
 		values = append(values, []byte(v))
 	}
 	produce(t, ctx, bs, "mostly-bad", values)
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	reg := prometheus.NewRegistry()
 	m := trainer.NewMetrics(reg)
 	k := source(t, ctx, bs, "mostly-bad", stream.JSONArray, slog.New(slog.NewTextHandler(&logs, nil)), m)

@@ -19,8 +19,8 @@ import (
 // the next group member gets everything not committed, and nothing that was.
 func TestKafkaSourceCommitsAcceptedRecords(t *testing.T) {
 	const p, total, rounds, batch = 6, 3000, 10, 200
-	log := testenv.Quiet()
-	bs := testenv.Kafka(t)
+	log := testkit.Quiet()
+	bs := testkit.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, bs, map[string]int{"ev": 2}); err != nil {

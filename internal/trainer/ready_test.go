@@ -8,6 +8,7 @@ import (
 
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 )
@@ -21,7 +22,7 @@ func TestReadyFollowsTheSession(t *testing.T) {
 	defer cancel()
 	co := testenv.StartCoordinator(t, coordinator.Config{Spec: ae.Spec{Input: p, Code: 2}, Batch: 32, WarmupRecords: 100,
 		Deadline: time.Second, CheckpointRounds: 1 << 30})
-	w, err := trainer.New(trainer.Config{ID: "r1", Conn: co.Conn, Log: testenv.Quiet(), Source: trainer.NewSynth(1, 5, p, 2, 0.2, 0),
+	w, err := trainer.New(trainer.Config{ID: "r1", Conn: co.Conn, Log: testkit.Quiet(), Source: trainer.NewSynth(1, 5, p, 2, 0.2, 0),
 		MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -44,14 +45,14 @@ func TestReadyFollowsTheSession(t *testing.T) {
 		}
 		close(done)
 	}()
-	testenv.Eventually(t, 30*time.Second, "the trainer became ready in a session", func() bool { return w.Ready() == nil })
+	testkit.Eventually(t, 30*time.Second, func() bool { return w.Ready() == nil }, "the trainer became ready in a session")
 	stopCo()
 	<-coDone
 	co.GRPC.Stop() // the coordinator goes away
-	testenv.Eventually(t, 30*time.Second, "the trainer stopped being ready when its session ended", func() bool {
+	testkit.Eventually(t, 30*time.Second, func() bool {
 		err := w.Ready()
 		return err != nil && strings.Contains(err.Error(), "the last one ended")
-	})
+	}, "the trainer stopped being ready when its session ended")
 	cancel()
 	<-done
 }

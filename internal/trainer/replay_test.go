@@ -9,6 +9,7 @@ import (
 	"github.com/recon-ad/recon/internal/coordinator"
 	"github.com/recon-ad/recon/internal/round"
 	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/trainer"
 	"github.com/recon-ad/recon/pkg/ae"
 )
@@ -42,7 +43,7 @@ func TestReplayReadsAQuarter(t *testing.T) {
 		MaxRounds: rounds, Deadline: 10 * time.Second, CheckpointRounds: 1000,
 		OnRound: func(res *round.Result, _ time.Duration) { mu.Lock(); samples[res.Round] = res.Samples; mu.Unlock() }})
 	src := &counting{Source: trainer.NewSynth(1, 5, p, 2, 0.2, 0)}
-	w, err := trainer.New(trainer.Config{ID: "r1", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 0.75})
+	w, err := trainer.New(trainer.Config{ID: "r1", Conn: co.Conn, Log: testkit.Quiet(), Source: src, Replay: 0.75})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestReplayReadsAQuarter(t *testing.T) {
 			t.Errorf("round %d trained on %d records, want between %d and %d", r, s, batch-batch/4, batch)
 		}
 	}
-	if _, err := trainer.New(trainer.Config{ID: "x", Conn: co.Conn, Log: testenv.Quiet(), Source: src, Replay: 1}); err == nil {
+	if _, err := trainer.New(trainer.Config{ID: "x", Conn: co.Conn, Log: testkit.Quiet(), Source: src, Replay: 1}); err == nil {
 		t.Error("replay fraction 1: no error")
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 )
 
@@ -113,7 +112,7 @@ func TestReaderWaitsOutALongOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	produce(t, ctx, b.addrs(), topic, 0, 50)
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	rd, err := NewReader(ReaderConfig{Brokers: b.addrs(), Topic: topic, Group: "g", StartFirst: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -184,7 +183,7 @@ func TestReaderReadsALogThatWentBack(t *testing.T) {
 	rd.Close()
 	produce(t, ctx, b.addrs(), topic, 100, 20)
 
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	rd2, err := NewReader(ReaderConfig{Brokers: b.addrs(), Topic: topic, Group: "g", StartFirst: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/recon-ad/recon/internal/testenv"
+	"github.com/recon-ad/recon/internal/testkit"
 	"github.com/recon-ad/recon/internal/tlsconf"
 )
 
@@ -102,7 +102,7 @@ func TestSASL(t *testing.T) {
 // client that trusts another CA fails.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := testenv.NewCA(t, dir, "kafka")
+	ca := testkit.NewCA(t, dir, "kafka")
 	certFile, keyFile := ca.Issue(t, dir, "broker", "localhost", 2)
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -134,7 +134,7 @@ func TestTLS(t *testing.T) {
 	if b, err := r.Batch(ctx); err != nil || len(b) != 1 {
 		t.Fatalf("read over TLS: %v %v", b, err)
 	}
-	other := testenv.NewCA(t, dir, "other")
+	other := testkit.NewCA(t, dir, "other")
 	bad, _ := tlsconf.Client(tlsconf.Files{CA: other.File}, "")
 	if err := (Security{TLS: bad}).EnsureTopics(ctx, bs, map[string]int{"x": 1}); err == nil {
 		t.Error("a client trusting another CA connected")

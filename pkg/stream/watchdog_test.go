@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/recon-ad/recon/internal/testenv"
 	"github.com/recon-ad/recon/internal/testkit"
 )
 
@@ -19,7 +18,7 @@ import (
 // test or after a minute.
 func newTopic(t *testing.T, partitions int) ([]string, string, context.Context) {
 	t.Helper()
-	bs := testenv.Kafka(t)
+	bs := testkit.Kafka(t)
 	topic := fmt.Sprintf("t-%d", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -101,7 +100,7 @@ func TestWatchStuck(t *testing.T) {
 	c := consume(cctx, rd)
 	defer func() { stop(); <-c.done }()
 
-	var logs testenv.LogBuffer
+	var logs testkit.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	const after = 900 * time.Millisecond
 	wctx, wcancel := context.WithTimeout(ctx, 4*after)
