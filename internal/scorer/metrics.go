@@ -30,7 +30,7 @@ type Metrics struct {
 	outputDropped  prometheus.Counter     // dead letters refused even cut
 	outputFailing  prometheus.Gauge       // 1 while writes fail
 	offsetResets   prometheus.Counter     // partitions read again after their log went back
-	lineageChanges prometheus.Counter     // switches to a coordinator that started over or went back
+	lineageChanges *prometheus.CounterVec // switches to a coordinator that started over or went back
 	// HTTP alert sinks (sink.go), by sink; at 0 for the configured ones.
 	sinkSent, sinkFailures, sinkRetries *prometheus.CounterVec
 }
@@ -63,8 +63,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Dead letters the brokers refused even cut to 4 KiB, dropped with an error line."}),
 		outputFailing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_output_failing",
 			Help: "1 while writing output fails (the replica is not ready), else 0."}),
-		lineageChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_lineage_changes_total",
-			Help: "Times the coordinator's checkpoints did not continue the model in use (it started over on a new store, or its store went back) and the scorer switched to them."}),
+		lineageChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_lineage_changes_total",
+			Help: "Times the coordinator's checkpoints did not continue the model in use and the scorer switched to them, by change: new_lineage (it started over on a new store), went_back (its store went back)."}, []string{"change"}),
 		sinkSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_sink_sent_total",
 			Help: "Alerts an HTTP alert sink (alertmanager, webhook) acknowledged, by sink."}, []string{"sink"}),
 		sinkFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_sink_failures_total",
@@ -83,6 +83,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.outputRetries.WithLabelValues(o)
 		m.outputTooLarge.WithLabelValues(o)
 	}
+	m.lineageChanges.WithLabelValues(changeNewLineage)
+	m.lineageChanges.WithLabelValues(changeWentBack)
 	if reg != nil {
 		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.threshold, m.batch, m.latency, m.lag, m.commitFailures,
 			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets,

@@ -562,18 +562,26 @@ func (c *commitFailures) succeeded(log *slog.Logger) {
 // same lineage at a lower version, one whose store went back (restored
 // from a backup). Either way the coordinator's model is the one trained
 // from now on, so the scorer switches to it.
-func (r *Replica) lineageChange(c *reconv1.Checkpoint) string {
+func (r *Replica) lineageChange(c *reconv1.Checkpoint) (change, msg string) {
 	in := r.Version()
 	switch {
 	case in == 0:
-		return ""
+		return "", ""
 	case c.GetLineage() != "" && r.lineage != "" && c.GetLineage() != r.lineage:
-		return "the coordinator started over: its checkpoints are of a new model lineage, numbered afresh; switching to them"
+		return changeNewLineage, "the coordinator started over: its checkpoints are of a new model lineage, numbered afresh; switching to them"
 	case c.GetLineage() != "" && c.GetLineage() == r.lineage && c.GetVersion() < in:
-		return "the coordinator went back: its newest checkpoint is older than the one in use (a store restored from a backup?); switching to it"
+		return changeWentBack, "the coordinator went back: its newest checkpoint is older than the one in use (a store restored from a backup?); switching to it"
 	}
-	return ""
+	return "", ""
 }
+
+// The kinds of lineage change, the change label of
+// recon_scorer_lineage_changes_total and the change attribute of its
+// warning.
+const (
+	changeNewLineage = "new_lineage" // the coordinator started over on a new store
+	changeWentBack   = "went_back"   // its store went back within the lineage
+)
 
 // watch follows the coordinator's checkpoints, caching each and swapping it
 // in between batches; it reconnects with backoff.
@@ -591,7 +599,7 @@ func (r *Replica) watch(ctx context.Context) {
 					break
 				}
 				wait.Reset()
-				change := r.lineageChange(c)
+				change, msg := r.lineageChange(c)
 				if change == "" && c.GetVersion() <= r.Version() {
 					continue // within a lineage versions never go down
 				}
@@ -603,8 +611,8 @@ func (r *Replica) watch(ctx context.Context) {
 				put := r.cfg.Cache.Put
 				if change != "" {
 					put = r.cfg.Cache.Replace // the cached versions belong to another history
-					r.cfg.Log.Warn(change, "version", c.GetVersion(), "in_use", r.Version(), "lineage", c.GetLineage(), "was", r.lineage)
-					r.cfg.Metrics.lineageChanges.Inc()
+					r.cfg.Log.Warn(msg, "change", change, "version", c.GetVersion(), "in_use", r.Version(), "lineage", c.GetLineage(), "was", r.lineage)
+					r.cfg.Metrics.lineageChanges.WithLabelValues(change).Inc()
 				}
 				if err2 := put(c); err2 != nil && !errors.Is(err2, checkpoint.ErrNotNewer) {
 					r.cfg.Log.Warn("caching checkpoint", "version", c.GetVersion(), "err", err2)
