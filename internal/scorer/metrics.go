@@ -23,6 +23,7 @@ type Metrics struct {
 	kernels     *prometheus.GaugeVec // the kernel set in use (internal/kernels)
 	// commitFailures counts batches published but not committed.
 	commitFailures prometheus.Counter
+	commitFailing  prometheus.Gauge // 1 from a failed commit to the next that works
 	// Output writes (publisher).
 	outputFailures *prometheus.CounterVec // records whose write failed, per attempt
 	outputRetries  *prometheus.CounterVec // batches written again
@@ -61,6 +62,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Output records refused as too large, by output: dead letters are cut to fit, alerts and scores dead-lettered."}, []string{"output"}),
 		outputDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "recon_scorer_output_dropped_total",
 			Help: "Dead letters the brokers refused even cut to 4 KiB, dropped with an error line."}),
+		commitFailing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_commit_failing",
+			Help: "1 from a failed offset commit until one works again, else 0 (records stay published, and are re-delivered unless a later commit covers them)."}),
 		outputFailing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recon_scorer_output_failing",
 			Help: "1 while writing output fails (the replica is not ready), else 0."}),
 		lineageChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recon_scorer_lineage_changes_total",
@@ -86,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.lineageChanges.WithLabelValues(changeNewLineage)
 	m.lineageChanges.WithLabelValues(changeWentBack)
 	if reg != nil {
-		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.threshold, m.batch, m.latency, m.lag, m.commitFailures,
+		reg.MustRegister(m.records, m.alerts, m.deadLetters, m.version, m.threshold, m.batch, m.latency, m.lag, m.commitFailures, m.commitFailing,
 			m.outputFailures, m.outputRetries, m.outputTooLarge, m.outputDropped, m.outputFailing, m.offsetResets,
 			m.lineageChanges, m.kernels, m.sinkSent, m.sinkFailures, m.sinkRetries)
 	}

@@ -206,7 +206,7 @@ func (p *publisher) fail(err error, config bool, retryIn time.Duration) {
 	if config {
 		what = "Kafka refuses the scorer's output (a missing topic, or not authorized): create the topic or grant access; retrying (offsets stay uncommitted)"
 	}
-	p.log.Warn(what, "err", err, "failing_for", failingFor.Round(time.Millisecond), "retry_in", retryIn)
+	p.log.Warn(what, "kind", kind, "err", err, "failing_for", failingFor.Round(time.Millisecond), "retry_in", retryIn)
 }
 
 func (p *publisher) ok() {

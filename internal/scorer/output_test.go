@@ -203,7 +203,7 @@ func TestRefusedOutputFailsReadiness(t *testing.T) {
 	if len(ids) != 300 || dups != 0 {
 		t.Errorf("%d distinct alerts of 300, %d written more than once", len(ids), dups)
 	}
-	if !strings.Contains(logs.String(), "Kafka refuses the scorer's output") {
-		t.Errorf("no line naming the refusal:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), " kind=refused ") {
+		t.Errorf("no warning of kind refused:\n%s", logs.String())
 	}
 }

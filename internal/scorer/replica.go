@@ -357,6 +357,7 @@ func (r *Replica) consume(ctx context.Context) error {
 			// while every restart re-delivers more would hide it.
 			if cerr := rd.Commit(work, j.msgs...); cerr != nil {
 				r.cfg.Metrics.commitFailures.Inc()
+				r.cfg.Metrics.commitFailing.Set(1)
 				giveUp := r.cfg.CommitGiveUp
 				if ctx.Err() != nil {
 					giveUp = 0
@@ -369,6 +370,7 @@ func (r *Replica) consume(ctx context.Context) error {
 			}
 			r.commits.succeeded(r.cfg.Log)
 			r.commitsFailing.Store(0)
+			r.cfg.Metrics.commitFailing.Set(0)
 			r.Processed.Add(int64(len(j.msgs)))
 			recycle(j.msgs)
 		}
