@@ -94,7 +94,7 @@ func (o *outage) fail(msg string) {
 	if now.Before(o.next) {
 		return
 	}
-	o.log.Warn(what, "client", o.what, "brokers", o.brokers,
+	o.log.Warn(what, "kind", kind, "client", o.what, "brokers", o.brokers,
 		"err", msg, "failed_attempts", o.failures, "down_for", now.Sub(o.since).Round(time.Millisecond).String(),
 		"next_report_in", o.interval.String())
 	o.failures = 0
