@@ -131,7 +131,7 @@ func TestUnreachableBroker(t *testing.T) {
 			t.Errorf("%s on SIGTERM: %v after %v", p.Name, err, d)
 		}
 		log := p.LogText()
-		warns := strings.Count(log, "cannot reach Kafka")
+		warns := strings.Count(log, " kind=unreachable ")
 		t.Logf("%s: %d outage warnings in 8 s; stopped in %v", p.Name, warns, d.Round(time.Millisecond))
 		if warns < 1 || warns > 3 {
 			t.Errorf("%s: %d outage warnings in 8 s, want 1 to 3 (one per burst, at 0 s and 5 s):\n%s", p.Name, warns, log)

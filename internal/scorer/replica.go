@@ -506,7 +506,7 @@ func (r *Replica) checkTopics(ctx context.Context) error {
 		// The brokers are down: wait for them as the reader would, saying
 		// so once, and again each 30 s.
 		if !wait.Retrying() || wait.AtMax() {
-			r.cfg.Log.Warn("cannot reach Kafka; retrying with backoff (checking the topics at start)", "brokers", strings.Join(r.cfg.Brokers, ","), "err", err)
+			r.cfg.Log.Warn("cannot reach Kafka; retrying with backoff (checking the topics at start)", "kind", "unreachable", "brokers", strings.Join(r.cfg.Brokers, ","), "err", err)
 		}
 		if wait.Wait(ctx) != nil {
 			return nil
