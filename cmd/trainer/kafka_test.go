@@ -87,7 +87,7 @@ func TestTrainerRejoinsOverAStuckPartition(t *testing.T) {
 	if !testkit.Until(ctx, func() bool { first = member(); return first != "" || !tr.Running() }) || first == "" {
 		t.Fatalf("the trainer never held a partition:\n%s", tr.LogText())
 	}
-	re := `has not advanced.* group=recon-trainer topic=events partition=\d .* held_by="[^"]*@[^"]*/\d+@[^"]* \([^"]+\)" group_state=Stable`
+	re := `level=WARN .*kind=stuck_partition group=recon-trainer topic=events partition=\d .* held_by="[^"]*@[^"]*/\d+@[^"]* \([^"]+\)" group_state=Stable`
 	if !testkit.Until(ctx, func() bool { return regexp.MustCompile(re).MatchString(tr.LogText()) || !tr.Running() }) || !tr.Running() {
 		t.Fatalf("the trainer did not report the stuck partition:\n%s", tr.LogText())
 	}

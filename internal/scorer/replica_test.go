@@ -314,12 +314,12 @@ func TestReplicaRejoinsOverAStuckPartition(t *testing.T) {
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rep.Run(rctx) }()
-	if !testkit.Until(ctx, func() bool { return strings.Contains(logs.String(), "has not advanced") }) {
+	if !testkit.Until(ctx, func() bool { return strings.Contains(logs.String(), " kind=stuck_partition ") }) {
 		t.Fatalf("no stuck partition noticed; processed %d\n%s", rep.Processed.Load(), logs.String())
 	}
 	// The warning names the member holding the partition: the squatter,
 	// a live member of the group.
-	if line := logs.String(); !regexp.MustCompile(`has not advanced.* held_by="[^"]*@[^"]* \([^"]+\)" group_state=Stable`).MatchString(line) {
+	if line := logs.String(); !regexp.MustCompile(`level=WARN .*kind=stuck_partition .* held_by="[^"]*@[^"]* \([^"]+\)" group_state=Stable`).MatchString(line) {
 		t.Errorf("the stuck-partition warning does not name its holder:\n%s", line)
 	}
 	testkit.Until(ctx, func() bool { return rep.Processed.Load() > 0 })

@@ -67,7 +67,7 @@ func watchStuck(ctx context.Context, s Security, brokers []string, group, topic 
 				holder = "nobody"
 			}
 			log.Warn("a partition has not advanced while records wait in it: rejoining the group so that it is assigned again",
-				"group", group, "topic", topic, "partition", part, "committed", p.Committed, "end", p.End, "for", after,
+				"kind", "stuck_partition", "group", group, "topic", topic, "partition", part, "committed", p.Committed, "end", p.End, "for", after,
 				"held_by", holder, "group_state", state)
 			return true
 		}
@@ -116,7 +116,7 @@ func (w *stuckWatch) wait(ctx context.Context) bool {
 	w.pause = min(w.after*time.Duration(1<<min(w.quick, 20)-1), 10*time.Minute)
 	if w.pause > 0 {
 		w.log.Warn("a partition stalled again soon after the last rejoin: a live member may hang; watching again after a pause",
-			"group", w.group, "topic", w.topic, "pause", w.pause)
+			"kind", "stall_repeated", "group", w.group, "topic", w.topic, "pause", w.pause)
 	}
 	return true
 }

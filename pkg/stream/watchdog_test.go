@@ -112,7 +112,7 @@ func TestWatchStuck(t *testing.T) {
 		t.Fatal("no stuck partition found")
 	}
 	line := logs.String()
-	if !regexp.MustCompile(`has not advanced.* group=g topic=t-\d+ partition=\d .* held_by="[^"]*@[^"]*/\d+@[^"]* \([^"]+\)" group_state=Stable`).MatchString(line) {
+	if !regexp.MustCompile(`level=WARN .*kind=stuck_partition group=g topic=t-\d+ partition=\d .* held_by="[^"]*@[^"]*/\d+@[^"]* \([^"]+\)" group_state=Stable`).MatchString(line) {
 		t.Errorf("the warning does not name the partition's holder:\n%s", line)
 	}
 	if c.count() == 0 || c.count() >= 200 {
@@ -132,7 +132,7 @@ func TestWatchStuck(t *testing.T) {
 		}
 		produce(t, ctx, bs, topic, 200+100*i, 100)
 	}
-	if !strings.Contains(logs.String(), "stalled again soon after the last rejoin") || !strings.Contains(logs.String(), "pause=900ms") {
+	if !regexp.MustCompile(`level=WARN .*kind=stall_repeated .*pause=900ms`).MatchString(logs.String()) {
 		t.Errorf("no pause announced after the second stall in a row:\n%s", logs.String())
 	}
 	start := time.Now()
