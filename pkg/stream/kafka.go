@@ -225,7 +225,8 @@ func (r *Reader) BatchInto(ctx context.Context, dst []Record) ([]Record, error) 
 			if cap(dst) == 0 {
 				dst = make([]Record, 0, min(r.cfg.MaxBatch, 256))
 			}
-			return r.fill(ctx, m, append(dst[:0], recordOf(first))), nil
+			var slab []Header
+			return r.fill(ctx, m, append(dst[:0], recordOf(first, &slab)), &slab), nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -267,7 +268,7 @@ func (r *Reader) FetchFailing() (time.Time, string) {
 
 // fill appends records from membership m to batch, which holds the
 // first, until MaxBatch or MaxWait.
-func (r *Reader) fill(ctx context.Context, m *membership, batch []Record) []Record {
+func (r *Reader) fill(ctx context.Context, m *membership, batch []Record, slab *[]Header) []Record {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)() // rejoined: no more from the old member
@@ -276,7 +277,7 @@ func (r *Reader) fill(ctx context.Context, m *membership, batch []Record) []Reco
 		if err != nil {
 			break // the wait ran out, the caller stops (these were not committed), or a fetch failed: hand out what there is
 		}
-		batch = append(batch, recordOf(msg))
+		batch = append(batch, recordOf(msg, slab))
 	}
 	return batch
 }
@@ -382,7 +383,12 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 // Write produces msgs and returns once the brokers have acknowledged all
 // of them (or with the error of the first that failed).
 func (w *Writer) Write(ctx context.Context, recs ...Record) error {
-	return w.write(ctx, messages(recs))
+	ms := make([]kafka.Message, len(recs))
+	var slab []kafka.Header
+	for i := range recs {
+		ms[i] = messageOf(&recs[i], &slab)
+	}
+	return w.write(ctx, ms)
 }
 
 func (w *Writer) write(ctx context.Context, msgs []kafka.Message) error {
@@ -410,12 +416,13 @@ func (w *Writer) WriteEach(ctx context.Context, recs ...Record) []error {
 	errs := make([]error, len(recs))
 	send := make([]kafka.Message, 0, len(recs))
 	idx := make([]int, 0, len(recs))
+	var slab []kafka.Header
 	for i := range recs {
 		if size := RecordSize(recs[i]); size > MaxRecordBytes {
 			errs[i] = fmt.Errorf("%w: about %d bytes, at most %d", ErrRecordTooLarge, size, MaxRecordBytes)
 			continue
 		}
-		send, idx = append(send, recs[i].message()), append(idx, i)
+		send, idx = append(send, messageOf(&recs[i], &slab)), append(idx, i)
 	}
 	if len(send) == 0 {
 		return errs

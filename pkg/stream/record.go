@@ -27,12 +27,13 @@ type Header struct {
 	Value []byte
 }
 
-// recordOf is m as a Record. Its headers are a new slice (sharing the
-// values' bytes), the rest shares m's memory.
-func recordOf(m kafka.Message) Record {
+// recordOf is m as a Record, sharing m's memory. Its headers are carved
+// from slab (grown as needed; nil: a slice of their own), so that a batch's
+// records share one headers array instead of allocating one each.
+func recordOf(m kafka.Message, slab *[]Header) Record {
 	r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}
-	if len(m.Headers) > 0 {
-		r.Headers = make([]Header, len(m.Headers))
+	if n := len(m.Headers); n > 0 {
+		r.Headers = carve(slab, n)
 		for i, h := range m.Headers {
 			r.Headers[i] = Header(h)
 		}
@@ -40,11 +41,12 @@ func recordOf(m kafka.Message) Record {
 	return r
 }
 
-// message is r as kafka-go's message.
-func (r *Record) message() kafka.Message {
+// messageOf is r as kafka-go's message, its headers carved from slab as
+// recordOf's.
+func messageOf(r *Record, slab *[]kafka.Header) kafka.Message {
 	m := kafka.Message{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Time: r.Time}
-	if len(r.Headers) > 0 {
-		m.Headers = make([]kafka.Header, len(r.Headers))
+	if n := len(r.Headers); n > 0 {
+		m.Headers = carve(slab, n)
 		for i, h := range r.Headers {
 			m.Headers[i] = kafka.Header(h)
 		}
@@ -52,13 +54,20 @@ func (r *Record) message() kafka.Message {
 	return m
 }
 
-// messages is rs as kafka-go's messages.
-func messages(rs []Record) []kafka.Message {
-	ms := make([]kafka.Message, len(rs))
-	for i := range rs {
-		ms[i] = rs[i].message()
+// carve returns n elements of *slab's spare capacity (a new array of room
+// for at least 256 when it has too little; a slice of its own for a nil
+// slab), capped so that appending to one record's headers never reaches
+// the next's.
+func carve[T any](slab *[]T, n int) []T {
+	if slab == nil {
+		return make([]T, n)
 	}
-	return ms
+	if cap(*slab)-len(*slab) < n {
+		*slab = make([]T, 0, max(n, 256))
+	}
+	start := len(*slab)
+	*slab = (*slab)[:start+n]
+	return (*slab)[start : start+n : start+n]
 }
 
 // WriteClass is how a caller should treat a failed write of a record.

@@ -42,8 +42,10 @@ func TestClassifyWrite(t *testing.T) {
 func TestRecordsRoundTrip(t *testing.T) {
 	r := Record{Topic: "t", Partition: 3, Offset: 42, Key: []byte("k"), Value: []byte("v"),
 		Headers: []Header{{Key: "a", Value: []byte("1")}, {Key: "b"}}}
-	m := r.message()
-	back := recordOf(m)
+	var ms []kafka.Header
+	var rs []Header
+	m := messageOf(&r, &ms)
+	back := recordOf(m, &rs)
 	if back.Topic != r.Topic || back.Partition != r.Partition || back.Offset != r.Offset || string(back.Key) != "k" || string(back.Value) != "v" ||
 		len(back.Headers) != 2 || back.Headers[0].Key != "a" || string(back.Headers[0].Value) != "1" || back.Headers[1].Key != "b" {
 		t.Fatalf("round trip: %+v, want %+v", back, r)
@@ -53,5 +55,21 @@ func TestRecordsRoundTrip(t *testing.T) {
 	errs := w.WriteEach(context.Background(), big)
 	if len(errs) != 1 || !errors.Is(errs[0], ErrRecordTooLarge) || ClassifyWrite(errs[0]) != WriteTooLarge {
 		t.Fatalf("WriteEach of a record over MaxRecordBytes: %v", errs)
+	}
+}
+
+// TestRecordsShareASlabSafely: records converted into one headers slab get
+// their own headers, and appending to one record's headers never
+// overwrites the next record's.
+func TestRecordsShareASlabSafely(t *testing.T) {
+	var slab []Header
+	a := recordOf(kafka.Message{Headers: []kafka.Header{{Key: "a"}}}, &slab)
+	b := recordOf(kafka.Message{Headers: []kafka.Header{{Key: "b"}, {Key: "c"}}}, &slab)
+	a.Headers = append(a.Headers, Header{Key: "x"})
+	if b.Headers[0].Key != "b" || b.Headers[1].Key != "c" || a.Headers[0].Key != "a" || len(b.Headers) != 2 {
+		t.Fatalf("headers alias across records: a %v, b %v", a.Headers, b.Headers)
+	}
+	if cap(slab) < 256 {
+		t.Fatalf("slab of capacity %d: want one array for a batch", cap(slab))
 	}
 }

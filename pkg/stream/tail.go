@@ -110,7 +110,7 @@ func followPartition(ctx context.Context, cfg TailConfig, p int, out *outage, fn
 			}
 			continue
 		}
-		fn(recordOf(m))
+		fn(recordOf(m, nil)) // fn may keep the record
 	}
 }
 
@@ -179,7 +179,7 @@ func ReadAt(ctx context.Context, brokers []string, sec Security, topic string, p
 			if m.Offset != offset {
 				return Record{}, fmt.Errorf("offset %d of %s/%d is not in the log (compacted?); the next is %d", offset, topic, partition, m.Offset)
 			}
-			return recordOf(m), nil
+			return recordOf(m, nil), nil
 		}
 	}
 }
